@@ -1,0 +1,290 @@
+"""`lofid ...`: a thin face over the rest of the package.
+
+Only argparse is imported at module level so that `lofid --help` starts at once; each
+command imports what it uses. Bad input ends in one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+EXIT_BAD_INPUT = 2
+
+DEFAULT_SIZE = (1280, 720)
+DEFAULT_FRAMES = 60
+DEFAULT_FPS = 12.0
+
+
+class BadInput(Exception):
+    """Something the user gave us is wrong; the message says what."""
+
+
+class _Parser(argparse.ArgumentParser):
+    # argparse prints the whole usage block before its error; one line is clearer.
+    def error(self, message):
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}\n")
+
+
+# --- argument types: each names what was wrong -------------------------------------
+
+def parse_size(text: str) -> tuple[int, int]:
+    parts = text.lower().split("x")
+    try:
+        w, h = (int(p) for p in parts)
+    except ValueError:
+        raise BadInput(f"--size {text!r} is not WIDTHxHEIGHT (for example 1280x720)") from None
+    if not (16 <= w <= 7680 and 16 <= h <= 4320):
+        raise BadInput(f"--size {text!r} is out of range: each side must be 16..7680 (height ..4320)")
+    return w, h
+
+
+def parse_byte_size(text: str) -> int:
+    units = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+    t = text.strip().lower().removesuffix("b").removesuffix("i")
+    unit = t[-1:] if t[-1:] in units else ""
+    try:
+        value = float(t[: len(t) - len(unit)])
+    except ValueError:
+        raise BadInput(f"{text!r} is not a size (for example 500M or 2G)") from None
+    if value < 0:
+        raise BadInput(f"{text!r} is not a size: it is negative")
+    return int(value * units[unit])
+
+
+# --- commands ------------------------------------------------------------------------
+
+def _library(args):
+    from lofid.library import Library
+    return Library(args.library)
+
+
+def _progress_bar(label: str):
+    """A progress callback that draws a bar on a terminal and stays quiet otherwise."""
+    if not sys.stderr.isatty():
+        return None
+    start = time.monotonic()
+
+    def show(done: int, total: int) -> None:
+        width = 30
+        filled = int(width * done / max(total, 1))
+        elapsed = time.monotonic() - start
+        sys.stderr.write(f"\r{label} [{'#' * filled}{'.' * (width - filled)}] "
+                         f"{done}/{total} {elapsed:4.1f}s")
+        if done >= total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+    return show
+
+
+def _read_image(path: str, size: tuple[int, int] | None):
+    """The user's still as (H, W, 3) uint8 at `size`, cropped to fill it."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            if size is None:
+                # Even sides: the video encoders need them.
+                size = (im.width - im.width % 2, im.height - im.height % 2)
+            w, h = size
+            scale = max(w / im.width, h / im.height)
+            sw, sh = max(w, round(im.width * scale)), max(h, round(im.height * scale))
+            im = im.resize((sw, sh), Image.LANCZOS)
+            left, top = (sw - w) // 2, (sh - h) // 2
+            im = im.crop((left, top, left + w, top + h))
+            return np.asarray(im, dtype=np.uint8).copy()
+    except (OSError, UnidentifiedImageError, ValueError) as e:
+        raise BadInput(f"--image {path!r} cannot be read as a picture: {e}") from None
+
+
+def _pick_generator(name: str) -> str:
+    from lofid import generators
+    if name == "auto":
+        # AnimateDiff needs weights and a GPU; until those are configured the painter
+        # is the one that can always run.
+        return "procedural"
+    if name not in generators.BACKENDS:
+        raise BadInput(f"--generator {name!r} is not known: expected auto or "
+                       f"{', '.join(generators.names())}")
+    return name
+
+
+def cmd_generate(args) -> int:
+    from lofid.loop import EXPORT_FORMATS
+
+    out = Path(args.output)
+    if out.suffix.lower() not in EXPORT_FORMATS:
+        raise BadInput(f"-o {args.output!r}: cannot write {out.suffix or 'a file without extension'}; "
+                       f"expected one of {', '.join(EXPORT_FORMATS)}")
+    if not out.parent.exists():
+        raise BadInput(f"-o {args.output!r}: folder {str(out.parent)!r} does not exist")
+    if args.frames < 2:
+        raise BadInput(f"--frames {args.frames}: a loop needs at least 2 frames")
+    if not 1 <= args.fps <= 60:
+        raise BadInput(f"--fps {args.fps:g}: expected 1..60 (lofi loops use 8-15)")
+    if args.repeat < 1:
+        raise BadInput(f"--repeat {args.repeat}: expected 1 or more")
+    size = parse_size(args.size) if args.size else None
+    image = _read_image(args.image, size) if args.image else None
+    if size is None:
+        size = (image.shape[1], image.shape[0]) if image is not None else DEFAULT_SIZE
+    name = _pick_generator(args.generator)
+    if args.generator == "auto":
+        print(f"generator: {name} (auto)", file=sys.stderr)
+
+    from lofid import generators
+    from lofid.loop import export
+    from lofid.scene import parse
+
+    spec = parse(args.text)
+    seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "little")
+    generate = generators.get(name)
+    t0 = time.monotonic()
+    options = {"image": image} if image is not None else {}
+    loop = generate(spec, seed, size, args.frames, args.fps,
+                    progress=_progress_bar("painting"), **options)
+    painted = time.monotonic() - t0
+    export(loop, out, repeat=args.repeat, progress=_progress_bar("encoding"))
+    total = time.monotonic() - t0
+
+    key = None
+    if not args.no_library:
+        key = _library(args).put(loop)
+    print(f"{out}  [{spec.label()}]  seed {seed}")
+    print(f"{loop.n_frames} frames {loop.width}x{loop.height} @ {loop.fps:g} fps"
+          f"{f' x{args.repeat}' if args.repeat > 1 else ''}, "
+          f"seam ratio {loop.metrics['seam_ratio']:.3f}, "
+          f"generated in {painted:.1f}s, {total:.1f}s in all"
+          + (f"; library key {key}" if key else ""))
+    return 0
+
+
+def _format_entry(e: dict) -> str:
+    spec = e.get("spec", {})
+    size = e.get("params", {}).get("size", ["?", "?"])
+    return (f"{e['key']}  {spec.get('scene', '?'):<15} {spec.get('weather', ''):<6} "
+            f"{spec.get('time_of_day', ''):<11} {e.get('generator', '?'):<11} "
+            f"{size[0]}x{size[1]} {e.get('n_frames', '?')}f  seam {e.get('metrics', {}).get('seam_ratio', float('nan')):.3f}"
+            f"  {e.get('bytes', 0) / 1e6:.1f} MB")
+
+
+def cmd_library_list(args) -> int:
+    import json
+    lib = _library(args)
+    entries = lib.entries(scene=args.scene)
+    if args.json:
+        print(json.dumps(entries, indent=2))
+        return 0
+    for e in entries:
+        print(_format_entry(e))
+    print(f"{len(entries)} loop(s), {sum(e.get('bytes', 0) for e in entries) / 1e6:.1f} MB"
+          f" in {lib.root}")
+    return 0
+
+
+def _find_key(lib, key: str) -> str:
+    """A full key, or a unique prefix of one, as git takes commit ids."""
+    matches = [e["key"] for e in lib.entries() if e["key"].startswith(key)]
+    if len(matches) != 1:
+        raise BadInput(f"no loop {key!r} in the library" if not matches
+                       else f"{key!r} is ambiguous: {', '.join(matches[:5])}")
+    return matches[0]
+
+
+def cmd_library_show(args) -> int:
+    import json
+    lib = _library(args)
+    print(json.dumps(lib.meta(_find_key(lib, args.key)), indent=2))
+    return 0
+
+
+def cmd_library_prune(args) -> int:
+    lib = _library(args)
+    cap = parse_byte_size(args.max_size)
+    removed = lib.prune(cap)
+    print(f"removed {len(removed)} loop(s); {lib.total_bytes() / 1e6:.1f} MB left")
+    return 0
+
+
+def cmd_library_preview(args) -> int:
+    from lofid.loop import contact_sheet, write_png
+    out = Path(args.output)
+    if out.suffix.lower() != ".png":
+        raise BadInput(f"-o {args.output!r}: a preview is written as .png")
+    lib = _library(args)
+    loop = lib.get(_find_key(lib, args.key))
+    write_png(contact_sheet(loop.frames, columns=args.columns), out)
+    print(out)
+    return 0
+
+
+# --- the parser ----------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    from lofid import __version__
+    p = _Parser(prog="lofid", description="Cozy, subtly animated lofi scenes that never stop.")
+    p.add_argument("--version", action="version", version=f"lofid {__version__}")
+    p.add_argument("--library", metavar="DIR",
+                   help="where loops are kept (default: $LOFID_LIBRARY or $XDG_DATA_HOME/lofid/loops)")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    g = sub.add_parser("generate", help="make one seamless loop and write it to a file",
+                       description="Make one seamless loop from a text such as "
+                                   "'rainy night, coffee shop' and write it as MP4, WebM or GIF.")
+    g.add_argument("text", help="what to show, in words (scene, weather, time of day, mood)")
+    g.add_argument("-o", "--output", required=True, metavar="FILE", help="FILE.mp4, .webm or .gif")
+    g.add_argument("--frames", type=int, default=DEFAULT_FRAMES,
+                   help=f"frames in the loop (default {DEFAULT_FRAMES})")
+    g.add_argument("--fps", type=float, default=DEFAULT_FPS, help=f"frames per second (default {DEFAULT_FPS:g})")
+    g.add_argument("--size", metavar="WxH",
+                   help=f"picture size (default {DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]}, or the --image's size)")
+    g.add_argument("--seed", type=int, help="seed for a reproducible loop (default: a new one)")
+    g.add_argument("--generator", default="auto", help="auto (default) or procedural")
+    g.add_argument("--image", metavar="PICTURE", help="animate your own still picture (weather and light)")
+    g.add_argument("--repeat", type=int, default=1, help="write the loop N times (default 1)")
+    g.add_argument("--no-library", action="store_true", help="do not keep the loop in the library")
+    g.set_defaults(run=cmd_generate)
+
+    lib = sub.add_parser("library", help="the loops kept on disk")
+    lsub = lib.add_subparsers(dest="library_command", metavar="ACTION", parser_class=_Parser,
+                              required=True)
+    ls_ = lsub.add_parser("list", help="list the loops")
+    ls_.add_argument("--scene", help="only this scene (e.g. coffee_shop)")
+    ls_.add_argument("--json", action="store_true", help="machine-readable output")
+    ls_.set_defaults(run=cmd_library_list)
+    sh = lsub.add_parser("show", help="a loop's metadata")
+    sh.add_argument("key", help="a key or a unique prefix of one")
+    sh.set_defaults(run=cmd_library_show)
+    pr = lsub.add_parser("prune", help="evict the least recently played loops down to a size")
+    pr.add_argument("--max-size", required=True, metavar="SIZE", help="for example 2G or 500M")
+    pr.set_defaults(run=cmd_library_prune)
+    pv = lsub.add_parser("preview", help="write a contact sheet PNG of a loop's frames")
+    pv.add_argument("key", help="a key or a unique prefix of one")
+    pv.add_argument("-o", "--output", required=True, metavar="FILE.png")
+    pv.add_argument("--columns", type=int, default=None, help="frames per row")
+    pv.set_defaults(run=cmd_library_preview)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return EXIT_BAD_INPUT
+    try:
+        return args.run(args)
+    except BadInput as e:
+        print(f"lofid: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("lofid: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
