@@ -1,0 +1,682 @@
+"""The library: loops on disk, content-addressed, atomic, size-capped, indexed.
+
+Each loop is stored once, under a key derived from everything that made it (its
+spec, seed, generator and params), as two files in the library folder:
+
+    <key>.mkv    the frames, lossless: FFV1 (range coder, per-slice CRCs) in Matroska,
+                 8-bit RGB (bgr0). Bit-exact, and a half or less of the size of
+                 zlib-compressed raw frames (np.savez_compressed) on painted loops.
+    <key>.json   the metadata (Loop.metadata() plus key, bytes, last_played and the
+                 frames file's size and SHA-256), readable without touching the frames.
+
+Every file is written to a temporary file in the same folder, fsynced and renamed
+into place, and the folder is fsynced after each rename. Frames are renamed first and
+metadata last, so a loop exists exactly when its metadata file does: a writer killed
+at any point leaves at most a temporary file (deleted) or frames without metadata
+(moved aside) for the next Library that opens the folder to find. Renames and deletions happen under an
+flock on `.lock` in the folder, so two Library objects (in one process or several)
+never see each other's half-finished work; temporary files are flocked by their
+writer while it lives, so start-up cleaning removes only those of dead writers.
+
+Anything found broken at start (truncated frames, unreadable metadata, metadata
+without frames, frames without metadata) is moved into `corrupt/` with a warning.
+Frames are decoded only by get(); a frames file that fails its checksum or does not
+decode is moved aside there too, and get() raises CorruptLoopError (a KeyError).
+
+The library imports the ground floor (scene, loop) and never a generator.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import io
+import json
+import logging
+import math
+import os
+import re
+import secrets
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lofid.loop import Loop
+from lofid.scene import SCENES, SceneSpec
+
+log = logging.getLogger(__name__)
+
+KEY_LENGTH = 16                      # hex characters: 64 bits, collisions are not a concern
+FRAMES_SUFFIX = ".mkv"
+META_SUFFIX = ".json"
+CORRUPT_DIR = "corrupt"
+FRAMES_FORMAT = "ffv1"
+FORMAT_VERSION = 1
+
+_KEY_RE = re.compile(rf"^[0-9a-f]{{{KEY_LENGTH}}}$")
+_TMP_PREFIX = ".tmp-"
+_LOCK_NAME = ".lock"
+# FFV1 level 3 with the range coder: far smaller than zlib on painted frames and still
+# decoded across slices in parallel; slice CRCs let the decoder notice damage. FFV1 is
+# intra-only, so every frame is a keyframe. Frames only a pixel or two thick cannot be
+# cut into slices; they fall back to one slice, then to level 1, which takes any size.
+_FFV1_OPTIONS = (
+    {"level": "3", "coder": "range_def", "context": "1", "slices": "4", "slicecrc": "1"},
+    {"level": "3", "coder": "range_def", "context": "1", "slices": "1", "slicecrc": "1"},
+    {"level": "1", "coder": "range_def", "context": "1"},
+)
+# FFV1 stores 8-bit RGB as bgr0 (it has no 8-bit gbrp); the conversions from and to
+# rgb24 only move bytes, so the round trip is exact.
+_FFV1_PIX_FMT = "bgr0"
+
+
+class LibraryError(Exception):
+    """Something in the library folder is not as it should be."""
+
+
+class CorruptLoopError(LibraryError, KeyError):
+    """A stored loop could not be read back; it has been moved into corrupt/.
+
+    It is a KeyError too, so a caller that treats a missing loop as "generate it
+    again" does the same for a damaged one."""
+
+    def __str__(self) -> str:        # KeyError would print the message quoted
+        return str(self.args[0]) if self.args else ""
+
+
+def default_root() -> Path:
+    """$LOFID_LIBRARY, else $XDG_DATA_HOME/lofid/loops, else ~/.local/share/lofid/loops."""
+    explicit = os.environ.get("LOFID_LIBRARY")
+    if explicit:
+        return Path(explicit).expanduser()
+    data_home = os.environ.get("XDG_DATA_HOME", "")
+    # The XDG spec says a relative value is invalid and must be ignored.
+    if not data_home or not os.path.isabs(data_home):
+        data_home = os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(data_home) / "lofid" / "loops"
+
+
+class Library:
+    """Loops on disk under `root`, capped at `max_bytes` of frames (None: no cap)."""
+
+    def __init__(self, root: str | os.PathLike | None = None,
+                 max_bytes: int | None = None) -> None:
+        self.max_bytes = _check_max_bytes(max_bytes)
+        self.root = Path(root).expanduser() if root is not None else default_root()
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise LibraryError(f"cannot create the library folder {self.root}: {exc}") from exc
+        if not self.root.is_dir():
+            raise LibraryError(f"library root {self.root} is not a folder")
+        self._thread_lock = threading.RLock()
+        self._lock_fd: int | None = None
+        self._check_folder()
+
+    def __repr__(self) -> str:
+        return f"Library({str(self.root)!r}, max_bytes={self.max_bytes!r})"
+
+    # ------------------------------------------------------------------ keys
+
+    @staticmethod
+    def key_for(spec: Any, seed: int, generator: str, params: Mapping | None) -> str:
+        """A stable hex key from everything that made a loop.
+
+        The same inputs give the same key in every process and on every machine;
+        changing anything (any spec field, the seed, the generator, any param) changes
+        it. Tuples and lists are the same, and so are 12 and 12.0."""
+        if isinstance(spec, Mapping):
+            spec_dict = dict(spec)
+        elif callable(getattr(spec, "to_dict", None)):
+            spec_dict = spec.to_dict()
+        else:
+            raise ValueError("key_for spec must be a scene spec (with .to_dict()) or its "
+                             f"dict, got {type(spec).__name__}")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise ValueError(f"key_for seed must be an integer, got {seed!r}")
+        if not isinstance(generator, str) or not generator:
+            raise ValueError(f"key_for generator must be a non-empty name, got {generator!r}")
+        if params is None:
+            params = {}
+        if not isinstance(params, Mapping):
+            raise ValueError(f"key_for params must be a dict, got {type(params).__name__}")
+        made_of = {
+            "spec": _canonical(spec_dict, "spec"),
+            "seed": int(seed),
+            "generator": generator,
+            "params": _canonical(dict(params), "params"),
+        }
+        text = json.dumps(made_of, sort_keys=True, separators=(",", ":"),
+                          ensure_ascii=False, allow_nan=False)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:KEY_LENGTH]
+
+    # ------------------------------------------------------------------ storing
+
+    def put(self, loop: Loop) -> str:
+        """Store `loop` (once: a key already stored is left as it is) and return its
+        key; then evict least recently played loops past max_bytes, never this one."""
+        if not isinstance(loop, Loop):
+            raise ValueError(f"Library.put needs a Loop, got {type(loop).__name__}")
+        key = self.key_for(loop.spec, loop.seed, loop.generator, loop.params)
+        if key not in self:
+            self._store(key, loop)
+        if self.max_bytes is not None:
+            self._evict(self.max_bytes, keep=key)
+        return key
+
+    def _store(self, key: str, loop: Loop) -> None:
+        frames_path = self._frames_path(key)
+        with self._temp_file(key, FRAMES_SUFFIX) as frames_tmp:
+            _encode_frames(loop, frames_tmp)
+            _fsync_path(frames_tmp)
+            size, digest = _file_digest(frames_tmp)
+            doc = loop.metadata()
+            doc.update({
+                "key": key,
+                "bytes": size,
+                "last_played": None,
+                "storage": {"file": frames_path.name, "format": FRAMES_FORMAT,
+                            "version": FORMAT_VERSION, "bytes": size, "sha256": digest},
+            })
+            with self._temp_file(key, META_SUFFIX) as meta_tmp:
+                _write_json(meta_tmp, doc)
+                with self._locked():
+                    if self._meta_path(key).exists():
+                        return      # stored meanwhile by another Library: keep that one
+                    os.replace(frames_tmp, frames_path)
+                    _fsync_dir(self.root)
+                    os.replace(meta_tmp, self._meta_path(key))
+                    _fsync_dir(self.root)
+        log.debug("stored loop %s (%d bytes)", key, size)
+
+    # ------------------------------------------------------------------ reading
+
+    def get(self, key: str) -> Loop:
+        """The loop stored under `key`, frames decoded bit-exact.
+
+        KeyError if there is none; CorruptLoopError (a KeyError) if its frames are
+        damaged, after moving them aside."""
+        doc = self.meta(key)
+        storage = doc["storage"]
+        try:
+            data = self._frames_path(key).read_bytes()
+        except FileNotFoundError:
+            if key not in self:
+                raise KeyError(f"no loop {key} in {self.root} (removed meanwhile)") from None
+            self._quarantine_entry(key, doc, "its frames file is missing")
+            raise CorruptLoopError(f"loop {key} in {self.root} has lost its frames "
+                                   f"file; its metadata was moved into {CORRUPT_DIR}/") from None
+        problem = None
+        if len(data) != storage["bytes"]:
+            problem = f"its frames file has {len(data)} bytes, expected {storage['bytes']}"
+        elif hashlib.sha256(data).hexdigest() != storage["sha256"]:
+            problem = "its frames file does not match its checksum"
+        else:
+            try:
+                frames = _decode_frames(data, doc)
+            except MemoryError:
+                raise                    # the machine's trouble, not the file's
+            except Exception as exc:     # any codec or shape failure means the same
+                problem = f"its frames do not decode ({type(exc).__name__}: {exc})"
+        if problem is not None:
+            self._quarantine_entry(key, doc, problem)
+            raise CorruptLoopError(f"loop {key} in {self.root} is damaged: {problem}; "
+                                   f"moved into {CORRUPT_DIR}/")
+        spec = SceneSpec.from_dict(doc["spec"])
+        return Loop.from_metadata(doc, frames, spec)
+
+    def meta(self, key: str) -> dict:
+        """The loop's metadata without loading its frames: Loop.metadata() plus "key",
+        "bytes" (size of its frames file), "last_played" (unix time or None) and
+        "storage" (how the frames are kept). KeyError if absent."""
+        self._check_key(key)
+        doc = self._read_meta(key)
+        if doc is None:
+            raise KeyError(f"no loop {key} in {self.root}")
+        return doc
+
+    def entries(self, scene: str | None = None, spec: Any = None) -> list[dict]:
+        """Metadata of the stored loops, newest first; only those of `scene` (a scene
+        name) and/or equal to `spec` (a SceneSpec) when given."""
+        if scene is not None and scene not in SCENES:
+            raise ValueError(f"unknown scene {scene!r}: expected one of {', '.join(SCENES)}")
+        wanted_spec = None
+        if spec is not None:
+            if not callable(getattr(spec, "to_dict", None)):
+                raise ValueError("entries spec must be a scene spec (with .to_dict()), "
+                                 f"got {type(spec).__name__}")
+            wanted_spec = _canonical(spec.to_dict(), "spec")
+        found = []
+        for key in self._keys():
+            doc = self._read_meta(key)
+            if doc is None:
+                continue                  # removed between listing and reading
+            if scene is not None and doc["spec"].get("scene") != scene:
+                continue
+            if wanted_spec is not None and _canonical(doc["spec"], "spec") != wanted_spec:
+                continue
+            found.append(doc)
+        found.sort(key=lambda d: (d["created"], d["key"]), reverse=True)
+        return found
+
+    def __contains__(self, key: object) -> bool:
+        return (isinstance(key, str) and _KEY_RE.match(key) is not None
+                and self._meta_path(key).exists())
+
+    def __len__(self) -> int:
+        return len(self._keys())
+
+    def total_bytes(self) -> int:
+        """Bytes of frames stored (the metadata files, about 1 KiB each, are not counted)."""
+        total = 0
+        for key in self._keys():
+            doc = self._read_meta(key)
+            if doc is not None:
+                total += doc["bytes"]
+        return total
+
+    # ------------------------------------------------------------------ playing, removing
+
+    def mark_played(self, key: str, when: float | None = None) -> None:
+        """Record that the loop was just played (or at unix time `when`); persistent."""
+        self._check_key(key)
+        if when is None:
+            when = time.time()
+        elif (isinstance(when, bool) or not isinstance(when, (int, float))
+              or not math.isfinite(when)):
+            raise ValueError(f"mark_played when must be a unix time, got {when!r}")
+        with self._temp_file(key, META_SUFFIX) as meta_tmp:
+            # Under the lock, so a loop removed meanwhile is not brought back half.
+            with self._locked():
+                doc = self._read_meta(key)
+                if doc is None:
+                    raise KeyError(f"no loop {key} in {self.root}")
+                doc["last_played"] = float(when)
+                _write_json(meta_tmp, doc)
+                os.replace(meta_tmp, self._meta_path(key))
+                _fsync_dir(self.root)
+
+    def remove(self, key: str) -> None:
+        """Delete the loop stored under `key`; KeyError if there is none."""
+        self._check_key(key)
+        with self._locked():
+            if not self._meta_path(key).exists():
+                raise KeyError(f"no loop {key} in {self.root}")
+            self._delete(key)
+
+    def prune(self, max_bytes: int | None = None) -> list[str]:
+        """Evict least recently played loops (never played: oldest created first) until
+        the frames total at most `max_bytes` (default: the library's max_bytes; with
+        neither, nothing is evicted). Returns the removed keys, in eviction order."""
+        cap = _check_max_bytes(max_bytes)
+        if cap is None:
+            cap = self.max_bytes
+        if cap is None:
+            return []
+        return self._evict(cap, keep=None)
+
+    def _evict(self, cap: int, keep: str | None) -> list[str]:
+        removed = []
+        with self._locked():
+            docs = [d for d in (self._read_meta(k) for k in self._keys()) if d is not None]
+            total = sum(d["bytes"] for d in docs)
+            docs.sort(key=_eviction_order)
+            for doc in docs:
+                if total <= cap:
+                    break
+                if doc["key"] == keep:
+                    continue
+                self._delete(doc["key"])
+                total -= doc["bytes"]
+                removed.append(doc["key"])
+                log.info("evicted loop %s (%d bytes) to keep the library under %d bytes",
+                         doc["key"], doc["bytes"], cap)
+        return removed
+
+    def _delete(self, key: str) -> None:
+        # Metadata first: once it is gone the loop no longer exists for anyone, and
+        # frames left behind by a crash here are cleared at the next start.
+        with contextlib.suppress(FileNotFoundError):
+            self._meta_path(key).unlink()
+        _fsync_dir(self.root)
+        with contextlib.suppress(FileNotFoundError):
+            self._frames_path(key).unlink()
+
+    # ------------------------------------------------------------------ start-up check
+
+    def _check_folder(self) -> None:
+        """Clear dead writers' temporary files and move broken entries aside."""
+        with self._locked():
+            metas, frames = set(), set()
+            for entry in os.scandir(self.root):
+                name = entry.name
+                if name.startswith(_TMP_PREFIX):
+                    self._clear_temp(Path(entry.path))
+                    continue
+                stem, suffix = os.path.splitext(name)
+                if not _KEY_RE.match(stem) or not entry.is_file(follow_symlinks=False):
+                    continue           # not ours (the lock file, corrupt/, a user's note)
+                if suffix == META_SUFFIX:
+                    metas.add(stem)
+                elif suffix == FRAMES_SUFFIX:
+                    frames.add(stem)
+            listed = set()
+            for key in sorted(metas):
+                doc = self._read_meta(key)
+                if doc is None:
+                    continue
+                listed.add(key)
+                frames_path = self._frames_path(key)
+                if key not in frames:
+                    self._quarantine_entry(key, doc, "metadata without a frames file")
+                    continue
+                size = frames_path.stat().st_size
+                if size != doc["storage"]["bytes"]:
+                    self._quarantine_entry(key, doc, f"frames file has {size} bytes, "
+                                           f"expected {doc['storage']['bytes']} (truncated?)")
+            for key in sorted(frames - listed):
+                self._move_aside(self._frames_path(key), "frames file without metadata")
+
+    def _clear_temp(self, path: Path) -> None:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return
+        try:
+            # A live writer holds its temporary file locked; only dead ones' are cleared.
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                return
+            raise
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                log.info("removed leftover temporary file %s (an interrupted write)", path)
+        finally:
+            os.close(fd)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _check_key(self, key: Any) -> None:
+        if not isinstance(key, str) or not _KEY_RE.match(key):
+            raise KeyError(f"no loop {key!r} in {self.root}: a loop key is "
+                           f"{KEY_LENGTH} lower-case hex characters")
+
+    def _keys(self) -> list[str]:
+        keys = []
+        for name in os.listdir(self.root):
+            stem, suffix = os.path.splitext(name)
+            if suffix == META_SUFFIX and _KEY_RE.match(stem):
+                keys.append(stem)
+        return keys
+
+    def _meta_path(self, key: str) -> Path:
+        return self.root / f"{key}{META_SUFFIX}"
+
+    def _frames_path(self, key: str) -> Path:
+        return self.root / f"{key}{FRAMES_SUFFIX}"
+
+    def _read_meta(self, key: str) -> dict | None:
+        """The parsed metadata of `key`; None if it is absent, or unreadable (then the
+        loop's files are moved aside: metadata is only ever written whole, so what
+        cannot be read was damaged from outside and will not heal).
+
+        Read afresh every time: another Library may have changed it, and file times
+        are too coarse to tell a rewrite within the same few milliseconds."""
+        path = self._meta_path(key)
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            return _parse_meta(raw, key)
+        except ValueError as exc:
+            with self._locked():
+                with contextlib.suppress(FileNotFoundError):
+                    if path.read_bytes() == raw:     # not replaced meanwhile
+                        why = f"unreadable metadata ({exc})"
+                        self._move_aside(path, why)
+                        self._move_aside(self._frames_path(key), why)
+            return None
+
+    def _quarantine_entry(self, key: str, doc: dict, why: str) -> None:
+        """Move a broken loop's files aside, unless it was replaced meanwhile."""
+        with self._locked():
+            current = self._read_meta(key)
+            if current is not None and current["storage"]["sha256"] != doc["storage"]["sha256"]:
+                return
+            self._move_aside(self._meta_path(key), why)
+            self._move_aside(self._frames_path(key), why)
+
+    def _move_aside(self, path: Path, why: str) -> None:
+        if not path.exists():
+            return
+        corrupt = self.root / CORRUPT_DIR
+        corrupt.mkdir(exist_ok=True)
+        target = corrupt / path.name
+        n = 1
+        while target.exists():
+            target = corrupt / f"{path.name}.{n}"
+            n += 1
+        try:
+            os.replace(path, target)
+        except FileNotFoundError:
+            return
+        _fsync_dir(self.root)
+        log.warning("moved %s aside to %s: %s", path, target, why)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Hold the folder's lock: excludes other Library objects, in this process or
+        another, and other threads using this one. Re-entrant within a thread."""
+        with self._thread_lock:
+            if self._lock_fd is not None:
+                yield
+                return
+            # Each Library opens its own file: flock excludes other open files, even
+            # those of the same process.
+            fd = os.open(self.root / _LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                self._lock_fd = fd
+                yield
+            finally:
+                self._lock_fd = None
+                os.close(fd)
+
+    @contextlib.contextmanager
+    def _temp_file(self, key: str, suffix: str) -> Iterator[Path]:
+        """A new temporary file in the library folder, locked while its writer lives
+        and deleted on the way out unless it was renamed into place."""
+        path = self.root / f"{_TMP_PREFIX}{key}-{os.getpid()}-{secrets.token_hex(4)}{suffix}"
+        # Created and locked under the folder lock, so start-up cleaning (which holds
+        # it) never sees the file in the instant before its writer locks it.
+        with self._locked():
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            yield path
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            os.close(fd)
+
+
+# ---------------------------------------------------------------------- frames files
+
+def _encode_frames(loop: Loop, path: Path) -> None:
+    import av
+
+    for n, options in enumerate(_FFV1_OPTIONS, 1):
+        try:
+            _encode_ffv1(loop, path, options)
+            return
+        except av.FFmpegError:
+            if n == len(_FFV1_OPTIONS):
+                raise
+
+
+def _encode_ffv1(loop: Loop, path: Path, options: dict) -> None:
+    import av
+
+    with av.open(str(path), mode="w", format="matroska") as container:
+        # The container's timing is informative only; the metadata holds the exact fps.
+        stream = container.add_stream("ffv1", rate=Fraction(loop.fps).limit_denominator(1001),
+                                      options=dict(options))
+        stream.width = loop.width
+        stream.height = loop.height
+        stream.pix_fmt = _FFV1_PIX_FMT
+        for index, frame in enumerate(loop.frames):
+            vf = av.VideoFrame.from_ndarray(frame, format="rgb24").reformat(format=_FFV1_PIX_FMT)
+            vf.pts = index
+            for packet in stream.encode(vf):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+
+
+def _decode_frames(data: bytes, doc: dict) -> np.ndarray:
+    import av
+
+    n, height, width = doc["n_frames"], doc["height"], doc["width"]
+    frames = np.empty((n, height, width, 3), dtype=np.uint8)
+    count = 0
+    with av.open(io.BytesIO(data), mode="r") as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        for vf in container.decode(stream):
+            if count >= n:
+                raise ValueError(f"more than the {n} frames recorded")
+            if (vf.width, vf.height) != (width, height):
+                raise ValueError(f"frame {count} is {vf.width}x{vf.height}, "
+                                 f"expected {width}x{height}")
+            frames[count] = vf.to_ndarray(format="rgb24")
+            count += 1
+    if count != n:
+        raise ValueError(f"{count} frames, expected {n}")
+    return frames
+
+
+# ---------------------------------------------------------------------- metadata files
+
+_REQUIRED = {"key": str, "spec": dict, "seed": int, "generator": str, "params": dict,
+             "fps": (int, float), "n_frames": int, "width": int, "height": int,
+             "created": (int, float), "bytes": int, "storage": dict}
+
+
+def _parse_meta(raw: bytes, key: str) -> dict:
+    """A metadata file's content, checked enough that the rest of the library can
+    trust its fields. ValueError naming what is wrong."""
+    try:
+        doc = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"not JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ValueError(f"expected a JSON object, got {type(doc).__name__}")
+    for field, kind in _REQUIRED.items():
+        if field not in doc:
+            raise ValueError(f"lacks {field!r}")
+        if not isinstance(doc[field], kind) or isinstance(doc[field], bool):
+            raise ValueError(f"{field!r} has the wrong type ({type(doc[field]).__name__})")
+    if doc["key"] != key:
+        raise ValueError(f"it names key {doc['key']!r}, its file name says {key!r}")
+    storage = doc["storage"]
+    if storage.get("format") != FRAMES_FORMAT or storage.get("version") != FORMAT_VERSION:
+        raise ValueError(f"frames stored as {storage.get('format')!r} version "
+                         f"{storage.get('version')!r}; this library reads "
+                         f"{FRAMES_FORMAT!r} version {FORMAT_VERSION}")
+    if not isinstance(storage.get("bytes"), int) or not isinstance(storage.get("sha256"), str):
+        raise ValueError("its storage record lacks the frames file's bytes or sha256")
+    last = doc.get("last_played")
+    if last is not None and (isinstance(last, bool) or not isinstance(last, (int, float))):
+        raise ValueError(f"'last_played' has the wrong type ({type(last).__name__})")
+    doc.setdefault("last_played", None)
+    SceneSpec.from_dict(doc["spec"])   # a spec this version cannot read is unusable
+    return doc
+
+
+def _write_json(path: Path, doc: dict) -> None:
+    data = json.dumps(doc, indent=1, sort_keys=True, allow_nan=False).encode("utf-8")
+    with open(path, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+# ---------------------------------------------------------------------- small helpers
+
+def _check_max_bytes(max_bytes: Any) -> int | None:
+    if max_bytes is None:
+        return None
+    if (isinstance(max_bytes, bool) or not isinstance(max_bytes, (int, np.integer))
+            or max_bytes < 0):
+        raise ValueError(f"max_bytes must be a whole number of bytes >= 0 or None, "
+                         f"got {max_bytes!r}")
+    return int(max_bytes)
+
+
+def _eviction_order(doc: dict) -> tuple[float, str]:
+    # Least recently played first; a loop never played counts from when it was made.
+    last = doc["last_played"]
+    return (last if last is not None else doc["created"], doc["key"])
+
+
+def _canonical(value: Any, where: str) -> Any:
+    """`value` as plain JSON types for hashing: tuples are lists, numpy scalars are
+    Python numbers, and whole floats are ints (12.0 and 12 make the same loop)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{where} must hold finite numbers, got {value!r}")
+        return int(value) if value.is_integer() else value
+    if isinstance(value, Mapping):
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise ValueError(f"{where} must have string keys, got key {k!r}")
+            out[k] = _canonical(v, f"{where}[{k!r}]")
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    raise ValueError(f"{where} must hold only numbers, strings, lists and dicts, "
+                     f"got {type(value).__name__}: {value!r}")
+
+
+def _file_digest(path: Path) -> tuple[int, str]:
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+            size += len(chunk)
+    return size, h.hexdigest()
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    # Makes a rename or deletion in the folder itself durable.
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
