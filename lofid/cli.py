@@ -153,7 +153,13 @@ def cmd_generate(args) -> int:
 
     key = None
     if not args.no_library:
-        key = _library(args).put(loop)
+        from lofid.library import LibraryError
+        try:
+            key = _library(args).put(loop)
+        except (LibraryError, OSError) as e:
+            # The file is written; a library that cannot take the loop is worth a
+            # warning, not a failed command.
+            print(f"lofid: warning: the loop was not kept in the library: {e}", file=sys.stderr)
     print(f"{out}  [{spec.label()}]  seed {seed}")
     print(f"{loop.n_frames} frames {loop.width}x{loop.height} @ {loop.fps:g} fps"
           f"{f' x{args.repeat}' if args.repeat > 1 else ''}, "
@@ -281,6 +287,15 @@ def main(argv: list[str] | None = None) -> int:
     except BadInput as e:
         print(f"lofid: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except Exception as e:
+        from lofid.library import LibraryError
+        from lofid.loop import ExportError
+        if not isinstance(e, (OSError, ExportError, LibraryError)):
+            raise
+        # Not the user's input but the machine (a full disk, an encoder failure):
+        # still one line, and a different code.
+        print(f"lofid: error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("lofid: interrupted", file=sys.stderr)
         return 130
