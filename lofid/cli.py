@@ -217,13 +217,18 @@ def cmd_library_prune(args) -> int:
 
 
 def cmd_library_preview(args) -> int:
+    import numpy as np
     from lofid.loop import contact_sheet, write_png
     out = Path(args.output)
     if out.suffix.lower() != ".png":
         raise BadInput(f"-o {args.output!r}: a preview is written as .png")
     lib = _library(args)
+    if args.count < 1:
+        raise BadInput(f"--count {args.count}: expected 1 or more")
     loop = lib.get(_find_key(lib, args.key))
-    write_png(contact_sheet(loop.frames, columns=args.columns), out)
+    # Evenly spaced frames show the whole motion without a sheet of near-copies.
+    picks = np.unique(np.linspace(0, loop.n_frames - 1, min(args.count, loop.n_frames)).round().astype(int))
+    write_png(contact_sheet(loop.frames[picks], columns=args.columns), out)
     print(out)
     return 0
 
@@ -271,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     pv = lsub.add_parser("preview", help="write a contact sheet PNG of a loop's frames")
     pv.add_argument("key", help="a key or a unique prefix of one")
     pv.add_argument("-o", "--output", required=True, metavar="FILE.png")
+    pv.add_argument("--count", type=int, default=12, help="frames shown, evenly spaced (default 12)")
     pv.add_argument("--columns", type=int, default=None, help="frames per row")
     pv.set_defaults(run=cmd_library_preview)
     return p
