@@ -213,3 +213,24 @@ def test_unknown_scene_is_refused():
     spec = types.SimpleNamespace(scene="moon_base", **fields)
     with pytest.raises(ValueError, match="moon_base"):
         paint(spec, 1, 320, 180)
+
+
+@pytest.mark.parametrize("scene", SCENES)
+def test_glass_is_only_the_see_through_part_of_the_windows(scene):
+    p = paint(parse(scene.replace("_", " ")), 2, 320, 180)
+    assert p.glass.shape == (180, 320) and p.glass.min() >= 0 and p.glass.max() <= 1
+    inside = np.zeros((180, 320), bool)
+    for x0, y0, x1, y1 in p.windows:
+        inside[y0:y1, x0:x1] = True
+    assert not p.glass[~inside].any()        # no glass outside a window pane
+    if p.windows:
+        assert p.glass[inside].mean() > 0.5  # and the panes are mostly clear
+
+
+def test_things_on_the_sill_stand_in_front_of_the_glass():
+    # The rainy window's candles, mug and plant cover part of the pane: rain must not
+    # run over them, so the glass there is not see-through.
+    p = paint(parse("rainy window, night"), 4, 640, 360)
+    x0, y0, x1, y1 = p.windows[0]
+    bottom = p.glass[y1 - 30:y1, x0:x1]
+    assert bottom.min() < 0.1 and p.glass[y0:y0 + 30, x0 + 40:x1 - 40].mean() > 0.9

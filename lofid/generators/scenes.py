@@ -71,6 +71,9 @@ class Painting:
     sky: Rect | None                      # open sky (stars, snow outside)
     air: Rect                             # interior volume where dust motes float
     palette: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+    # (H, W) float32 0..1: how much of each pixel is see-through glass, so rain on the
+    # glass stays off a plant or a candle standing in front of the pane.
+    glass: np.ndarray | None = None
 
 
 # ---------------------------------------------------------------- palettes
@@ -1762,7 +1765,15 @@ def paint(spec, seed: int, width: int, height: int) -> Painting:
     ctx.lights = [li for li in ctx.lights if 0 <= li.x <= W and 0 <= li.y <= H]
     return Painting(background=img, windows=ctx.windows, lights=ctx.lights, cups=ctx.cups,
                     curtains=ctx.curtains, figure=ctx.figure, reflections=ctx.reflections,
-                    sky=ctx.sky, air=ctx.air, palette=_palette(ctx))
+                    sky=ctx.sky, air=ctx.air, palette=_palette(ctx), glass=_glass(ctx))
+
+
+def _glass(ctx: _Ctx) -> np.ndarray:
+    """See-through glass: the holes of the room layer, inside the window panes only."""
+    glass = np.zeros((ctx.H, ctx.W), np.float32)
+    for x0, y0, x1, y1 in ctx.windows:
+        glass[y0:y1, x0:x1] = 1.0 - ctx.layer[y0:y1, x0:x1, 3]
+    return glass
 
 
 def _tonemap(x: np.ndarray, knee: float = 0.75) -> np.ndarray:
