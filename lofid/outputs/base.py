@@ -1,0 +1,206 @@
+"""What every output shares: the stream description, packets, and a bounded queue.
+
+An output never stalls the player's clock: the player hands it items with `send()`,
+which never blocks; a worker thread of the output's own takes them from a bounded
+queue and writes them. When the queue is full the output is behind (or dead) and
+the item is dropped and counted. Video is dropped in whole GOPs -- after a drop the
+output waits for the next keyframe -- so what it does write stays decodable.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Callable
+
+log = logging.getLogger("lofid.outputs")
+
+AUDIO_RATE = 48000
+AUDIO_CHANNELS = 2
+
+
+class OutputError(Exception):
+    """An output cannot be opened or has failed; the message names the output."""
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    """The one encoded stream the player makes, as an output needs it to mux."""
+    width: int
+    height: int
+    fps: Fraction                     # output frames per second; video time base is 1/fps
+    video_codec: str = "h264"
+    video_extradata: bytes = b""      # SPS/PPS (Annex B); every keyframe repeats them too
+    video_bitrate: int = 4_500_000
+    audio_codec: str = "aac"
+    audio_extradata: bytes = b""      # AudioSpecificConfig
+    audio_rate: int = AUDIO_RATE      # audio time base is 1/audio_rate
+    audio_channels: int = AUDIO_CHANNELS
+    audio_bitrate: int = 160_000
+
+    @property
+    def video_time_base(self) -> Fraction:
+        return 1 / Fraction(self.fps)
+
+    @property
+    def audio_time_base(self) -> Fraction:
+        return Fraction(1, self.audio_rate)
+
+
+@dataclass(frozen=True)
+class Packet:
+    """One encoded packet on the output timeline.
+
+    pts/dts count in the stream's time base (video: frames of the output clock; audio:
+    samples at 48 kHz) from the start of the daemon's clock: 64-bit integers that are
+    never reset, so an output that starts late or reconnects rebases them itself."""
+    kind: str                         # "video" | "audio"
+    pts: int
+    dts: int
+    duration: int
+    keyframe: bool
+    data: bytes
+
+
+@dataclass(frozen=True)
+class VideoFrame:
+    """A raw output frame, for outputs that encode for themselves (WebM, GIF)."""
+    index: int                        # the output clock's frame counter
+    image: "object"                   # (H, W, 3) uint8 numpy array at the output size
+
+
+@dataclass(frozen=True)
+class AudioChunk:
+    """Raw audio for outputs that encode for themselves: (samples, 2) float32."""
+    start: int                        # first sample, on the 48 kHz timeline
+    samples: "object"
+
+
+@dataclass
+class OutputStats:
+    sent: int = 0
+    written: int = 0
+    dropped: int = 0
+    errors: int = 0
+    last_error: str | None = None
+
+
+class Output:
+    """Base class: a bounded queue and a worker thread.
+
+    Subclasses set `wants` ("packets" or "frames"), and implement `_open(info)`,
+    `_write(item)` and `_close()`; they run on the worker thread, so they may block
+    without stalling anyone else. An exception in them marks the output failed
+    (reported through `on_state`), never propagates to the player.
+    """
+
+    wants = "packets"
+    queue_size = 512                  # items; about 8 s of 1080p30 video + audio packets
+
+    def __init__(self, name: str, on_state: Callable[[str, str, str | None], None] | None = None):
+        self.name = name
+        self.state = "new"            # new, starting, running, reconnecting, failed, closed
+        self.stats = OutputStats()
+        self._on_state = on_state
+        self._queue: queue.Queue = queue.Queue(self.queue_size)
+        self._thread: threading.Thread | None = None
+        self._waiting_for_keyframe = False
+
+    # --- the player's side: never blocks -----------------------------------------
+
+    def start(self, info: StreamInfo) -> None:
+        self.info = info
+        self._set_state("starting")
+        self._thread = threading.Thread(target=self._run, name=f"output {self.name}", daemon=True)
+        self._thread.start()
+
+    def send(self, item) -> bool:
+        """Queue an item; False when it was dropped because the output is behind."""
+        if self.state in ("failed", "closed"):
+            return False
+        self.stats.sent += 1
+        if isinstance(item, Packet) and item.kind == "video" and self._waiting_for_keyframe:
+            if not item.keyframe:
+                self.stats.dropped += 1
+                return False
+            self._waiting_for_keyframe = False
+        try:
+            self._queue.put_nowait(item)
+            return True
+        except queue.Full:
+            self.stats.dropped += 1
+            self._waiting_for_keyframe = True
+            return False
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Flush what is queued, finalise, and stop the worker (at most `timeout` s)."""
+        if self._thread is None:
+            return
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self._queue.put(_STOP, timeout=0.1)
+                break
+            except queue.Full:
+                if time.monotonic() > deadline or not self._thread.is_alive():
+                    break
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+
+    # --- the worker's side ---------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            self._open(self.info)
+            self._set_state("running")
+            while True:
+                item = self._queue.get()
+                if item is _STOP:
+                    break
+                self._write(item)
+                self.stats.written += 1
+        except Exception as e:  # an output failing must never take the player down
+            self.stats.errors += 1
+            self.stats.last_error = f"{type(e).__name__}: {e}"
+            log.error("output %s failed: %s", self.name, self.stats.last_error)
+            self._set_state("failed", self.stats.last_error)
+            self._drain()
+            return
+        try:
+            self._close()
+        except Exception as e:
+            self.stats.last_error = f"{type(e).__name__}: {e}"
+            log.error("output %s did not close cleanly: %s", self.name, self.stats.last_error)
+        self._set_state("closed")
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                return
+
+    def _set_state(self, state: str, detail: str | None = None) -> None:
+        self.state = state
+        if self._on_state is not None:
+            try:
+                self._on_state(self.name, state, detail)
+            except Exception:
+                log.exception("output state callback failed")
+
+    # --- for subclasses ------------------------------------------------------------
+
+    def _open(self, info: StreamInfo) -> None:
+        pass
+
+    def _write(self, item) -> None:
+        raise NotImplementedError
+
+    def _close(self) -> None:
+        pass
+
+
+_STOP = object()
