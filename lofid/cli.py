@@ -233,6 +233,120 @@ def cmd_library_preview(args) -> int:
     return 0
 
 
+def _loop_size(out_w: int, out_h: int) -> tuple[int, int]:
+    """Loops are painted at the output size, at most 1280 wide: the player scales them up,
+    and painting (and storing) at 1080p would cost twice as much for little gain."""
+    scale = min(1.0, 1280 / out_w)
+    return max(16, round(out_w * scale / 2) * 2), max(16, round(out_h * scale / 2) * 2)
+
+
+def _is_live(target: str) -> bool:
+    return target == "window" or "://" in target
+
+
+def cmd_run(args) -> int:
+    import logging
+    import signal
+    from fractions import Fraction
+
+    from lofid import generators
+    from lofid.config import ConfigError, load, size_of
+    from lofid.director import Director, DirectorSettings, NothingToPlay
+    from lofid.scene import parse
+
+    overrides = {"outputs": args.output or None, "duration": args.duration, "scene": args.scene,
+                 "rotate": args.rotate, "crossfade": args.crossfade, "fps": args.fps,
+                 "size": args.size, "audio": args.audio or None,
+                 "generate": False if args.no_generate else None,
+                 "realtime": True if args.realtime else None, "fit": args.fit,
+                 "bitrate": args.bitrate, "fullscreen": True if args.fullscreen else None,
+                 "borderless": True if args.borderless else None,
+                 "library": args.library}
+    try:
+        cfg = load(args.config, overrides)
+        size = size_of(cfg.size)
+    except ConfigError as e:
+        raise BadInput(str(e)) from None
+    targets = cfg.outputs
+    if not targets:
+        if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+            targets = ["window"]
+        else:
+            raise BadInput("no output given and no display for a window: choose one or more with "
+                           "--output (a file such as stream.mp4, udp://127.0.0.1:5000, "
+                           "tcp://127.0.0.1:5000?listen, rtmp://..., window or null)")
+
+    logging.basicConfig(level=logging.INFO, format="lofid: %(message)s", stream=sys.stderr)
+    from lofid.audio import AudioTrack
+    from lofid.library import Library
+    from lofid.outputs import open_output
+    from lofid.outputs.base import OutputError
+    from lofid.player import Player, PlayerSettings
+
+    player = None
+
+    def on_state(name: str, state: str, detail: str | None) -> None:
+        print(f"lofid: output {name}: {state}" + (f" ({detail})" if detail else ""), file=sys.stderr)
+        if name == "window" and state == "closed" and cfg.close_stops and player is not None:
+            player.stop()
+
+    outputs = []
+    for target in targets:
+        try:
+            outputs.append(open_output(target, on_state=on_state, fullscreen=cfg.fullscreen,
+                                       borderless=cfg.borderless, close_stops=cfg.close_stops))
+        except OutputError as e:
+            # One bad output does not stop the others.
+            print(f"lofid: error: output {target!r}: {e}", file=sys.stderr)
+    if not outputs:
+        print("lofid: error: no output can run", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+    def on_event(name: str, payload: dict) -> None:
+        if name in ("scene_changed", "crossfade", "generation_failed", "player_error"):
+            print(f"lofid: {name.replace('_', ' ')}: "
+                  + ", ".join(f"{k} {v}" for k, v in payload.items()), file=sys.stderr)
+
+    spec = parse(cfg.scene)
+    director = Director(Library(cfg.library), spec,
+                        DirectorSettings(loop_size=_loop_size(*size), frames=cfg.loop_frames,
+                                         fps=cfg.loop_fps, rotate=cfg.rotate,
+                                         generate=cfg.generate),
+                        generate=generators.get("procedural"), on_event=on_event)
+    audio = AudioTrack(cfg.audio)
+    settings = PlayerSettings(fps=Fraction(cfg.fps), size=size, crossfade=cfg.crossfade,
+                              fit=cfg.fit, bitrate=cfg.bitrate * 1000, duration=cfg.duration,
+                              realtime=cfg.realtime or any(_is_live(t) for t in targets))
+    player = Player(director, outputs, audio, settings, on_event=on_event)
+    start_frame = settings.start_frame
+    director.attach_clock(lambda: (player.frame - start_frame) / cfg.fps)
+
+    # The first Ctrl-C (or SIGTERM) stops cleanly: files are finalised. A second forces.
+    def on_signal(signum, frame):
+        if getattr(on_signal, "seen", False):
+            print("lofid: forced stop", file=sys.stderr)
+            os._exit(130)
+        on_signal.seen = True
+        print("lofid: stopping (again to force)", file=sys.stderr)
+        player.stop()
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    t0 = time.monotonic()
+    try:
+        player.run()
+    except NothingToPlay as e:
+        print(f"lofid: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    finally:
+        director.stop()
+        audio.close() if hasattr(audio, "close") else None
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    seconds = (player.frame - start_frame) / cfg.fps
+    print(f"played {seconds:.1f} s ({player.frame - start_frame} frames) in "
+          f"{time.monotonic() - t0:.1f} s to {', '.join(o.name for o in outputs)}")
+    return 0
+
+
 # --- the parser ----------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -259,6 +373,31 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--repeat", type=int, default=1, help="write the loop N times (default 1)")
     g.add_argument("--no-library", action="store_true", help="do not keep the loop in the library")
     g.set_defaults(run=cmd_generate)
+
+    r = sub.add_parser("run", help="play loops as one endless picture to outputs",
+                       description="Play loops of a scene as one endless picture: each loop repeats, "
+                                   "then crossfades into the next, to files, streams and a window.")
+    r.add_argument("-o", "--output", action="append", metavar="TARGET",
+                   help="repeatable: a file (.mp4 .mkv .webm .gif), udp://HOST:PORT, "
+                        "tcp://HOST:PORT?listen, rtmp://..., rtmps://..., window or null")
+    r.add_argument("--duration", type=float, help="seconds of output (default: forever)")
+    r.add_argument("--scene", help="what to show, in words (default: the study room)")
+    r.add_argument("--rotate", type=float, help="seconds before moving to another loop (default 180)")
+    r.add_argument("--crossfade", type=float, help="crossfade seconds (default 3)")
+    r.add_argument("--fps", type=int, help="output frames per second: 24, 25, 30, 50, 60 (default 30)")
+    r.add_argument("--size", metavar="WxH", help="output size (default 1920x1080)")
+    r.add_argument("--audio", action="append", metavar="DIR|FILE",
+                   help="repeatable: music files or folders for the audio track (default: silence)")
+    r.add_argument("--no-generate", action="store_true", help="play only loops already in the library")
+    r.add_argument("--realtime", action="store_true",
+                   help="pace files and null to the wall clock (streams and the window always are)")
+    r.add_argument("--fit", choices=("crop", "blur"), help="a loop of another shape: crop (default) "
+                   "or blur (the whole loop over a blurred backdrop)")
+    r.add_argument("--bitrate", type=int, help="video kb/s (default 4500)")
+    r.add_argument("--fullscreen", action="store_true", help="window: start fullscreen (f toggles)")
+    r.add_argument("--borderless", action="store_true", help="window: no decorations")
+    r.add_argument("--config", metavar="FILE", help="a TOML file with any of these options as keys")
+    r.set_defaults(run=cmd_run)
 
     lib = sub.add_parser("library", help="the loops kept on disk")
     lsub = lib.add_subparsers(dest="library_command", metavar="ACTION", parser_class=_Parser,

@@ -1,0 +1,105 @@
+"""The TOML config: one key per `lofid run` option, with defaults and validation.
+
+Values come from, in rising order: the defaults here, the config file, the command
+line. Validation happens once, here, and names the key, the value and what was
+expected.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+class ConfigError(ValueError):
+    pass
+
+
+OUTPUT_FPS = (24, 25, 30, 50, 60)
+FITS = ("crop", "blur")
+
+
+@dataclass
+class RunConfig:
+    outputs: list = None          # targets: file path, udp://, tcp://...?listen, rtmp(s)://, window, null
+    duration: float | None = None  # seconds of output; None = forever
+    scene: str = ""               # what to show, in words; "" = the default scene
+    rotate: float = 180.0         # seconds between loops of the same scene
+    crossfade: float = 3.0        # seconds
+    fps: int = 30                 # output frames per second
+    size: str = "1920x1080"       # output size
+    audio: list = None            # audio files or folders for the stream's track
+    generate: bool = True         # false: play only loops already in the library
+    realtime: bool = False        # pace files and null to the wall clock too
+    fit: str = "crop"             # a loop of another shape: crop, or blur (blurred backdrop)
+    bitrate: int = 4500           # video kb/s for streams and stream files
+    loop_frames: int = 60         # frames in each generated loop
+    loop_fps: float = 12.0        # frames per second of generated loops
+    fullscreen: bool = False      # window: start fullscreen (f toggles)
+    borderless: bool = False      # window: no decorations
+    close_stops: bool = False     # window: closing it stops lofid
+    library: str | None = None    # loop library folder
+
+    def __post_init__(self):
+        self.outputs = list(self.outputs or [])
+        self.audio = list(self.audio or [])
+
+
+def size_of(text: str, key: str = "size") -> tuple[int, int]:
+    try:
+        w, h = (int(p) for p in str(text).lower().split("x"))
+    except ValueError:
+        raise ConfigError(f"{key} {text!r} is not WIDTHxHEIGHT (for example 1920x1080)") from None
+    if not (16 <= w <= 7680 and 16 <= h <= 4320) or w % 2 or h % 2:
+        raise ConfigError(f"{key} {text!r}: expected even sides, 16..7680 x 16..4320")
+    return w, h
+
+
+def validate(cfg: RunConfig) -> RunConfig:
+    def need(ok: bool, key: str, expected: str):
+        if not ok:
+            raise ConfigError(f"{key} = {getattr(cfg, key)!r}: expected {expected}")
+
+    need(cfg.duration is None or (isinstance(cfg.duration, (int, float)) and cfg.duration > 0),
+         "duration", "a number of seconds above 0")
+    need(isinstance(cfg.rotate, (int, float)) and cfg.rotate > 0, "rotate", "seconds above 0")
+    need(isinstance(cfg.crossfade, (int, float)) and 0 <= cfg.crossfade <= 30,
+         "crossfade", "seconds, 0..30")
+    need(cfg.fps in OUTPUT_FPS, "fps", f"one of {', '.join(map(str, OUTPUT_FPS))}")
+    need(cfg.fit in FITS, "fit", " or ".join(FITS))
+    need(isinstance(cfg.bitrate, int) and 300 <= cfg.bitrate <= 50000, "bitrate", "kb/s, 300..50000")
+    need(isinstance(cfg.loop_frames, int) and cfg.loop_frames >= 2, "loop_frames", "2 or more")
+    need(isinstance(cfg.loop_fps, (int, float)) and 1 <= cfg.loop_fps <= 60, "loop_fps", "1..60")
+    need(isinstance(cfg.scene, str), "scene", "text")
+    need(all(isinstance(o, str) and o for o in cfg.outputs), "outputs", "a list of targets")
+    need(all(isinstance(a, str) and a for a in cfg.audio), "audio", "a list of files or folders")
+    for key in ("generate", "realtime", "fullscreen", "borderless", "close_stops"):
+        need(isinstance(getattr(cfg, key), bool), key, "true or false")
+    size_of(cfg.size)
+    return cfg
+
+
+def load(path: str | Path | None, overrides: dict) -> RunConfig:
+    """Defaults, then the file at `path` (if any), then `overrides` (None values skipped)."""
+    values: dict = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as f:
+                values = tomllib.load(f)
+        except OSError as e:
+            raise ConfigError(f"config {str(path)!r} cannot be read: {e.strerror}") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"config {str(path)!r} is not valid TOML: {e}") from None
+        known = {f.name for f in fields(RunConfig)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"config {str(path)!r}: unknown key {unknown[0]!r}; "
+                              f"known keys: {', '.join(sorted(known))}")
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return validate(RunConfig(**values))
