@@ -308,18 +308,20 @@ def cmd_run(args) -> int:
                   + ", ".join(f"{k} {v}" for k, v in payload.items()), file=sys.stderr)
 
     spec = parse(cfg.scene)
+    realtime = cfg.realtime or any(_is_live(t) for t in targets)
     director = Director(Library(cfg.library), spec,
                         DirectorSettings(loop_size=_loop_size(*size), frames=cfg.loop_frames,
                                          fps=cfg.loop_fps, rotate=cfg.rotate,
-                                         generate=cfg.generate),
+                                         generate=cfg.generate,
+                                         wait_for_next=0.0 if realtime else 300.0),
                         generate=generators.get("procedural"), on_event=on_event)
     audio = AudioTrack(cfg.audio)
     settings = PlayerSettings(fps=Fraction(cfg.fps), size=size, crossfade=cfg.crossfade,
                               fit=cfg.fit, bitrate=cfg.bitrate * 1000, duration=cfg.duration,
-                              realtime=cfg.realtime or any(_is_live(t) for t in targets))
+                              realtime=realtime)
     player = Player(director, outputs, audio, settings, on_event=on_event)
     start_frame = settings.start_frame
-    director.attach_clock(lambda: (player.frame - start_frame) / cfg.fps)
+    director.attach_clock(lambda: player.seconds)
 
     # The first Ctrl-C (or SIGTERM) stops cleanly: files are finalised. A second forces.
     def on_signal(signum, frame):

@@ -35,6 +35,9 @@ class DirectorSettings:
     prefetch: int = 2              # loops kept ready ahead
     generate: bool = True          # False: play only what the library holds
     generator: str = "procedural"
+    # Files made faster than real time: when a loop's time is up, wait for the next
+    # one rather than let the output clock outrun the generator (bounded, seconds).
+    wait_for_next: float = 0.0
 
 
 class Director:
@@ -49,12 +52,15 @@ class Director:
         self._ready: deque = deque()           # (key, Loop) made and waiting
         self._played: set[str] = set()          # keys played during this run
         self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)   # a loop joined _ready
+        self._idle = False                                # the worker has nothing to make
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._worker: threading.Thread | None = None
         self._clock: Callable[[], float] = time.monotonic
         self._since: float | None = None       # output time the current loop started
         self.current_key: str | None = None
+        self._current_spec = None
         self.failures = 0
 
     # --- the player's side ---------------------------------------------------------
@@ -82,7 +88,10 @@ class Director:
         """A made loop to crossfade to when the current one has had its time, else None."""
         if self._since is None or self._clock() - self._since < self.settings.rotate:
             return None
-        with self._lock:
+        with self._arrived:
+            if not self._ready and self.settings.wait_for_next > 0:
+                self._arrived.wait_for(lambda: self._ready or self._stop.is_set() or self._idle,
+                                       timeout=self.settings.wait_for_next)
             if not self._ready:
                 return None
             key, loop = self._ready.popleft()
@@ -101,6 +110,8 @@ class Director:
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
+        with self._arrived:
+            self._arrived.notify_all()
         if self._worker is not None:
             self._worker.join(timeout=30)
 
@@ -108,15 +119,19 @@ class Director:
 
     def _started(self, key, loop) -> None:
         self._since = self._clock()
+        changed = self._current_spec != loop.spec
+        self._current_spec = loop.spec
         self.current_key = key
+        loop.key = key   # the player names loops by it in its events
         if key is not None:
             self._played.add(key)
             try:
                 self.library.mark_played(key)
             except Exception as e:  # a library hiccup must not stop the picture
                 log.warning("could not mark loop %s played: %s", key, e)
-        self._on_event("scene_changed", {"scene": loop.spec.label(), "loop": key,
-                                         "seed": loop.seed})
+        if changed:
+            self._on_event("scene_changed", {"scene": loop.spec.label(), "loop": key,
+                                             "seed": loop.seed})
 
     def _take_from_library(self):
         """A stored loop of the current scene, least recently played first.
@@ -181,9 +196,14 @@ class Director:
                 continue
             if made is None:
                 # Nothing new to offer (library only, one loop): look again later.
+                with self._arrived:
+                    self._idle = True
+                    self._arrived.notify_all()
                 self._wake.wait(timeout=10.0)
                 self._wake.clear()
                 continue
-            with self._lock:
+            with self._arrived:
+                self._idle = False
                 if made[1].spec == self.spec:
                     self._ready.append(made)
+                    self._arrived.notify_all()

@@ -1,0 +1,394 @@
+"""Encoding for the player's one stream: H.264 video segments and continuous AAC audio.
+
+The player encodes a loop's repetition once, as a closed-GOP segment, and re-sends
+those packets with shifted timestamps on every later repetition; crossfades are
+encoded live as segments of their own. So every segment made with the same
+VideoSettings must join onto any other one: each starts with an IDR frame carrying
+SPS/PPS, has no B-frames (decode order is display order, dts == pts), puts keyframes
+exactly every `gop` frames, and comes from an encoder whose headers (the extradata)
+are byte-identical to every other encoder's with those settings.
+
+Colour: frames are RGB; they are converted to yuv420p with the BT.709 matrix in
+limited range and tagged so, as lofid.loop.export does, so players show the same
+colours everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Iterable
+
+import numpy as np
+
+from lofid.outputs.base import AUDIO_CHANNELS, AUDIO_RATE, Packet, StreamInfo
+
+PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium")
+
+_BT709 = 1            # AVCOL_SPC / AVCOL_PRI / AVCOL_TRC value for ITU-R BT.709
+_LIMITED_RANGE = 1    # AVCOL_RANGE_MPEG
+
+
+def _as_fps(value) -> Fraction:
+    if isinstance(value, bool):
+        raise ValueError(f"video fps must be a positive number, got {value!r}")
+    try:
+        fps = Fraction(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"video fps must be a positive number, got {value!r}") from None
+    if isinstance(value, float):
+        # 29.97 given as a float means 30000/1001 (the NTSC rates), not 2997/100.
+        ntsc = round(value * 1.001)
+        if value != round(value) and abs(value * 1.001 - ntsc) < 1e-3:
+            fps = Fraction(ntsc * 1000, 1001)
+        else:
+            fps = fps.limit_denominator(1000)
+    if not 1 <= fps <= 240:
+        raise ValueError(f"video fps must be between 1 and 240, got {value!r}")
+    return fps
+
+
+@dataclass(frozen=True)
+class VideoSettings:
+    """How the player's H.264 stream is encoded. Equal settings give joinable segments."""
+    width: int = 1920
+    height: int = 1080
+    fps: Fraction = Fraction(30)
+    bitrate: int = 4_500_000
+    keyframe_seconds: float = 2.0
+    # Each loop's repetition is encoded once and each crossfade live. On painted
+    # 1080p30 loops at 4.5 Mb/s "ultrafast" (with CABAC, see below) looks as good
+    # as "superfast" (Y-PSNR 43.7 vs 43.4 dB) for less CPU: a 60-s cycle of one 5-s
+    # repetition and one 3-s crossfade costs about 0.07 CPU-s per stream second in
+    # encode_segment, against about 0.09 with "superfast" and 0.10 with "veryfast".
+    preset: str = "ultrafast"
+
+    def __post_init__(self) -> None:
+        for name in ("width", "height"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 16 <= v <= 8192:
+                raise ValueError(f"video {name} must be an integer from 16 to 8192, got {v!r}")
+            if v % 2:
+                raise ValueError(f"video {name} must be even (yuv420p halves it), got {v}")
+        object.__setattr__(self, "fps", _as_fps(self.fps))
+        if isinstance(self.bitrate, bool) or not isinstance(self.bitrate, (int, np.integer)) \
+                or not 100_000 <= self.bitrate <= 100_000_000:
+            raise ValueError(f"video bitrate must be an integer from 100000 to 100000000 "
+                             f"bits per second, got {self.bitrate!r}")
+        ks = self.keyframe_seconds
+        if isinstance(ks, bool) or not isinstance(ks, (int, float)) or not 0.1 <= ks <= 10:
+            raise ValueError(f"keyframe_seconds must be a number from 0.1 to 10, got {ks!r}")
+        if self.preset not in PRESETS:
+            raise ValueError(f"video preset must be one of {', '.join(PRESETS)}, "
+                             f"got {self.preset!r}")
+
+    @property
+    def gop(self) -> int:
+        """Frames from one keyframe to the next."""
+        return max(1, round(self.keyframe_seconds * self.fps))
+
+    @property
+    def time_base(self) -> Fraction:
+        return 1 / self.fps
+
+
+def _video_encoder(settings: VideoSettings):
+    import av
+
+    cc = av.CodecContext.create("libx264", "w")
+    cc.width = settings.width
+    cc.height = settings.height
+    cc.pix_fmt = "yuv420p"
+    cc.time_base = settings.time_base
+    cc.framerate = settings.fps
+    cc.bit_rate = settings.bitrate
+    cc.gop_size = settings.gop
+    cc.max_b_frames = 0
+    # Global header: SPS/PPS go to extradata (MP4, MKV and FLV need them there);
+    # repeat-headers below puts them on every keyframe too (MPEG-TS, late joiners).
+    # Closed GOP: no frame refers across a keyframe, so a segment can follow any other.
+    cc.flags |= av.codec.context.Flags.global_header | av.codec.context.Flags.closed_gop
+    cc.colorspace = _BT709
+    cc.color_primaries = _BT709
+    cc.color_trc = _BT709
+    cc.color_range = _LIMITED_RANGE
+    rate = str(settings.bitrate)
+    cc.options = {
+        "preset": settings.preset,
+        "profile": "main",
+        # CBR: nal-hrd=cbr pads with filler up to exactly the bitrate; a 1-s buffer
+        # keeps it constant over short windows, as streaming servers expect.
+        "maxrate": rate,
+        "minrate": rate,
+        "bufsize": rate,
+        # Keyframes exactly every gop frames and nowhere else.
+        "keyint_min": str(settings.gop),
+        "sc_threshold": "0",
+        # Each segment starts (and on average ends) with the decoder's buffer half
+        # full; with x264's default of 90 % every segment spent the difference
+        # again and a 5-s repetition ran about 8 % over the bitrate.
+        # CABAC on whatever the preset: "ultrafast" turns it off, and x264 then
+        # signals Constrained Baseline, while the ingest servers ask for Main.
+        "x264-params": "nal-hrd=cbr:vbv-init=0.5:repeat-headers=1:scenecut=0:open-gop=0:cabac=1",
+    }
+    cc.open()
+    return cc
+
+
+def _check_image(image, settings: VideoSettings) -> np.ndarray:
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 \
+            or image.shape[2] != 3:
+        got = (f"{image.shape} {image.dtype}" if isinstance(image, np.ndarray)
+               else type(image).__name__)
+        raise ValueError(f"video frames must be (H, W, 3) uint8 RGB arrays, got {got}")
+    if image.shape[:2] != (settings.height, settings.width):
+        raise ValueError(f"video frame is {image.shape[1]}x{image.shape[0]}, expected the "
+                         f"output size {settings.width}x{settings.height}")
+    return image
+
+
+class YuvConverter:
+    """RGB frames to BT.709 limited-range yuv420p av.VideoFrames at one size.
+
+    The RGB side is one reused frame whose buffer is filled with a numpy copy (a
+    third of the cost of building a frame per picture). A picture handed in again
+    as the same array object, unchanged, is not converted again: the player's
+    frame repetition (a 12 fps loop at 30 fps) hands the same array 2-3 times.
+    """
+
+    def __init__(self, settings: VideoSettings):
+        import av
+
+        self.settings = settings
+        self._rgb = av.VideoFrame(settings.width, settings.height, "rgb24")
+        plane = self._rgb.planes[0]
+        self._rgb_view = np.frombuffer(plane, np.uint8).reshape(
+            settings.height, plane.line_size)[:, :settings.width * 3]
+        self._last_image = None
+        self._last_probe = None
+        self._last_frame = None
+        self.converted = 0
+
+    def __call__(self, image: np.ndarray):
+        """The yuv420p frame for `image` (a fresh frame, or the previous one if repeated)."""
+        image = _check_image(image, self.settings)
+        # A sparse sample catches an array that was changed in place since.
+        probe = image[::61, ::67].copy()
+        if image is self._last_image and np.array_equal(probe, self._last_probe):
+            return self._last_frame
+        self._rgb_view[...] = image.reshape(self.settings.height, -1)
+        frame = self._rgb.reformat(format="yuv420p", dst_colorspace="ITU709",
+                                   dst_color_range="MPEG", dst_color_trc=_BT709,
+                                   dst_color_primaries=_BT709)
+        self._last_image, self._last_probe, self._last_frame = image, probe, frame
+        self.converted += 1
+        return frame
+
+
+def _check_yuv(frame, settings: VideoSettings):
+    if frame.format.name != "yuv420p" or (frame.width, frame.height) != (settings.width,
+                                                                       settings.height):
+        raise ValueError(f"video frames given as av.VideoFrame must be yuv420p at the output "
+                         f"size {settings.width}x{settings.height}, got {frame.format.name} "
+                         f"{frame.width}x{frame.height}")
+    return frame
+
+
+def encode_segment(frames: Iterable[np.ndarray], settings: VideoSettings) -> list[Packet]:
+    """Encode `frames` ((H, W, 3) uint8 RGB at the output size) as one closed-GOP segment.
+
+    Returns video Packets with pts == dts == 0..len-1 (segment-relative), duration 1,
+    the first a keyframe and then one every settings.gop frames, nowhere else. Each
+    call uses a fresh encoder and flushes it, so segments are independent.
+
+    A frame may also be a yuv420p av.VideoFrame at the output size (from
+    YuvConverter, or a crossfade blended in yuv420p, which is half the pixels of RGB
+    and skips the conversion); its pts and picture type are overwritten.
+    """
+    import av
+    from av.video.frame import PictureType
+
+    if not isinstance(settings, VideoSettings):
+        raise ValueError(f"settings must be VideoSettings, got {type(settings).__name__}")
+
+    cc = _video_encoder(settings)
+    gop = settings.gop
+    out: list[Packet] = []
+
+    def take(packets) -> None:
+        for p in packets:
+            out.append(Packet(kind="video", pts=int(p.pts), dts=int(p.pts), duration=1,
+                              keyframe=bool(p.is_keyframe), data=bytes(p)))
+
+    convert = YuvConverter(settings)
+    count = 0
+    for image in frames:
+        frame = _check_yuv(image, settings) if isinstance(image, av.VideoFrame) \
+            else convert(image)
+        frame.pts = count
+        frame.time_base = settings.time_base
+        # Forcing the type as well as setting the GOP length: a keyframe lands on
+        # every gop-th frame whatever the encoder's own decisions.
+        # (A repeated frame is the same object: its type is set every time.)
+        frame.pict_type = PictureType.I if count % gop == 0 else PictureType.NONE
+        take(cc.encode(frame))
+        count += 1
+    if count == 0:
+        raise ValueError("encode_segment needs at least one frame, got none")
+    take(cc.encode(None))
+    if len(out) != count:
+        raise RuntimeError(f"the H.264 encoder returned {len(out)} packets for {count} frames")
+    out.sort(key=lambda p: p.pts)
+    return out
+
+
+def _probe_video_extradata(settings: VideoSettings) -> bytes:
+    cc = _video_encoder(settings)
+    return bytes(cc.extradata or b"")
+
+
+def video_stream_info(settings: VideoSettings, audio_settings: "AudioEncoder | None" = None
+                      ) -> StreamInfo:
+    """The StreamInfo outputs mux with: sizes, rates and the encoders' extradata.
+
+    The video extradata comes from a probe encoder with the same settings (identical
+    to every segment encoder's); the audio's from `audio_settings` (an AudioEncoder),
+    or a default 160 kb/s one when None.
+    """
+    if not isinstance(settings, VideoSettings):
+        raise ValueError(f"settings must be VideoSettings, got {type(settings).__name__}")
+    audio = audio_settings if audio_settings is not None else AudioEncoder()
+    if not isinstance(audio, AudioEncoder):
+        raise ValueError(f"audio_settings must be an AudioEncoder or None, "
+                         f"got {type(audio).__name__}")
+    return StreamInfo(width=settings.width, height=settings.height, fps=settings.fps,
+                      video_codec="h264", video_extradata=_probe_video_extradata(settings),
+                      video_bitrate=settings.bitrate, audio_codec="aac",
+                      audio_extradata=audio.extradata, audio_rate=AUDIO_RATE,
+                      audio_channels=AUDIO_CHANNELS, audio_bitrate=audio.bitrate)
+
+
+@dataclass
+class _SampleBuffer:
+    """Samples waiting for a whole codec frame, with the timeline index of the first."""
+    start: int | None = None
+    pending: np.ndarray = field(default_factory=lambda: np.zeros((0, AUDIO_CHANNELS), np.float32))
+
+
+def check_samples(samples, what: str = "audio samples") -> np.ndarray:
+    """(k, 2) float samples as a contiguous float32 array; ValueError otherwise."""
+    if not isinstance(samples, np.ndarray) or samples.ndim != 2 \
+            or samples.shape[1] != AUDIO_CHANNELS or samples.dtype.kind != "f":
+        got = (f"{samples.shape} {samples.dtype}" if isinstance(samples, np.ndarray)
+               else type(samples).__name__)
+        raise ValueError(f"{what} must be a (k, {AUDIO_CHANNELS}) float32 array, got {got}")
+    return np.ascontiguousarray(samples, dtype=np.float32)
+
+
+class AudioEncoder:
+    """Continuous AAC-LC, 48 kHz stereo, fed with float32 (k, 2) samples of any length.
+
+    Samples are buffered into the codec's 1024-sample frames; returned Packets carry
+    pts in samples on the caller's timeline (the `start` of the first call), each
+    1024 long. The encoder's priming packet (the 1024 samples before the first
+    start) is not returned, so no packet starts before the timeline does; a decoder
+    then fades in over its first 21 ms.
+    """
+
+    frame_size = 1024
+
+    def __init__(self, bitrate: int = 160_000):
+        import av
+
+        if isinstance(bitrate, bool) or not isinstance(bitrate, (int, np.integer)) \
+                or not 32_000 <= bitrate <= 512_000:
+            raise ValueError(f"audio bitrate must be an integer from 32000 to 512000, "
+                             f"got {bitrate!r}")
+        self.bitrate = int(bitrate)
+        cc = av.CodecContext.create("aac", "w")
+        cc.sample_rate = AUDIO_RATE
+        cc.layout = "stereo"
+        cc.format = "fltp"
+        cc.bit_rate = self.bitrate
+        cc.time_base = Fraction(1, AUDIO_RATE)
+        cc.flags |= av.codec.context.Flags.global_header
+        cc.options = {"profile": "aac_low"}
+        cc.open()
+        self._cc = cc
+        self.extradata: bytes = bytes(cc.extradata or b"")
+        self._buffer = _SampleBuffer()
+        self._first: int | None = None
+        self._flushed = False
+
+    @property
+    def next_sample(self) -> int | None:
+        """The timeline index the next encode() call must start at (None before the first)."""
+        if self._buffer.start is None:
+            return None
+        return self._buffer.start + len(self._buffer.pending)
+
+    def encode(self, samples: np.ndarray, start: int) -> list[Packet]:
+        """Add `samples` ((k, 2) float32) that begin at timeline sample `start`.
+
+        Calls must follow on without gaps: `start` is where the previous call ended.
+        """
+        if self._flushed:
+            raise ValueError("this AudioEncoder was flushed; make a new one")
+        samples = check_samples(samples)
+        if isinstance(start, bool) or not isinstance(start, (int, np.integer)):
+            raise ValueError(f"audio start must be an integer sample index, got {start!r}")
+        start = int(start)
+        expected = self.next_sample
+        if expected is None:
+            self._buffer.start = start
+            self._first = start
+        elif start != expected:
+            raise ValueError(f"audio samples must follow on: got start {start}, expected "
+                             f"{expected} (where the previous samples ended)")
+        buf = self._buffer
+        buf.pending = np.concatenate([buf.pending, samples]) if len(buf.pending) else samples
+        out: list[Packet] = []
+        n = self.frame_size
+        whole = len(buf.pending) // n * n
+        for i in range(0, whole, n):
+            out += self._encode_frame(buf.pending[i:i + n], buf.start + i)
+        buf.pending = buf.pending[whole:]
+        buf.start += whole
+        return out
+
+    def flush(self) -> list[Packet]:
+        """Encode what is buffered (the last frame padded with silence) and drain the codec."""
+        if self._flushed:
+            return []
+        self._flushed = True
+        out: list[Packet] = []
+        buf = self._buffer
+        if len(buf.pending):
+            last = np.zeros((self.frame_size, AUDIO_CHANNELS), np.float32)
+            last[:len(buf.pending)] = buf.pending
+            out += self._encode_frame(last, buf.start)
+            buf.start += len(buf.pending)
+            buf.pending = buf.pending[:0]
+        out += self._packets(self._cc.encode(None))
+        return out
+
+    def _encode_frame(self, samples: np.ndarray, start: int) -> list[Packet]:
+        import av
+
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples.T), format="fltp",
+                                           layout="stereo")
+        frame.sample_rate = AUDIO_RATE
+        frame.pts = start
+        frame.time_base = Fraction(1, AUDIO_RATE)
+        return self._packets(self._cc.encode(frame))
+
+    def _packets(self, packets) -> list[Packet]:
+        out = []
+        for p in packets:
+            pts = int(p.pts)
+            if self._first is None or pts < self._first:
+                continue          # the priming packet, before the timeline starts
+            out.append(Packet(kind="audio", pts=pts, dts=pts,
+                              duration=int(p.duration or self.frame_size),
+                              keyframe=True, data=bytes(p)))
+        return out

@@ -1,0 +1,451 @@
+"""Files: MP4 and MKV mux the player's encoded stream; WebM and GIF encode for themselves.
+
+MP4 and MKV take the same H.264 + AAC packets every other packet output takes, so
+recording costs no encoding. WebM (VP9 + Opus) and GIF cannot hold H.264; they get
+raw frames (and audio) and encode on the output's own worker thread.
+
+A file starts at time 0 whatever the player's clock says when it starts: the first
+video frame the file gets is its zero, and audio is placed on the same zero.
+
+Robustness: a file is written under its final name from the start, not renamed into
+place at close. A recording of an hour must not vanish with a crash, and a temporary
+name would leave the user a half-hidden file or nothing. Both packet formats stay
+playable up to where they got if the process dies: MKV by its design (clusters are
+self-contained; a missing index only slows seeking), MP4 because it is written
+fragmented (a fragment per keyframe, i.e. every 2 s, with the index at the end once
+closed) rather than with the index at the start ("faststart"), which would need a
+second pass over the whole file at close and leaves nothing playable after a crash.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+from fractions import Fraction
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+from lofid.outputs.base import (AUDIO_CHANNELS, AUDIO_RATE, AudioChunk, Output, OutputError,
+                                Packet, StreamInfo, VideoFrame)
+
+log = logging.getLogger("lofid.outputs")
+
+PACKET_FORMATS = {".mp4": "mp4", ".mkv": "matroska"}
+FRAME_FORMATS = {".webm": "webm", ".gif": "gif"}
+FILE_EXTENSIONS = tuple(PACKET_FORMATS) + tuple(FRAME_FORMATS)
+
+# Fragmented MP4: each fragment is complete on disk once the next keyframe arrives.
+# flush_packets hands every packet to the OS at once, so a crash loses only what the
+# muxer itself still holds (the current fragment or cluster, at most one GOP).
+_MP4_OPTIONS = {"movflags": "+frag_keyframe+empty_moov+default_base_moof",
+                "flush_packets": "1"}
+_MKV_OPTIONS = {"flush_packets": "1"}
+
+
+class RecordingOutput(Output):
+    """An output that records everything: when its queue is full, send() waits for room
+    instead of dropping, because a recording with holes is broken.
+
+    The player runs unpaced when only files and null are open, far faster than a muxer
+    or a VP9 encoder; waiting there is what keeps every frame. (With streams open the
+    clock is paced to the wall clock, and a file that cannot keep up slows it down:
+    `lossless = False` turns waiting off, and the output then drops like any other.)
+    """
+
+    lossless = True
+
+    def send(self, item) -> bool:
+        if not self.lossless:
+            return super().send(item)
+        if self.state in ("failed", "closed"):
+            return False
+        self.stats.sent += 1
+        while True:
+            try:
+                self._queue.put(item, timeout=0.5)
+                return True
+            except queue.Full:
+                if self.state in ("failed", "closed") or self._thread is None \
+                        or not self._thread.is_alive():
+                    self.stats.dropped += 1
+                    return False
+
+
+class PacketWriter:
+    """Muxes the player's H.264 + AAC Packets into a container.
+
+    `target` is a path or a writable binary file object, `format` a libavformat muxer
+    name ("mp4", "matroska", "mpegts", "flv" ...). With `rebase` the first video
+    packet becomes time 0 and audio is shifted by the same time (audio before it is
+    dropped); without it, packets keep their pts (which must then be >= 0). Video
+    packets before the first keyframe are dropped: nothing could decode them.
+    """
+
+    def __init__(self, target, format: str, info: StreamInfo, options: dict | None = None,
+                 rebase: bool = True):
+        import av
+
+        self.info = info
+        self.rebase = rebase
+        self.video_time_base = Fraction(1) / Fraction(info.fps)
+        self.audio_time_base = Fraction(1, info.audio_rate)
+        self.container = av.open(target, mode="w", format=format, options=dict(options or {}))
+        try:
+            # The H.264 stream is muxed as it is; its extradata (SPS/PPS) is taken
+            # from the first keyframe, which carries it (repeat-headers).
+            self.video = self.container.add_mux_stream(
+                info.video_codec, rate=Fraction(info.fps), width=info.width,
+                height=info.height)
+            self.video.time_base = self.video_time_base
+            # AAC's AudioSpecificConfig is a function of profile, rate and channels
+            # alone, so a stream configured like the player's encoder carries the
+            # same extradata; its codec is never fed.
+            self.audio = self.container.add_stream(info.audio_codec, rate=info.audio_rate)
+            self.audio.codec_context.layout = "stereo" if info.audio_channels == 2 else "mono"
+            self.audio.codec_context.bit_rate = info.audio_bitrate
+            self.audio.time_base = self.audio_time_base
+        except BaseException:
+            self.container.close()
+            raise
+        self._video_origin: int | None = None   # output frame that is time 0
+        self._audio_origin: Fraction | None = None
+        self._early_audio: list[Packet] = []
+        self._last_dts = {"video": None, "audio": None}
+        self.written = {"video": 0, "audio": 0}
+        self.bytes = 0
+
+    def write(self, packet: Packet) -> None:
+        if packet.kind == "video":
+            if self._video_origin is None:
+                if not packet.keyframe:
+                    return
+                self._video_origin = packet.pts if self.rebase else 0
+                self._audio_origin = Fraction(self._video_origin) * self.video_time_base \
+                    / self.audio_time_base
+                early, self._early_audio = self._early_audio, []
+                self._mux(packet, self._video_origin, self.video, self.video_time_base)
+                for p in early:
+                    self.write(p)
+                return
+            self._mux(packet, self._video_origin, self.video, self.video_time_base)
+        elif packet.kind == "audio":
+            if self._audio_origin is None:
+                self._early_audio.append(packet)
+                del self._early_audio[:-64]     # only the last ~1.4 s can matter
+                return
+            origin = self._audio_origin
+            if packet.pts < origin:
+                return
+            self._mux(packet, origin, self.audio, self.audio_time_base)
+        else:
+            raise ValueError(f"packet kind must be 'video' or 'audio', got {packet.kind!r}")
+
+    def _mux(self, packet: Packet, origin, stream, time_base: Fraction) -> None:
+        import av
+
+        pts = packet.pts - origin
+        dts = packet.dts - origin
+        if isinstance(pts, Fraction):
+            # Audio against a video origin that is not a whole sample (only for
+            # frame rates that do not divide 48000): the nearest sample.
+            pts, dts = round(pts), round(dts)
+        last = self._last_dts[packet.kind]
+        if last is not None and dts <= last:
+            # A repeated or reordered packet would make the muxer fail; skip it.
+            log.debug("skipping %s packet with dts %d after %d", packet.kind, dts, last)
+            return
+        self._last_dts[packet.kind] = dts
+        p = av.Packet(packet.data)
+        p.stream = stream
+        p.time_base = time_base
+        p.pts = pts
+        p.dts = dts
+        p.duration = packet.duration
+        p.is_keyframe = packet.keyframe
+        self.container.mux(p)
+        if not any(self.written.values()):
+            self._check_audio_header()
+        self.written[packet.kind] += 1
+        self.bytes += len(packet.data)
+
+    def _check_audio_header(self) -> None:
+        # The header is written by now; its AAC config must be the player's.
+        made = bytes(self.audio.codec_context.extradata or b"")
+        if made and self.info.audio_extradata and made != self.info.audio_extradata:
+            raise ValueError(f"the audio stream's AAC config {made.hex()} differs from the "
+                             f"player's {self.info.audio_extradata.hex()}")
+
+    def close(self) -> None:
+        self.container.close()
+
+
+def _rebased_audio(chunk: AudioChunk, origin: Fraction, expected: int | None
+                   ) -> tuple[int, np.ndarray] | None:
+    """The chunk as (start, samples) on the file's timeline, trimmed to start at
+    `expected` (no overlap) and padded with silence across any gap before it."""
+    samples = np.asarray(chunk.samples, dtype=np.float32)
+    start = round(Fraction(chunk.start) - origin)
+    if expected is None:
+        expected = max(0, start)
+    if start < expected:
+        samples = samples[expected - start:]
+        start = expected
+    elif start > expected:
+        gap = np.zeros((start - expected, AUDIO_CHANNELS), np.float32)
+        samples = np.concatenate([gap, samples])
+        start = expected
+    if not len(samples):
+        return None
+    return start, samples
+
+
+class WebmWriter:
+    """VP9 + Opus, encoded from the player's raw frames and audio."""
+
+    def __init__(self, path: Path, info: StreamInfo):
+        import av
+
+        from lofid.encode import VideoSettings, YuvConverter
+
+        self.info = info
+        self.settings = VideoSettings(width=info.width, height=info.height, fps=info.fps,
+                                      bitrate=info.video_bitrate)
+        self._convert = YuvConverter(self.settings)
+        self.container = av.open(str(path), mode="w", format="webm")
+        try:
+            v = self.container.add_stream("libvpx-vp9", rate=self.settings.fps)
+            v.width, v.height, v.pix_fmt = info.width, info.height, "yuv420p"
+            v.time_base = self.settings.time_base
+            cc = v.codec_context
+            cc.colorspace = cc.color_primaries = cc.color_trc = 1    # BT.709
+            cc.color_range = 1                                        # limited
+            cc.gop_size = self.settings.gop
+            cc.bit_rate = info.video_bitrate
+            # Real-time speed settings: the file is made while the stream plays, and
+            # "good" quality at 1080p runs at a few frames per second here.
+            cc.options = {"deadline": "realtime", "cpu-used": "8", "row-mt": "1",
+                          "crf": "32", "lag-in-frames": "0"}
+            self.video = v
+            a = self.container.add_stream("libopus", rate=AUDIO_RATE)
+            a.codec_context.layout = "stereo"
+            a.codec_context.bit_rate = min(info.audio_bitrate, 256_000)
+            a.time_base = Fraction(1, AUDIO_RATE)
+            self.audio = a
+        except BaseException:
+            self.container.close()
+            raise
+        self._origin: int | None = None
+        self._pending_audio: list[AudioChunk] = []
+        self._audio_next: int | None = None
+        self._audio_buffer = np.zeros((0, AUDIO_CHANNELS), np.float32)
+        self.frames = 0
+
+    def write(self, item) -> None:
+        if isinstance(item, VideoFrame):
+            self._write_frame(item)
+        elif isinstance(item, AudioChunk):
+            if self._origin is None:
+                self._pending_audio.append(item)
+                del self._pending_audio[:-64]
+            else:
+                self._write_audio(item)
+
+    def _write_frame(self, item: VideoFrame) -> None:
+        if self._origin is None:
+            self._origin = item.index
+            pending, self._pending_audio = self._pending_audio, []
+            for chunk in pending:
+                self._write_audio(chunk)
+        frame = self._convert(item.image)
+        frame.pts = item.index - self._origin
+        frame.time_base = self.settings.time_base
+        if frame.pts < 0:
+            return
+        self.container.mux(self.video.encode(frame))
+        self.frames += 1
+
+    def _write_audio(self, chunk: AudioChunk) -> None:
+        import av
+
+        origin = Fraction(self._origin) * AUDIO_RATE / Fraction(self.info.fps)
+        placed = _rebased_audio(chunk, origin, self._audio_next)
+        if placed is None:
+            return
+        start, samples = placed
+        if self._audio_next is None:
+            self._audio_next = start
+        self._audio_buffer = np.concatenate([self._audio_buffer, samples])
+        # Opus takes frames of 960 samples (20 ms).
+        n = self.audio.codec_context.frame_size or 960
+        whole = len(self._audio_buffer) // n * n
+        for i in range(0, whole, n):
+            frame = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(self._audio_buffer[i:i + n].T), format="fltp",
+                layout="stereo")
+            frame.sample_rate = AUDIO_RATE
+            frame.pts = self._audio_next
+            frame.time_base = Fraction(1, AUDIO_RATE)
+            self._audio_next += n
+            self.container.mux(self.audio.encode(frame))
+        self._audio_buffer = self._audio_buffer[whole:]
+
+    def close(self) -> None:
+        try:
+            if self._origin is not None:
+                self.container.mux(self.video.encode(None))
+                if self._audio_next is not None:
+                    self.container.mux(self.audio.encode(None))
+        finally:
+            self.container.close()
+
+
+class GifWriter:
+    """An animated GIF that loops forever, from the player's raw frames (no audio).
+
+    GIF delays are whole centiseconds, so a frame is written at the centisecond
+    nearest its time and frames less than 2 cs after the previous one are left out
+    (browsers slow shorter delays down): 30 fps plays with delays of 3, 3 and 4 cs,
+    60 fps at half its frames. One palette, made like lofid.loop's export makes it,
+    holds until the picture changes a lot (a crossfade to another scene); dithered
+    pixels that did not change keep their index so still parts do not crawl.
+    """
+
+    def __init__(self, path: Path, info: StreamInfo):
+        import av
+
+        self.info = info
+        self.container = av.open(str(path), mode="w", format="gif")
+        try:
+            s = self.container.add_stream("gif", rate=Fraction(info.fps))
+            s.width, s.height, s.pix_fmt = info.width, info.height, "pal8"
+            s.time_base = Fraction(1, 100)
+            self.stream = s
+        except BaseException:
+            self.container.close()
+            raise
+        self._origin: int | None = None
+        self._last_cs: int | None = None
+        self._palette = None            # PIL image holding the palette
+        self._palette_argb = None
+        self._palette_from = None       # small copy of the frame the palette came from
+        self._previous = None           # (frame, indices) last written
+        self.frames = 0
+
+    def write(self, item) -> None:
+        if not isinstance(item, VideoFrame):
+            return                      # GIF has no audio
+        if self._origin is None:
+            self._origin = item.index
+        cs = round(Fraction(item.index - self._origin) * 100 / Fraction(self.info.fps))
+        if cs < 0 or (self._last_cs is not None and cs - self._last_cs < 2):
+            return
+        self._last_cs = cs
+        image = np.ascontiguousarray(item.image)
+        indices = self._indices(image)
+        import av
+
+        frame = av.VideoFrame.from_ndarray((indices, self._palette_argb), format="pal8")
+        frame.pts = cs
+        frame.time_base = Fraction(1, 100)
+        self.container.mux(self.stream.encode(frame))
+        self.frames += 1
+
+    def _indices(self, image: np.ndarray) -> np.ndarray:
+        from PIL import Image
+
+        from lofid.loop import _gif_palette
+
+        small = image[::8, ::8].astype(np.int16)
+        if self._palette is None or np.abs(small - self._palette_from).mean() > 24:
+            # _gif_palette reads only `.frames` of the loop it is given.
+            self._palette = _gif_palette(SimpleNamespace(frames=image[None]))
+            rgb = np.array(self._palette.getpalette()[:768], np.uint8).reshape(-1, 3)
+            argb = np.zeros((256, 4), np.uint8)
+            argb[:, 0] = 255
+            argb[:len(rgb), 1:] = rgb
+            self._palette_argb = argb
+            self._palette_from = small
+            self._previous = None
+        indices = np.array(Image.fromarray(image, "RGB").quantize(
+            palette=self._palette, dither=Image.Dither.FLOYDSTEINBERG))
+        if self._previous is not None:
+            before, before_indices = self._previous
+            still = (image == before).all(axis=-1)
+            indices[still] = before_indices[still]
+        self._previous = (image.copy(), indices)   # the caller may reuse its array
+        return indices
+
+    def close(self) -> None:
+        try:
+            if self._origin is not None:
+                self.container.mux(self.stream.encode(None))
+        finally:
+            self.container.close()
+
+
+def check_file_target(path: str | os.PathLike) -> Path:
+    """The path of a file output, checked: a known extension, an existing writable folder."""
+    path = Path(path).expanduser()
+    ext = path.suffix.lower()
+    if ext not in FILE_EXTENSIONS:
+        raise OutputError(f"output {str(path)!r}: cannot write {ext or 'a file without extension'}"
+                          f" files; expected one of {', '.join(FILE_EXTENSIONS)}")
+    folder = path.parent
+    if not folder.is_dir():
+        raise OutputError(f"output {str(path)!r}: folder {str(folder)!r} does not exist; "
+                          "expected an existing folder")
+    if path.is_dir():
+        raise OutputError(f"output {str(path)!r} is a folder; expected a file name")
+    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise OutputError(f"output {str(path)!r}: not writable; expected a file in a folder "
+                          "this user can write to")
+    return path
+
+
+class FileOutput(RecordingOutput):
+    """A file: .mp4 / .mkv (the shared packets) or .webm / .gif (raw frames, encoded here).
+
+    Written under its final name from the start and finalised by close() (the player
+    calls it on stop and on Ctrl-C); after a crash MKV and the fragmented MP4 still
+    play up to the last couple of seconds.
+    """
+
+    def __init__(self, path: str | os.PathLike, on_state=None, **options):
+        self.path = check_file_target(path)
+        ext = self.path.suffix.lower()
+        self.format = PACKET_FORMATS.get(ext) or FRAME_FORMATS[ext]
+        self.wants = "frames" if ext in FRAME_FORMATS else "packets"
+        if options:
+            log.debug("file output %s ignores options %s", self.path, sorted(options))
+        super().__init__(str(self.path), on_state)
+        self._writer = None
+
+    def _open(self, info: StreamInfo) -> None:
+        if self.format == "mp4":
+            self._writer = PacketWriter(str(self.path), "mp4", info, _MP4_OPTIONS)
+        elif self.format == "matroska":
+            self._writer = PacketWriter(str(self.path), "matroska", info, _MKV_OPTIONS)
+        elif self.format == "webm":
+            self._writer = WebmWriter(self.path, info)
+        else:
+            self._writer = GifWriter(self.path, info)
+
+    def _write(self, item) -> None:
+        try:
+            if self.wants == "packets":
+                if isinstance(item, Packet):
+                    self._writer.write(item)
+            elif isinstance(item, (VideoFrame, AudioChunk)):
+                self._writer.write(item)
+        except BaseException:
+            # Finish what is there, so a failed recording still plays up to here.
+            self._close()
+            raise
+
+    def _close(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()

@@ -1,0 +1,730 @@
+"""The player: one output clock, the current loop repeated, crossfades to the next.
+
+The clock is an integer frame counter that is never reset. Every timestamp on the
+output derives from it (video pts = n in 1/fps, audio pts = n * 48000 / fps samples),
+so nothing of a source loop's own timing reaches the outputs.
+
+Work that is the same on every repetition is done once per loop. When a loop is
+prepared, its frames are fitted to the output size and converted to the output fps
+one at a time, straight into the encoder, and that one repetition is kept as a
+closed-GOP H.264 segment. Every later repetition re-sends those packets with shifted
+timestamps: no scaling, no encoding. A crossfade is a closed-GOP segment of its own,
+from a keyframe of the outgoing repetition to the start of the incoming one (the
+incoming loop enters that many frames before its end), so the cached packets join it
+on both sides. In real time the next loop and its crossfade are prepared in a worker
+thread while the current loop keeps playing, and the crossfade starts at the first
+planned keyframe after that is done: the clock never waits on an encoder. Unpaced
+(files, benchmarks) the clock waits instead and crosses where the loop arrived.
+
+Outputs that encode for themselves (wants == "frames") get the composed picture of
+every output frame, made again from the source loop, and raw audio.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+from lofid.encode import AudioEncoder, VideoSettings, encode_segment, video_stream_info
+from lofid.outputs.base import AUDIO_CHANNELS, AUDIO_RATE, AudioChunk, Output, Packet, VideoFrame
+
+log = logging.getLogger("lofid.player")
+
+FITS = ("crop", "blur")
+
+# Blend weights are integers out of 256, so blending stays in uint16 arithmetic.
+_ONE = 256
+
+# The blurred backdrop is made from a copy this many times smaller than the output,
+# softened and scaled back up: a wide blur for almost no work.
+_BACKDROP_SHRINK = 24
+_BACKDROP_BRIGHTNESS = 0.55
+
+# A crossfade is encoded before it starts; in real time its start is planned this
+# much later than the encode is expected to take.
+_PLAN_MARGIN_S = 0.5
+_PLAN_SAFETY = 1.5
+
+
+class LoopSource(Protocol):
+    def first(self) -> Any: ...            # blocks until a first loop exists
+    def next_ready(self) -> Any | None: ...  # a loop to crossfade to, or None; never blocks
+
+
+# --------------------------------------------------------------------------- settings
+
+def _as_fps(value) -> Fraction:
+    if isinstance(value, bool) or not isinstance(value, (int, float, Fraction, np.number)):
+        raise ValueError(f"player fps must be a number from 1 to 240, got {value!r}")
+    fps = Fraction(value)
+    if isinstance(value, (float, np.floating)):
+        fps = fps.limit_denominator(1001)      # 29.97 means 30000/1001
+    if not 1 <= fps <= 240:
+        raise ValueError(f"player fps must be a number from 1 to 240, got {value!r}")
+    return fps
+
+
+@dataclass
+class PlayerSettings:
+    fps: Fraction = Fraction(30)
+    size: tuple[int, int] = (1920, 1080)
+    crossfade: float = 3.0                 # seconds; 0 cuts on a keyframe
+    fit: str = "crop"                      # "crop" | "blur" (the loop over a blurred backdrop)
+    realtime: bool = False
+    bitrate: int = 4_500_000
+    start_frame: int = 0
+    duration: float | None = None          # seconds of output, None = forever
+
+    def __post_init__(self) -> None:
+        self.fps = _as_fps(self.fps)
+        size = self.size
+        if (not isinstance(size, (tuple, list)) or len(size) != 2
+                or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in size)):
+            raise ValueError(f"player size must be (width, height) in pixels, got {size!r}")
+        w, h = int(size[0]), int(size[1])
+        if not (16 <= w <= 8192 and 16 <= h <= 8192) or w % 2 or h % 2:
+            raise ValueError(f"player size must be even numbers from 16 to 8192, got {w}x{h}")
+        self.size = (w, h)
+        cf = self.crossfade
+        if isinstance(cf, bool) or not isinstance(cf, (int, float)) or not 0 <= cf <= 60:
+            raise ValueError(f"crossfade must be a number of seconds from 0 to 60, got {cf!r}")
+        self.crossfade = float(cf)
+        if self.fit not in FITS:
+            raise ValueError(f"fit must be one of {', '.join(FITS)}, got {self.fit!r}")
+        if not isinstance(self.realtime, bool):
+            raise ValueError(f"realtime must be True or False, got {self.realtime!r}")
+        sf = self.start_frame
+        if isinstance(sf, bool) or not isinstance(sf, (int, np.integer)) or not 0 <= sf < 2**62:
+            raise ValueError(f"start_frame must be an integer from 0 to 2**62, got {sf!r}")
+        self.start_frame = int(sf)
+        d = self.duration
+        if d is not None and (isinstance(d, bool) or not isinstance(d, (int, float))
+                              or not math.isfinite(d) or d <= 0):
+            raise ValueError(f"duration must be a number of seconds > 0 or None, got {d!r}")
+        self.video_settings()                   # the encoder's own checks (bitrate)
+
+    def video_settings(self) -> VideoSettings:
+        return VideoSettings(width=self.size[0], height=self.size[1], fps=self.fps,
+                             bitrate=self.bitrate)
+
+
+# --------------------------------------------------------------------------- pictures
+
+def _scale(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """`image` resized to width x height with swscale."""
+    h, w = image.shape[:2]
+    if (w, h) == (width, height):
+        return image
+    import av
+
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+    interpolation = "AREA" if width * height < w * h else "BICUBIC"
+    # swscale writes planar RGB about twice as fast as packed RGB; to_ndarray
+    # interleaves the planes back into (H, W, 3).
+    out = frame.reformat(width=width, height=height, format="gbrp",
+                         interpolation=interpolation).to_ndarray()
+    return out if out.flags.writeable else out.copy()
+
+
+def _blend(a: np.ndarray, b: np.ndarray, weight: int) -> np.ndarray:
+    """(1 - weight/256) * a + weight/256 * b, rounded, in uint16 (no float copies)."""
+    out = a.astype(np.uint16)
+    out *= _ONE - weight
+    out += b.astype(np.uint16) * np.uint16(weight)
+    out += _ONE // 2
+    out >>= 8
+    return out.astype(np.uint8)
+
+
+def _soften(image: np.ndarray, passes: int = 3) -> np.ndarray:
+    """A small image blurred with a 1-4-6-4-1 kernel, `passes` times, as float32."""
+    out = image.astype(np.float32)
+    kernel = np.array([1, 4, 6, 4, 1], np.float32) / 16
+    for _ in range(passes):
+        for axis in (0, 1):
+            padded = np.pad(out, [(2, 2) if a == axis else (0, 0) for a in range(3)],
+                            mode="edge")
+            n = out.shape[axis]
+            out = sum(kernel[i] * padded.take(range(i, i + n), axis=axis) for i in range(5))
+    return out
+
+
+def _cover_box(w: int, h: int, width: int, height: int) -> tuple[int, int, int, int]:
+    """(x, y, w, h) of the largest centred part of a w x h picture with the output's shape."""
+    if w * height > width * h:                 # the source is wider: cut its sides
+        cw, ch = max(1, min(w, round(h * width / height))), h
+    else:                                      # taller: cut top and bottom
+        cw, ch = w, max(1, min(h, round(w * height / width)))
+    return (w - cw) // 2, (h - ch) // 2, cw, ch
+
+
+class _Fit:
+    """Fits source frames to the output size: "crop" covers the output and cuts what
+    sticks out; "blur" shows the whole frame, centred over a blurred, darkened copy
+    of itself that covers the output."""
+
+    def __init__(self, mode: str, src_w: int, src_h: int, width: int, height: int):
+        self.mode = mode
+        self.width, self.height = width, height
+        self.box = _cover_box(src_w, src_h, width, height)
+        scale = min(width / src_w, height / src_h)
+        self.inner = (min(width, max(1, round(src_w * scale))),
+                      min(height, max(1, round(src_h * scale))))
+        self.at = ((width - self.inner[0]) // 2, (height - self.inner[1]) // 2)
+        self.tiny = (max(4, width // _BACKDROP_SHRINK), max(4, height // _BACKDROP_SHRINK))
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        x, y, w, h = self.box
+        covered = image[y:y + h, x:x + w]
+        if self.mode == "crop" or self.inner == (self.width, self.height):
+            return _scale(covered, self.width, self.height)
+        tiny = _soften(_scale(covered, *self.tiny)) * _BACKDROP_BRIGHTNESS
+        backdrop = _scale(np.clip(tiny + 0.5, 0, 255).astype(np.uint8), self.width, self.height)
+        (ix, iy), (iw, ih) = self.at, self.inner
+        backdrop[iy:iy + ih, ix:ix + iw] = _scale(image, iw, ih)
+        return backdrop
+
+
+def _frame_map(n_src: int, src_fps: Fraction, fps: Fraction) -> list[tuple[int, int, int]]:
+    """For each output frame of one repetition: (source frame, next source frame, weight
+    of the next out of 256).
+
+    A repetition lasts the nearest whole number of output frames. Where that is a
+    whole multiple of the source frames (10 -> 30 fps) each source frame is shown
+    that many times; otherwise the output frame falls between two source frames and
+    is a blend of them by where it falls (12 -> 30 fps)."""
+    count = max(1, math.floor(Fraction(n_src) * fps / src_fps + Fraction(1, 2)))
+    if count % n_src == 0:
+        per = count // n_src
+        return [(j // per, j // per, 0) for j in range(count)]
+    out = []
+    for j in range(count):
+        t = Fraction(j * n_src, count)
+        i = math.floor(t)
+        w = round((t - i) * _ONE)
+        if w == _ONE:
+            i, w = i + 1, 0
+        out.append((i % n_src, (i + 1) % n_src, w))
+    return out
+
+
+def _smoothstep(x: float) -> float:
+    return x * x * (3 - 2 * x)
+
+
+@dataclass
+class _Prepared:
+    """A loop made ready to play: how to make each output frame of one repetition,
+    and (when any output takes packets) that repetition encoded once."""
+    loop: Any
+    id: str
+    label: str
+    source: np.ndarray                          # the loop's own frames, not copied
+    frame_map: list[tuple[int, int, int]]
+    fit: _Fit
+    keyframes: frozenset[int] = frozenset()     # repetition offsets where a GOP starts
+    packets: list[Packet] | None = None         # pts/dts 0..length-1
+    wall_s: float = 0.0                         # how long preparing took
+
+    @property
+    def length(self) -> int:
+        return len(self.frame_map)
+
+    def is_keyframe(self, offset: int) -> bool:
+        return offset in self.keyframes
+
+
+class _Pictures:
+    """The frames of a prepared loop, made on demand: `mixed` at the loop's own size
+    (after fps conversion), called at the output size. Each remembers its last frame,
+    so a source frame shown three times in a row is fitted once. One per thread: the
+    worker and the clock each have their own."""
+
+    def __init__(self, prepared: _Prepared):
+        self.prepared = prepared
+        self._mixed_key = self._fitted_key = None
+        self._mixed = self._fitted = None
+
+    def mixed(self, offset: int) -> np.ndarray:
+        p = self.prepared
+        key = p.frame_map[offset % p.length]
+        if key != self._mixed_key:
+            i, k, w = key
+            self._mixed = p.source[i] if w == 0 else _blend(p.source[i], p.source[k], w)
+            self._mixed_key = key
+        return self._mixed
+
+    def __call__(self, offset: int) -> np.ndarray:
+        p = self.prepared
+        key = p.frame_map[offset % p.length]
+        if key != self._fitted_key:
+            self._fitted, self._fitted_key = p.fit(self.mixed(offset)), key
+        return self._fitted
+
+
+def _crossfade_picture(outgoing: _Pictures, out_offset: int, incoming: _Pictures,
+                       in_offset: int, k: int, length: int) -> np.ndarray:
+    """Frame k of a `length`-frame crossfade: outgoing from `out_offset` of its
+    repetition, incoming from `in_offset` of its own."""
+    weight = round(_smoothstep((k + 1) / (length + 1)) * _ONE)
+    a, b = outgoing.prepared, incoming.prepared
+    if a.source.shape[1:] == b.source.shape[1:]:
+        # Same size, same fit: fitting is linear, so blend the smaller source frames
+        # and fit once instead of fitting both.
+        mixed = _blend(outgoing.mixed(out_offset + k), incoming.mixed(in_offset + k), weight)
+        return b.fit(mixed)
+    return _blend(outgoing(out_offset + k), incoming(in_offset + k), weight)
+
+
+def _loop_id(loop) -> str:
+    key = getattr(loop, "key", None) or (getattr(loop, "params", None) or {}).get("key")
+    if key:
+        return str(key)
+    return f"{loop.spec.id}-{loop.generator}-{loop.seed}"
+
+
+def _loop_label(loop) -> str:
+    label = getattr(loop.spec, "label", None)
+    return label() if callable(label) else str(loop.spec.id)
+
+
+class _Cancelled(Exception):
+    """The player stopped while a loop was being prepared."""
+
+
+@dataclass
+class _NextLoop:
+    """A loop on its way in: prepared (and its crossfade encoded) by the worker."""
+    loop: Any
+    asked_at: int                               # clock when the source handed it over
+    start: int | None = None                    # outgoing repetition offset the crossfade starts at
+    entry: int = 0                              # incoming repetition offset it starts at
+    incoming: _Prepared | None = None
+    length: int = 0                             # crossfade frames; 0 cuts
+    packets: list[Packet] | None = None
+    ready_at: int | None = None                 # clock when all of that was done
+    error: BaseException | None = None
+
+    def __post_init__(self) -> None:
+        self.done = threading.Event()
+
+
+@dataclass
+class _Crossfade:
+    """A crossfade on the air."""
+    job: _NextLoop
+    start: int                                  # clock of its first frame
+    out_pictures: _Pictures | None = None       # for frame outputs
+    in_pictures: _Pictures | None = None
+
+
+# --------------------------------------------------------------------------- the player
+
+class Player:
+    """Plays loops from `source` to `outputs` on one clock until `duration` or stop()."""
+
+    def __init__(self, source: LoopSource, outputs: list[Output], audio, settings: PlayerSettings,
+                 on_event: Callable[[str, dict], None] | None = None):
+        if not isinstance(settings, PlayerSettings):
+            raise ValueError(f"settings must be PlayerSettings, got {type(settings).__name__}")
+        for name in ("first", "next_ready"):
+            if not callable(getattr(source, name, None)):
+                raise ValueError(f"source must have {name}() (a LoopSource), "
+                                 f"got {type(source).__name__}")
+        if audio is not None and not callable(getattr(audio, "read", None)):
+            raise ValueError(f"audio must be an AudioTrack or None, got {type(audio).__name__}")
+        self.source = source
+        self.outputs = list(outputs)
+        self.audio = audio
+        self.settings = settings
+        self._on_event = on_event
+        self._video = settings.video_settings()
+        self._fps = settings.fps
+        self._packet_outputs = [o for o in self.outputs if o.wants == "packets"]
+        self._frame_outputs = [o for o in self.outputs if o.wants == "frames"]
+        # Without a packet output nothing needs H.264: skip the encoder entirely.
+        self._encoding = bool(self._packet_outputs)
+        self._stop = threading.Event()
+        self._worker: threading.Thread | None = None
+        self._current: _Prepared | None = None
+        self._anchor = 0                        # clock at which the current loop's offset 0 fell
+        self._pictures: _Pictures | None = None  # the current loop's, for frame outputs
+        self._job: _NextLoop | None = None
+        self._crossfade: _Crossfade | None = None
+        self._audio_encoder: AudioEncoder | None = None
+        self.frame: int = settings.start_frame   # the clock: the next frame to make
+        self.stats: dict = {
+            "frames": 0, "repetitions": 0, "crossfades": 0,
+            "loops_prepared": 0, "loops_failed": 0, "encodes": 0,
+            "cpu_prepare": 0.0, "cpu_encode": 0.0, "cpu_crossfade": 0.0, "cpu_audio": 0.0,
+            "cpu_total": 0.0,
+            "ready_to_crossfade_frames": None, "asked_to_crossfade_frames": None,
+            "late_max_s": 0.0, "dropped": {},
+        }
+
+    # --- public ---------------------------------------------------------------------
+
+    @property
+    def seconds(self) -> float:
+        """Seconds of output made so far (what a director's rotation should count)."""
+        return float((self.frame - self.settings.start_frame) / self._fps)
+
+    def stop(self) -> None:
+        """Ask run() to finish the current frame, close the outputs and return."""
+        self._stop.set()
+
+    def run(self) -> None:
+        cpu = time.process_time()
+        try:
+            self._startup()
+            self._play()
+        finally:
+            self._shutdown()
+            self.stats["cpu_total"] += time.process_time() - cpu
+
+    # --- the three steps of run() ---------------------------------------------------
+
+    def _startup(self) -> None:
+        self._audio_encoder = AudioEncoder()
+        info = video_stream_info(self._video, self._audio_encoder)
+        for out in self.outputs:
+            try:
+                out.start(info)
+            except Exception as e:   # one output failing never stops the others
+                self._error("output", e, output=getattr(out, "name", None))
+        loop = self.source.first()
+        self._current = self._prepare(loop)
+        self._anchor = self.frame
+        if self._frame_outputs:
+            self._pictures = _Pictures(self._current)
+        self._event("loop_started", self._loop_payload(self._current, self.frame))
+
+    def _play(self) -> None:
+        n0 = self.frame
+        end = None
+        if self.settings.duration is not None:
+            end = n0 + math.floor(Fraction(self.settings.duration) * self._fps + Fraction(1, 2))
+        t0 = time.monotonic()
+        while not self._stop.is_set() and (end is None or self.frame < end):
+            n = self.frame
+            if self.settings.realtime and not self._pace(n - n0, t0):
+                break
+            if self._crossfade is None:
+                self._at_keyframe_maybe_switch(n)
+            if self._crossfade is not None:
+                self._crossfade_frame(n)
+            else:
+                self._repetition_frame(n)
+            self._audio_frame(n)
+            self.frame = n + 1
+            self.stats["frames"] += 1
+
+    def _shutdown(self) -> None:
+        self._stop.set()                        # also cancels a preparation under way
+        if self._worker is not None:
+            self._worker.join(timeout=30)
+        if self._audio_encoder is not None:
+            try:
+                for p in self._audio_encoder.flush():
+                    self._send_all(self._packet_outputs, p)
+            except Exception as e:
+                self._error("audio", e)
+        closers = [threading.Thread(target=self._close_output, args=(out,), daemon=True,
+                                    name=f"close {getattr(out, 'name', out)}")
+                   for out in self.outputs]
+        for t in closers:
+            t.start()
+        for t in closers:
+            t.join(timeout=15)
+        self._count_dropped()
+
+    def _close_output(self, out: Output) -> None:
+        try:
+            out.close(timeout=10.0)
+        except Exception as e:
+            self._error("output", e, output=getattr(out, "name", None))
+
+    # --- the clock ------------------------------------------------------------------
+
+    def _pace(self, frames_since_start: int, t0: float) -> bool:
+        """Wait until this frame is due on the wall clock; False when stopped meanwhile.
+        Running late never skips a frame: the clock just catches up."""
+        due = t0 + float(frames_since_start / self._fps)
+        delay = due - time.monotonic()
+        if delay > 0:
+            return not self._stop.wait(delay)
+        self.stats["late_max_s"] = max(self.stats["late_max_s"], -delay)
+        return True
+
+    def _at_keyframe_maybe_switch(self, n: int) -> None:
+        """At a keyframe of the current repetition: ask for a next loop, or start the
+        crossfade to one that is ready."""
+        cur = self._current
+        offset = (n - self._anchor) % cur.length
+        if not cur.is_keyframe(offset):
+            return
+        self._count_dropped()
+        job = self._job
+        if job is None:
+            loop = self._next_from_source()
+            if loop is None:
+                return
+            job = self._job = _NextLoop(loop=loop, asked_at=n)
+            if self.settings.realtime:
+                self._worker = threading.Thread(target=self._prepare_next, args=(job,),
+                                                name="player prepare", daemon=True)
+                self._worker.start()
+            else:
+                # Not paced, the clock can wait: prepare in place and cross at this
+                # very keyframe, rather than race ahead of the preparation.
+                job.start = offset
+                self._prepare_next(job)
+        if not job.done.is_set():
+            return
+        if job.error is not None:
+            self._job = None
+            if not isinstance(job.error, _Cancelled):
+                self.stats["loops_failed"] += 1
+                self._error("prepare", job.error, loop=_safe_id(job.loop))
+            return
+        if job.start != offset:
+            return                              # planned for a later keyframe
+        self._job = None
+        self._begin_crossfade(job, n)
+
+    def _begin_crossfade(self, job: _NextLoop, n: int) -> None:
+        outgoing, incoming = self._current, job.incoming
+        self.stats["crossfades"] += 1
+        self.stats["ready_to_crossfade_frames"] = n - job.ready_at
+        self.stats["asked_to_crossfade_frames"] = n - job.asked_at
+        self._event("crossfade", {"from": outgoing.id, "to": incoming.id, "frame": n,
+                                  "frames": job.length,
+                                  "seconds": float(job.length / self._fps)})
+        self._event("loop_started", self._loop_payload(incoming, n))
+        if job.length == 0:                     # no crossfade: a cut on a keyframe
+            self._current, self._anchor = incoming, n
+            if self._frame_outputs:
+                self._pictures = _Pictures(incoming)
+            return
+        xf = _Crossfade(job=job, start=n)
+        if self._frame_outputs:
+            xf.out_pictures, xf.in_pictures = self._pictures, _Pictures(incoming)
+        self._crossfade = xf
+
+    def _crossfade_frame(self, n: int) -> None:
+        xf = self._crossfade
+        job = xf.job
+        k = n - xf.start
+        if job.packets is not None:
+            self._send_all(self._packet_outputs, job.packets[k], xf.start)
+        if self._frame_outputs:
+            image = _crossfade_picture(xf.out_pictures, job.start, xf.in_pictures, job.entry,
+                                       k, job.length)
+            self._send_all(self._frame_outputs, VideoFrame(index=n, image=image))
+        if k == job.length - 1:
+            # The frame after this one is the incoming loop's offset 0, a keyframe:
+            # its cached packets go on from there.
+            self._current, self._anchor = job.incoming, xf.start - job.entry
+            self._pictures = xf.in_pictures
+            self._crossfade = None
+
+    def _repetition_frame(self, n: int) -> None:
+        cur = self._current
+        offset = (n - self._anchor) % cur.length
+        if offset == 0:
+            self.stats["repetitions"] += 1
+        if cur.packets is not None:
+            self._send_all(self._packet_outputs, cur.packets[offset], n - offset)
+        if self._frame_outputs:
+            self._send_all(self._frame_outputs, VideoFrame(index=n, image=self._pictures(offset)))
+
+    def _samples_before(self, n: int) -> int:
+        """Audio samples before frame n: n * 48000 / fps, exactly, rounded down."""
+        f = self._fps
+        return n * AUDIO_RATE * f.denominator // f.numerator
+
+    def _audio_frame(self, n: int) -> None:
+        cpu = time.thread_time()
+        start = self._samples_before(n)
+        count = self._samples_before(n + 1) - start
+        samples = None
+        if self.audio is not None:
+            try:
+                samples = np.asarray(self.audio.read(count), dtype=np.float32)
+                if samples.shape != (count, AUDIO_CHANNELS):
+                    raise ValueError(f"the audio track gave {samples.shape} samples, "
+                                     f"expected ({count}, {AUDIO_CHANNELS})")
+            except Exception as e:              # music failing never stops the picture
+                self._error("audio", e)
+                samples = None
+        if samples is None:
+            samples = np.zeros((count, AUDIO_CHANNELS), np.float32)
+        packets = self._audio_encoder.encode(samples, start) if self._encoding else []
+        self.stats["cpu_audio"] += time.thread_time() - cpu
+        if self._frame_outputs:
+            self._send_all(self._frame_outputs, AudioChunk(start=start, samples=samples))
+        for p in packets:
+            self._send_all(self._packet_outputs, p)
+
+    # --- sending --------------------------------------------------------------------
+
+    def _send_all(self, outputs: list[Output], item, shift: int = 0) -> None:
+        if shift:
+            item = dataclasses.replace(item, pts=item.pts + shift, dts=item.dts + shift)
+        # Each output decides what a full queue means: a recording waits for room
+        # (every frame matters), a stream drops (the clock matters).
+        for out in outputs:
+            out.send(item)
+
+    def _count_dropped(self) -> None:
+        self.stats["dropped"] = {o.name: o.stats.dropped for o in self.outputs}
+
+    # --- preparing loops --------------------------------------------------------------
+
+    def _next_from_source(self):
+        try:
+            return self.source.next_ready()
+        except Exception as e:                  # a director hiccup never stops the picture
+            self._error("source", e)
+            return None
+
+    def _prepare(self, loop) -> _Prepared:
+        """Fit, fps-convert and (when an output takes packets) encode one repetition."""
+        wall = time.perf_counter()
+        frames = getattr(loop, "frames", None)
+        if (not isinstance(frames, np.ndarray) or frames.dtype != np.uint8 or frames.ndim != 4
+                or frames.shape[-1] != 3 or len(frames) < 1):
+            got = (f"{frames.shape} {frames.dtype}" if isinstance(frames, np.ndarray)
+                   else type(frames).__name__)
+            raise ValueError(f"loop frames must be an (N, H, W, 3) uint8 array, got {got}")
+        fps = getattr(loop, "fps", None)
+        if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0 < fps < 1000:
+            raise ValueError(f"loop fps must be a number of frames per second > 0, got {fps!r}")
+        _, h, w, _ = frames.shape
+        width, height = self.settings.size
+        prepared = _Prepared(
+            loop=loop, id=_loop_id(loop), label=_loop_label(loop), source=frames,
+            frame_map=_frame_map(len(frames), Fraction(fps).limit_denominator(1001), self._fps),
+            fit=_Fit(self.settings.fit, w, h, width, height))
+        if self._encoding:
+            pictures = _Pictures(prepared)
+            cpu_pictures = 0.0
+            cpu = time.process_time()
+
+            def images():
+                nonlocal cpu_pictures
+                for offset in range(prepared.length):
+                    if self._stop.is_set():
+                        raise _Cancelled()
+                    t = time.thread_time()
+                    image = pictures(offset)
+                    cpu_pictures += time.thread_time() - t
+                    yield image
+
+            packets = encode_segment(images(), self._video)
+            # The encoder's own threads count too: process time, less the pictures.
+            self.stats["cpu_encode"] += time.process_time() - cpu - cpu_pictures
+            self.stats["cpu_prepare"] += cpu_pictures
+            self.stats["encodes"] += 1
+            _check_segment(packets, prepared.length)
+            prepared.packets = packets
+            prepared.keyframes = frozenset(i for i, p in enumerate(packets) if p.keyframe)
+        else:
+            prepared.keyframes = frozenset(range(0, prepared.length, self._video.gop))
+        prepared.wall_s = time.perf_counter() - wall
+        self.stats["loops_prepared"] += 1
+        return prepared
+
+    def _prepare_next(self, job: _NextLoop) -> None:
+        """Prepare the next loop and encode its crossfade (worker thread in real time)."""
+        try:
+            incoming = self._prepare(job.loop)
+            outgoing, anchor = self._current, self._anchor   # unchanged until this is done
+            length = math.floor(Fraction(self.settings.crossfade) * self._fps + Fraction(1, 2))
+            # A loop has no first frame to the eye: the incoming one enters where its
+            # repetition, and so a keyframe of its cached packets, follows the crossfade.
+            entry = -length % incoming.length
+            if job.start is None:
+                job.start = self._plan_start(outgoing, anchor, incoming, length)
+            if length and self._encoding:
+                job.packets = self._encode_crossfade(outgoing, job.start, incoming, entry,
+                                                     length)
+            job.incoming, job.entry, job.length = incoming, entry, length
+            job.ready_at = self.frame
+        except Exception as e:
+            job.error = _Cancelled() if self._stop.is_set() else e
+        finally:
+            job.done.set()
+
+    def _plan_start(self, outgoing: _Prepared, anchor: int, incoming: _Prepared,
+                    length: int) -> int:
+        """The keyframe of the outgoing repetition at which a crossfade encoded from now
+        on should be ready, judged by how long preparing the incoming loop took."""
+        per_frame = incoming.wall_s / incoming.length
+        seconds = length * per_frame * _PLAN_SAFETY + _PLAN_MARGIN_S
+        target = (self.frame - anchor) % outgoing.length + math.ceil(seconds * self._fps)
+        target %= outgoing.length
+        later = [k for k in outgoing.keyframes if k >= target]
+        return min(later) if later else 0
+
+    def _encode_crossfade(self, outgoing: _Prepared, out_offset: int, incoming: _Prepared,
+                          in_offset: int, length: int) -> list[Packet]:
+        cpu = time.process_time()
+        out_pictures, in_pictures = _Pictures(outgoing), _Pictures(incoming)
+
+        def images():
+            for k in range(length):
+                if self._stop.is_set():
+                    raise _Cancelled()
+                yield _crossfade_picture(out_pictures, out_offset, in_pictures, in_offset,
+                                         k, length)
+
+        packets = encode_segment(images(), self._video)
+        self.stats["cpu_crossfade"] += time.process_time() - cpu
+        _check_segment(packets, length)
+        return packets
+
+    # --- events ---------------------------------------------------------------------
+
+    def _loop_payload(self, prepared: _Prepared, n: int) -> dict:
+        loop = prepared.loop
+        return {"label": prepared.label, "loop": prepared.id, "spec": str(loop.spec.id),
+                "seed": loop.seed, "frame": n, "fps": float(loop.fps),
+                "frames": prepared.length}
+
+    def _error(self, where: str, error: BaseException, **extra) -> None:
+        message = f"{type(error).__name__}: {error}"
+        log.error("player %s error: %s", where, message)
+        self._event("player_error", {"where": where, "error": message, "frame": self.frame,
+                                     **extra})
+
+    def _event(self, name: str, payload: dict) -> None:
+        if self._on_event is None:
+            return
+        try:
+            self._on_event(name, payload)
+        except Exception:                       # a listener failing never stops the picture
+            log.exception("player event listener failed on %s", name)
+
+
+def _safe_id(loop) -> str | None:
+    try:
+        return _loop_id(loop)
+    except Exception:
+        return None
+
+
+def _check_segment(packets: list[Packet], length: int) -> None:
+    if len(packets) != length or any(p.dts != i for i, p in enumerate(packets)):
+        raise RuntimeError(f"the encoder gave {len(packets)} packets for a {length}-frame "
+                           f"segment, expected one per frame in order")
+    if not packets[0].keyframe:
+        raise RuntimeError("the encoded segment does not start with a keyframe")
