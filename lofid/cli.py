@@ -250,7 +250,7 @@ def cmd_run(args) -> int:
     from fractions import Fraction
 
     from lofid import generators
-    from lofid.config import ConfigError, load, size_of
+    from lofid.config import ConfigError, load, loop_fps_for, size_of
     from lofid.director import Director, DirectorSettings, NothingToPlay
     from lofid.scene import parse
 
@@ -311,7 +311,8 @@ def cmd_run(args) -> int:
     realtime = cfg.realtime or any(_is_live(t) for t in targets)
     director = Director(Library(cfg.library), spec,
                         DirectorSettings(loop_size=_loop_size(*size), frames=cfg.loop_frames,
-                                         fps=cfg.loop_fps, rotate=cfg.rotate,
+                                         fps=cfg.loop_fps or loop_fps_for(cfg.fps),
+                                         rotate=cfg.rotate,
                                          generate=cfg.generate,
                                          wait_for_next=0.0 if realtime else 300.0),
                         generate=generators.get("procedural"), on_event=on_event)

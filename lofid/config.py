@@ -40,7 +40,8 @@ class RunConfig:
     fit: str = "crop"             # a loop of another shape: crop, or blur (blurred backdrop)
     bitrate: int = 4500           # video kb/s for streams and stream files
     loop_frames: int = 60         # frames in each generated loop
-    loop_fps: float = 12.0        # frames per second of generated loops
+    loop_fps: float | None = None  # frames per second of generated loops; default: one that
+                                  # divides the output fps (10 at 30, 12 at 24 and 60)
     fullscreen: bool = False      # window: start fullscreen (f toggles)
     borderless: bool = False      # window: no decorations
     close_stops: bool = False     # window: closing it stops lofid
@@ -61,6 +62,16 @@ def size_of(text: str, key: str = "size") -> tuple[int, int]:
     return w, h
 
 
+def loop_fps_for(output_fps: int) -> float:
+    """A lofi frame rate (8-15) that divides the output's, so each loop frame is shown a
+    whole number of times: no blended in-between frames to make, and crossfades that
+    move in step with the loops."""
+    for fps in (12, 10, 12.5, 8, 15):
+        if (output_fps / fps).is_integer():
+            return fps
+    return 12.0
+
+
 def validate(cfg: RunConfig) -> RunConfig:
     def need(ok: bool, key: str, expected: str):
         if not ok:
@@ -75,7 +86,8 @@ def validate(cfg: RunConfig) -> RunConfig:
     need(cfg.fit in FITS, "fit", " or ".join(FITS))
     need(isinstance(cfg.bitrate, int) and 300 <= cfg.bitrate <= 50000, "bitrate", "kb/s, 300..50000")
     need(isinstance(cfg.loop_frames, int) and cfg.loop_frames >= 2, "loop_frames", "2 or more")
-    need(isinstance(cfg.loop_fps, (int, float)) and 1 <= cfg.loop_fps <= 60, "loop_fps", "1..60")
+    need(cfg.loop_fps is None or (isinstance(cfg.loop_fps, (int, float)) and 1 <= cfg.loop_fps <= 60),
+         "loop_fps", "1..60")
     need(isinstance(cfg.scene, str), "scene", "text")
     need(all(isinstance(o, str) and o for o in cfg.outputs), "outputs", "a list of targets")
     need(all(isinstance(a, str) and a for a in cfg.audio), "audio", "a list of files or folders")

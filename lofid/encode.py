@@ -185,6 +185,22 @@ class YuvConverter:
         return frame
 
 
+def scaled_yuv(image: np.ndarray, width: int, height: int):
+    """An RGB picture of any size as a BT.709 yuv420p av.VideoFrame at width x height.
+
+    Scaling and colour conversion in one swscale pass: the cheapest way from a loop's
+    own frames to what the encoder takes (packed RGB at the output size would cost a
+    second pass and three times the memory traffic)."""
+    import av
+
+    h, w = image.shape[:2]
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+    return frame.reformat(width=width, height=height, format="yuv420p",
+                          interpolation="AREA" if width * height < w * h else "BICUBIC",
+                          dst_colorspace="ITU709", dst_color_range="MPEG",
+                          dst_color_trc=_BT709, dst_color_primaries=_BT709)
+
+
 def _check_yuv(frame, settings: VideoSettings):
     if frame.format.name != "yuv420p" or (frame.width, frame.height) != (settings.width,
                                                                        settings.height):

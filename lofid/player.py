@@ -33,7 +33,8 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
-from lofid.encode import AudioEncoder, VideoSettings, encode_segment, video_stream_info
+from lofid.encode import (AudioEncoder, VideoSettings, YuvConverter, encode_segment, scaled_yuv,
+                          video_stream_info)
 from lofid.outputs.base import AUDIO_CHANNELS, AUDIO_RATE, AudioChunk, Output, Packet, VideoFrame
 
 log = logging.getLogger("lofid.player")
@@ -192,6 +193,14 @@ class _Fit:
         backdrop[iy:iy + ih, ix:ix + iw] = _scale(image, iw, ih)
         return backdrop
 
+    def yuv(self, image: np.ndarray, convert: YuvConverter):
+        """The fitted picture as the encoder takes it: for "crop", cut, scaled and
+        converted to yuv420p in one pass; a blurred backdrop is composed in RGB first."""
+        if self.mode == "crop" or self.inner == (self.width, self.height):
+            x, y, w, h = self.box
+            return scaled_yuv(image[y:y + h, x:x + w], self.width, self.height)
+        return convert(self(image))
+
 
 def _frame_map(n_src: int, src_fps: Fraction, fps: Fraction) -> list[tuple[int, int, int]]:
     """For each output frame of one repetition: (source frame, next source frame, weight
@@ -238,6 +247,13 @@ class _Prepared:
     def length(self) -> int:
         return len(self.frame_map)
 
+    @property
+    def cadence(self) -> int:
+        """Output frames per source frame when each is shown a whole number of times
+        (10 fps at 30: 3), else 1 (frames are blends)."""
+        return self.length // len(self.source) if self.frame_map[-1][2] == 0 and \
+            self.length % len(self.source) == 0 else 1
+
     def is_keyframe(self, offset: int) -> bool:
         return offset in self.keyframes
 
@@ -248,10 +264,11 @@ class _Pictures:
     so a source frame shown three times in a row is fitted once. One per thread: the
     worker and the clock each have their own."""
 
-    def __init__(self, prepared: _Prepared):
+    def __init__(self, prepared: _Prepared, convert: YuvConverter | None = None):
         self.prepared = prepared
-        self._mixed_key = self._fitted_key = None
-        self._mixed = self._fitted = None
+        self.convert = convert
+        self._mixed_key = self._fitted_key = self._yuv_key = None
+        self._mixed = self._fitted = self._yuv = None
 
     def mixed(self, offset: int) -> np.ndarray:
         p = self.prepared
@@ -269,19 +286,33 @@ class _Pictures:
             self._fitted, self._fitted_key = p.fit(self.mixed(offset)), key
         return self._fitted
 
+    def yuv(self, offset: int):
+        """The frame at `offset` fitted as a yuv420p av.VideoFrame, for the encoder; a
+        repeated frame is the same object, which the encoder takes as is."""
+        p = self.prepared
+        key = p.frame_map[offset % p.length]
+        if key != self._yuv_key:
+            self._yuv, self._yuv_key = p.fit.yuv(self.mixed(offset), self.convert), key
+        return self._yuv
+
 
 def _crossfade_picture(outgoing: _Pictures, out_offset: int, incoming: _Pictures,
-                       in_offset: int, k: int, length: int) -> np.ndarray:
+                       in_offset: int, k: int, length: int, convert: YuvConverter | None = None,
+                       cadence: int = 1):
     """Frame k of a `length`-frame crossfade: outgoing from `out_offset` of its
-    repetition, incoming from `in_offset` of its own."""
-    weight = round(_smoothstep((k + 1) / (length + 1)) * _ONE)
+    repetition, incoming from `in_offset` of its own. RGB at the output size, or, given
+    `convert`, a yuv420p frame for the encoder. With a `cadence` above 1 the mix
+    moves on only every `cadence` frames, in step with the loops' own frames."""
+    step, steps = k // cadence, -(-length // cadence)
+    weight = round(_smoothstep((step + 1) / (steps + 1)) * _ONE)
     a, b = outgoing.prepared, incoming.prepared
     if a.source.shape[1:] == b.source.shape[1:]:
         # Same size, same fit: fitting is linear, so blend the smaller source frames
         # and fit once instead of fitting both.
         mixed = _blend(outgoing.mixed(out_offset + k), incoming.mixed(in_offset + k), weight)
-        return b.fit(mixed)
-    return _blend(outgoing(out_offset + k), incoming(in_offset + k), weight)
+        return b.fit.yuv(mixed, convert) if convert else b.fit(mixed)
+    picture = _blend(outgoing(out_offset + k), incoming(in_offset + k), weight)
+    return convert(picture) if convert else picture
 
 
 def _loop_id(loop) -> str:
@@ -615,7 +646,7 @@ class Player:
             frame_map=_frame_map(len(frames), Fraction(fps).limit_denominator(1001), self._fps),
             fit=_Fit(self.settings.fit, w, h, width, height))
         if self._encoding:
-            pictures = _Pictures(prepared)
+            pictures = _Pictures(prepared, YuvConverter(self._video))
             cpu_pictures = 0.0
             cpu = time.process_time()
 
@@ -625,7 +656,7 @@ class Player:
                     if self._stop.is_set():
                         raise _Cancelled()
                     t = time.thread_time()
-                    image = pictures(offset)
+                    image = pictures.yuv(offset)
                     cpu_pictures += time.thread_time() - t
                     yield image
 
@@ -679,13 +710,23 @@ class Player:
                           in_offset: int, length: int) -> list[Packet]:
         cpu = time.process_time()
         out_pictures, in_pictures = _Pictures(outgoing), _Pictures(incoming)
+        convert = YuvConverter(self._video)
+        # Loops shown at a whole number of output frames per frame (10 fps at 30) change
+        # only every `cadence` frames; when both are in step, so does the mix, and each
+        # crossfade picture is made once and handed to the encoder `cadence` times.
+        cadence = outgoing.cadence
+        if (incoming.cadence != cadence or out_offset % cadence or in_offset % cadence):
+            cadence = 1
 
         def images():
+            picture = None
             for k in range(length):
                 if self._stop.is_set():
                     raise _Cancelled()
-                yield _crossfade_picture(out_pictures, out_offset, in_pictures, in_offset,
-                                         k, length)
+                if k % cadence == 0:
+                    picture = _crossfade_picture(out_pictures, out_offset, in_pictures,
+                                                 in_offset, k, length, convert, cadence)
+                yield picture
 
         packets = encode_segment(images(), self._video)
         self.stats["cpu_crossfade"] += time.process_time() - cpu
