@@ -174,6 +174,13 @@ class Director:
         return key, loop
 
     def _prefetch(self) -> None:
+        # Making and loading loops ahead is background work: on Linux a thread can have
+        # its own nice value, so this one yields the CPU to the player's clock and its
+        # preparation of the next loop.
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        except (AttributeError, OSError):
+            pass
         backoff = 1.0
         while not self._stop.is_set():
             with self._lock:

@@ -51,8 +51,8 @@ _BACKDROP_BRIGHTNESS = 0.55
 
 # A crossfade is encoded before it starts; in real time its start is planned this
 # much later than the encode is expected to take.
-_PLAN_MARGIN_S = 0.5
-_PLAN_SAFETY = 1.5
+_PLAN_MARGIN_S = 0.3
+_PLAN_SAFETY = 1.25
 
 
 class LoopSource(Protocol):
@@ -342,6 +342,7 @@ class _NextLoop:
     length: int = 0                             # crossfade frames; 0 cuts
     packets: list[Packet] | None = None
     ready_at: int | None = None                 # clock when all of that was done
+    handed_wall: float = 0.0                    # wall clock when the source handed it over
     error: BaseException | None = None
 
     def __post_init__(self) -> None:
@@ -383,6 +384,7 @@ class Player:
         self._frame_outputs = [o for o in self.outputs if o.wants == "frames"]
         # Without a packet output nothing needs H.264: skip the encoder entirely.
         self._encoding = bool(self._packet_outputs)
+        self._prepare_wall_s = 0.0                  # how long the last switch took to prepare
         self._stop = threading.Event()
         self._worker: threading.Thread | None = None
         self._current: _Prepared | None = None
@@ -433,6 +435,9 @@ class Player:
                 self._error("output", e, output=getattr(out, "name", None))
         loop = self.source.first()
         self._current = self._prepare(loop)
+        # The first measure of how long a switch takes to prepare (less its crossfade,
+        # which is encoded beside the repetition).
+        self._prepare_wall_s = self._current.wall_s
         self._anchor = self.frame
         if self._frame_outputs:
             self._pictures = _Pictures(self._current)
@@ -508,7 +513,7 @@ class Player:
             loop = self._next_from_source()
             if loop is None:
                 return
-            job = self._job = _NextLoop(loop=loop, asked_at=n)
+            job = self._job = _NextLoop(loop=loop, asked_at=n, handed_wall=time.perf_counter())
             if self.settings.realtime:
                 self._worker = threading.Thread(target=self._prepare_next, args=(job,),
                                                 name="player prepare", daemon=True)
@@ -627,7 +632,7 @@ class Player:
             self._error("source", e)
             return None
 
-    def _prepare(self, loop) -> _Prepared:
+    def _prepare(self, loop, encode: bool = True) -> _Prepared:
         """Fit, fps-convert and (when an output takes packets) encode one repetition."""
         wall = time.perf_counter()
         frames = getattr(loop, "frames", None)
@@ -645,49 +650,81 @@ class Player:
             loop=loop, id=_loop_id(loop), label=_loop_label(loop), source=frames,
             frame_map=_frame_map(len(frames), Fraction(fps).limit_denominator(1001), self._fps),
             fit=_Fit(self.settings.fit, w, h, width, height))
-        if self._encoding:
-            pictures = _Pictures(prepared, YuvConverter(self._video))
-            cpu_pictures = 0.0
-            cpu = time.process_time()
-
-            def images():
-                nonlocal cpu_pictures
-                for offset in range(prepared.length):
-                    if self._stop.is_set():
-                        raise _Cancelled()
-                    t = time.thread_time()
-                    image = pictures.yuv(offset)
-                    cpu_pictures += time.thread_time() - t
-                    yield image
-
-            packets = encode_segment(images(), self._video)
-            # The encoder's own threads count too: process time, less the pictures.
-            self.stats["cpu_encode"] += time.process_time() - cpu - cpu_pictures
-            self.stats["cpu_prepare"] += cpu_pictures
-            self.stats["encodes"] += 1
-            _check_segment(packets, prepared.length)
-            prepared.packets = packets
-            prepared.keyframes = frozenset(i for i, p in enumerate(packets) if p.keyframe)
-        else:
-            prepared.keyframes = frozenset(range(0, prepared.length, self._video.gop))
+        # Where the GOPs of the repetition start: the encoder puts a keyframe on every
+        # gop-th frame and nowhere else (checked once the packets exist).
+        prepared.keyframes = frozenset(range(0, prepared.length, self._video.gop))
+        if encode:
+            self._encode_repetition(prepared)
         prepared.wall_s = time.perf_counter() - wall
         self.stats["loops_prepared"] += 1
         return prepared
 
+    def _encode_repetition(self, prepared: _Prepared) -> None:
+        """Encode one repetition of a prepared loop, once, when any output takes packets."""
+        if not self._encoding:
+            return
+        wall = time.perf_counter()
+        pictures = _Pictures(prepared, YuvConverter(self._video))
+        cpu_pictures = 0.0
+        cpu = time.process_time()
+
+        def images():
+            nonlocal cpu_pictures
+            for offset in range(prepared.length):
+                if self._stop.is_set():
+                    raise _Cancelled()
+                t = time.thread_time()
+                image = pictures.yuv(offset)
+                cpu_pictures += time.thread_time() - t
+                yield image
+
+        packets = encode_segment(images(), self._video)
+        # The encoder's own threads count too: process time, less the pictures.
+        self.stats["cpu_encode"] += time.process_time() - cpu - cpu_pictures
+        self.stats["cpu_prepare"] += cpu_pictures
+        self.stats["encodes"] += 1
+        _check_segment(packets, prepared.length)
+        keyframes = frozenset(i for i, p in enumerate(packets) if p.keyframe)
+        if keyframes != prepared.keyframes:
+            raise RuntimeError(f"the encoder put keyframes at {sorted(keyframes)[:6]}..., "
+                               f"expected every {self._video.gop} frames")
+        prepared.packets = packets
+        prepared.wall_s += time.perf_counter() - wall
+
     def _prepare_next(self, job: _NextLoop) -> None:
-        """Prepare the next loop and encode its crossfade (worker thread in real time)."""
+        """Prepare the next loop and encode its crossfade (worker thread in real time).
+
+        The crossfade needs only the two loops' pictures, not the incoming loop's
+        packets, so it is encoded beside the incoming repetition, in a thread of its
+        own: the switch comes sooner on a machine with more than one core."""
         try:
-            incoming = self._prepare(job.loop)
+            incoming = self._prepare(job.loop, encode=False)
             outgoing, anchor = self._current, self._anchor   # unchanged until this is done
             length = math.floor(Fraction(self.settings.crossfade) * self._fps + Fraction(1, 2))
             # A loop has no first frame to the eye: the incoming one enters where its
             # repetition, and so a keyframe of its cached packets, follows the crossfade.
             entry = -length % incoming.length
             if job.start is None:
-                job.start = self._plan_start(outgoing, anchor, incoming, length)
+                job.start = self._plan_start(outgoing, anchor, incoming)
+            crossfade: dict = {}
             if length and self._encoding:
-                job.packets = self._encode_crossfade(outgoing, job.start, incoming, entry,
-                                                     length)
+                def encode_crossfade():
+                    try:
+                        crossfade["packets"] = self._encode_crossfade(
+                            outgoing, job.start, incoming, entry, length)
+                    except BaseException as e:
+                        crossfade["error"] = e
+                worker = threading.Thread(target=encode_crossfade, name="player crossfade",
+                                          daemon=True)
+                worker.start()
+                self._encode_repetition(incoming)
+                worker.join()
+                if "error" in crossfade:
+                    raise crossfade["error"]
+                job.packets = crossfade["packets"]
+            else:
+                self._encode_repetition(incoming)
+            self._prepare_wall_s = time.perf_counter() - job.handed_wall
             job.incoming, job.entry, job.length = incoming, entry, length
             job.ready_at = self.frame
         except Exception as e:
@@ -695,12 +732,11 @@ class Player:
         finally:
             job.done.set()
 
-    def _plan_start(self, outgoing: _Prepared, anchor: int, incoming: _Prepared,
-                    length: int) -> int:
-        """The keyframe of the outgoing repetition at which a crossfade encoded from now
-        on should be ready, judged by how long preparing the incoming loop took."""
-        per_frame = incoming.wall_s / incoming.length
-        seconds = length * per_frame * _PLAN_SAFETY + _PLAN_MARGIN_S
+    def _plan_start(self, outgoing: _Prepared, anchor: int, incoming: _Prepared) -> int:
+        """The keyframe of the outgoing repetition at which the crossfade starts: the
+        first one after the incoming repetition and the crossfade are expected to be
+        encoded, judged by how long that took last time (or by its size, the first)."""
+        seconds = self._prepare_wall_s * _PLAN_SAFETY + _PLAN_MARGIN_S
         target = (self.frame - anchor) % outgoing.length + math.ceil(seconds * self._fps)
         target %= outgoing.length
         later = [k for k in outgoing.keyframes if k >= target]
