@@ -394,6 +394,9 @@ class Player:
         self._crossfade: _Crossfade | None = None
         self._audio_encoder: AudioEncoder | None = None
         self.frame: int = settings.start_frame   # the clock: the next frame to make
+        # cpu_encode and cpu_crossfade count the process's time (the encoder's threads
+        # are not Python's), so they overlap when a crossfade is encoded beside a
+        # repetition; cpu_total is the process's own.
         self.stats: dict = {
             "frames": 0, "repetitions": 0, "crossfades": 0,
             "loops_prepared": 0, "loops_failed": 0, "encodes": 0,
