@@ -165,7 +165,6 @@ class Output:
         except Exception as e:  # an output failing must never take the player down
             self.stats.errors += 1
             self.stats.last_error = f"{type(e).__name__}: {e}"
-            log.error("output %s failed: %s", self.name, self.stats.last_error)
             self._set_state("failed", self.stats.last_error)
             self._drain()
             return
@@ -184,12 +183,17 @@ class Output:
                 return
 
     def _set_state(self, state: str, detail: str | None = None) -> None:
+        """Every state change goes to on_state, whose owner says it where it wants;
+        with no one listening, failures and reconnections go to the log."""
         self.state = state
         if self._on_state is not None:
             try:
                 self._on_state(self.name, state, detail)
             except Exception:
                 log.exception("output state callback failed")
+        elif state in ("failed", "reconnecting"):
+            log.log(logging.ERROR if state == "failed" else logging.WARNING,
+                    "output %s: %s%s", self.name, state, f" ({detail})" if detail else "")
 
     # --- for subclasses ------------------------------------------------------------
 

@@ -309,7 +309,6 @@ class NetworkOutput(Output):
                     return
                 if fatal:
                     self._report("failed", reason)
-                    log.error("output %s failed: %s", self.name, reason)
                     return
                 if child.connected and time.monotonic() - child.connected_at >= STABLE_AFTER:
                     delay = BACKOFF_MIN
@@ -320,7 +319,6 @@ class NetworkOutput(Output):
                 next_start = time.monotonic() + wait
                 detail = f"{reason}; retrying in {wait:g} s"
                 self._report("reconnecting", detail)
-                log.warning("output %s: %s", self.name, detail)
         except Exception as e:  # the supervisor must not die silently
             log.exception("output %s: supervisor failed", self.name)
             if self._child is not None:
@@ -423,7 +421,6 @@ class NetworkOutput(Output):
                 self._need_keyframe = True
             self.connections += 1
             detail = self._hide_key(str(event.get("detail") or ""))
-            log.info("output %s: %s", self.name, detail)
             self._report("running", detail)
         elif kind == "listening":
             child.listening = True
