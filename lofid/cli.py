@@ -261,7 +261,7 @@ def cmd_run(args) -> int:
                  "realtime": True if args.realtime else None, "fit": args.fit,
                  "bitrate": args.bitrate, "fullscreen": True if args.fullscreen else None,
                  "borderless": True if args.borderless else None,
-                 "library": args.library}
+                 "library": args.library, "socket": args.socket}
     try:
         cfg = load(args.config, overrides)
         size = size_of(cfg.size)
@@ -284,9 +284,12 @@ def cmd_run(args) -> int:
     from lofid.player import Player, PlayerSettings
 
     player = None
+    server = None   # the control socket, when asked for: events go to its subscribers too
 
     def on_state(name: str, state: str, detail: str | None) -> None:
         print(f"lofid: output {name}: {state}" + (f" ({detail})" if detail else ""), file=sys.stderr)
+        if server is not None:
+            server.notify("output_changed", {"output": name, "state": state, "detail": detail})
         if name == "window" and state == "closed" and cfg.close_stops and player is not None:
             player.stop()
 
@@ -306,6 +309,8 @@ def cmd_run(args) -> int:
         if name in ("scene_changed", "crossfade", "generation_failed", "player_error"):
             print(f"lofid: {name.replace('_', ' ')}: "
                   + ", ".join(f"{k} {v}" for k, v in payload.items()), file=sys.stderr)
+        if server is not None:
+            server.notify(name, payload)
 
     spec = parse(cfg.scene)
     realtime = cfg.realtime or any(_is_live(t) for t in targets)
@@ -332,6 +337,18 @@ def cmd_run(args) -> int:
         on_signal.seen = True
         print("lofid: stopping (again to force)", file=sys.stderr)
         player.stop()
+    if cfg.socket is not None:
+        from lofid.daemon import Control
+        from lofid.rpc import Server, SocketError, default_socket_path
+        server = Server(cfg.socket or default_socket_path(),
+                        Control(director, player, director.library, outputs).handlers())
+        try:
+            server.start()
+        except SocketError as e:
+            for out in outputs:
+                out.close(timeout=2)
+            raise BadInput(str(e)) from None
+        print(f"lofid: control socket {server.path}", file=sys.stderr)
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     t0 = time.monotonic()
     try:
@@ -341,12 +358,70 @@ def cmd_run(args) -> int:
         return EXIT_BAD_INPUT
     finally:
         director.stop()
-        audio.close() if hasattr(audio, "close") else None
+        audio.close()
+        if server is not None:
+            server.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     seconds = (player.frame - start_frame) / cfg.fps
     print(f"played {seconds:.1f} s ({player.frame - start_frame} frames) in "
           f"{time.monotonic() - t0:.1f} s to {', '.join(o.name for o in outputs)}")
+    return 0
+
+
+def cmd_ctl(args) -> int:
+    import json
+
+    from lofid.ctl import Client, ControlError, NoDaemon
+    from lofid.rpc import default_socket_path
+
+    path = args.socket or default_socket_path()
+    method = {"status": "status", "scene": "scene.set", "next": "next", "pause": "pause",
+              "resume": "resume", "stop": "shutdown", "events": "subscribe"}[args.action]
+    params = []
+    if args.action == "scene":
+        if not args.text:
+            raise BadInput("ctl scene needs a text, e.g. lofid ctl scene rainy night, coffee shop")
+        params = [" ".join(args.text)]
+    elif args.action == "events":
+        params = [args.text or ["*"]]
+    try:
+        client = Client(path)
+    except NoDaemon as e:
+        print(f"lofid: {e}", file=sys.stderr)
+        return 1
+    try:
+        result = client.call(method, *params)
+        if args.action == "events":
+            # Until interrupted: one line per event.
+            while True:
+                _, name, payload = client.receive()
+                print(json.dumps({"event": name, **(payload[0] if payload else {})})
+                      if args.json else f"{name}: {payload[0] if payload else ''}", flush=True)
+    except ControlError as e:
+        raise BadInput(str(e)) from None
+    except NoDaemon as e:
+        print(f"lofid: {e}", file=sys.stderr)
+        return 1
+    finally:
+        client.close()
+    if args.json:
+        print(json.dumps(result, indent=2))
+    elif args.action == "status":
+        r = result
+        print(f"{r['scene']['label']}  (loop {r['loop']}){'  paused' if r['paused'] else ''}")
+        print(f"clock {r['clock']['seconds']:.1f} s at {r['clock']['fps']:g} fps, "
+              f"up {r['uptime_s']:.0f} s, lofid {r['version']}")
+        for o in r["outputs"]:
+            print(f"output {o['name']}: {o['state']}"
+                  + (f", {o['dropped']} dropped" if o["dropped"] else "")
+                  + (f" ({o['error']})" if o["error"] else ""))
+        print(f"library {r['library']['loops']} loops, {r['library']['bytes'] / 1e6:.1f} MB; "
+              f"{r['generator']['ready']} ready ahead, {r['generator']['failures']} failed")
+    elif args.action == "scene":
+        print(f"moving to {result['scene']}")
+    else:
+        print("ok")
     return 0
 
 
@@ -399,8 +474,18 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--bitrate", type=int, help="video kb/s (default 4500)")
     r.add_argument("--fullscreen", action="store_true", help="window: start fullscreen (f toggles)")
     r.add_argument("--borderless", action="store_true", help="window: no decorations")
+    r.add_argument("--socket", nargs="?", const="", metavar="PATH",
+                   help="answer `lofid ctl` and the Neovim plugin on a control socket "
+                        "(default path $XDG_RUNTIME_DIR/lofid/lofid.sock)")
     r.add_argument("--config", metavar="FILE", help="a TOML file with any of these options as keys")
     r.set_defaults(run=cmd_run)
+
+    c = sub.add_parser("ctl", help="talk to a running lofid over its control socket")
+    c.add_argument("--socket", metavar="PATH", help="the socket (default $XDG_RUNTIME_DIR/lofid/lofid.sock)")
+    c.add_argument("--json", action="store_true", help="machine-readable output")
+    c.add_argument("action", choices=("status", "scene", "next", "pause", "resume", "stop", "events"))
+    c.add_argument("text", nargs="*", help="for scene: what to show, in words")
+    c.set_defaults(run=cmd_ctl)
 
     lib = sub.add_parser("library", help="the loops kept on disk")
     lsub = lib.add_subparsers(dest="library_command", metavar="ACTION", parser_class=_Parser,

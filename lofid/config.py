@@ -46,6 +46,7 @@ class RunConfig:
     borderless: bool = False      # window: no decorations
     close_stops: bool = False     # window: closing it stops lofid
     library: str | None = None    # loop library folder
+    socket: str | None = None     # control socket path; "" = the default; None = no socket
 
     def __post_init__(self):
         self.outputs = list(self.outputs or [])

@@ -62,6 +62,7 @@ class Director:
         self.current_key: str | None = None
         self._current_spec = None
         self.failures = 0
+        self.held = False
 
     # --- the player's side ---------------------------------------------------------
 
@@ -86,7 +87,12 @@ class Director:
 
     def next_ready(self):
         """A made loop to crossfade to when the current one has had its time, else None."""
-        if self._since is None or self._clock() - self._since < self.settings.rotate:
+        if self._since is None:
+            return None
+        waited = self._clock() - self._since
+        if waited < self.settings.rotate and waited != float("inf"):
+            return None
+        if self.held and waited != float("inf"):
             return None
         with self._arrived:
             if not self._ready and self.settings.wait_for_next > 0:
@@ -98,6 +104,17 @@ class Director:
         self._wake.set()
         self._started(key, loop)
         return loop
+
+    def skip(self) -> None:
+        """Offer the next loop at once instead of when the current one's time is up."""
+        with self._lock:
+            self._since = float("-inf")
+        self._wake.set()
+
+    def hold(self, held: bool) -> None:
+        """Held, the current loop keeps playing: no rotation. Requests (a new scene,
+        skip) still go through."""
+        self.held = held
 
     def set_scene(self, spec) -> None:
         """Move to another scene: what was prefetched for the old one is dropped."""

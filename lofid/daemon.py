@@ -1,0 +1,95 @@
+"""What the control socket can do to a running `lofid run`.
+
+The methods are thin: each reads the state of the director, player, outputs and
+library, or hands a request to the director, and returns at once (they run on the
+socket's event loop). What happens as a result comes back as events to subscribers.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from lofid import __version__
+from lofid.rpc import RpcError
+
+
+class Control:
+    def __init__(self, director, player, library, outputs):
+        self.director = director
+        self.player = player
+        self.library = library
+        self.outputs = outputs
+        self.started = time.monotonic()
+
+    def handlers(self) -> dict:
+        return {
+            "status": self.status,
+            "scene.set": self.scene_set,
+            "next": self.next,
+            "pause": self.pause,
+            "resume": self.resume,
+            "library.list": self.library_list,
+            "shutdown": self.shutdown,
+        }
+
+    def status(self, params: list) -> dict:
+        d, p = self.director, self.player
+        spec = d.spec
+        return {
+            "version": __version__,
+            "uptime_s": round(time.monotonic() - self.started, 3),
+            "scene": {**spec.to_dict(), "label": spec.label(), "id": spec.id},
+            "loop": d.current_key,
+            "paused": d.held,
+            "clock": {"frame": p.frame, "seconds": round(p.seconds, 3),
+                      "fps": float(p.settings.fps)},
+            "outputs": [{"name": o.name, "state": o.state, "dropped": o.stats.dropped,
+                         "error": o.stats.last_error} for o in self.outputs],
+            "generator": {"ready": len(d._ready), "failures": d.failures,
+                          "generating": d.settings.generate},
+            "library": {"loops": len(self.library), "bytes": self.library.total_bytes()},
+        }
+
+    def scene_set(self, params: list) -> dict:
+        from lofid.scene import SceneSpec, parse
+        if len(params) != 1:
+            raise RpcError("scene.set takes one argument: a text, or a map of SceneSpec fields")
+        what = params[0]
+        if isinstance(what, str):
+            spec = parse(what)
+        elif isinstance(what, dict):
+            try:
+                spec = SceneSpec.from_dict(what)
+            except ValueError as e:
+                raise RpcError(f"scene.set: {e}") from None
+        else:
+            raise RpcError(f"scene.set takes a text or a map, got {type(what).__name__}")
+        self.director.set_scene(spec)
+        return {"scene": spec.label(), "id": spec.id}
+
+    def next(self, params: list) -> bool:
+        self.director.skip()
+        return True
+
+    def pause(self, params: list) -> bool:
+        self.director.hold(True)
+        return True
+
+    def resume(self, params: list) -> bool:
+        self.director.hold(False)
+        return True
+
+    def library_list(self, params: list) -> list:
+        scene = params[0] if params else None
+        if scene is not None and not isinstance(scene, str):
+            raise RpcError("library.list takes an optional scene name")
+        return [{"key": e["key"], "scene": e["spec"]["scene"], "spec": e["spec"],
+                 "seed": e["seed"], "generator": e["generator"], "bytes": e["bytes"],
+                 "seam_ratio": e["metrics"]["seam_ratio"]}
+                for e in self.library.entries(scene=scene)]
+
+    def shutdown(self, params: list) -> bool:
+        # Stopping closes outputs and waits for them: never on the socket's own thread.
+        threading.Thread(target=self.player.stop, name="shutdown", daemon=True).start()
+        return True

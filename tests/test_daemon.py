@@ -1,0 +1,103 @@
+"""A running `lofid run --socket`, driven by `lofid ctl` and by pynvim's client."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+
+def lofid(*args, timeout=60):
+    return subprocess.run([sys.executable, "-m", "lofid.cli", *args], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def wait_for(predicate, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+@pytest.fixture
+def daemon(tmp_path):
+    sock = tmp_path / "run" / "lofid.sock"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lofid.cli", "--library", str(tmp_path / "lib"), "run",
+         "-o", "null", "--realtime", "--size", "160x90", "--socket", str(sock),
+         "--scene", "study room"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: sock.exists() or proc.poll() is not None)
+        assert proc.poll() is None, proc.stderr.read()
+        yield proc, sock
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=30)
+
+
+def status(sock):
+    r = lofid("ctl", "--socket", str(sock), "--json", "status")
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def test_ctl_drives_the_daemon_and_subscribers_hear_it(daemon):
+    from pynvim.msgpack_rpc import socket_session
+    proc, sock = daemon
+    s = status(sock)
+    assert s["scene"]["scene"] == "study_room" and s["outputs"][0]["state"] == "running"
+    human = lofid("ctl", "--socket", str(sock), "status")
+    assert "study room" in human.stdout and "output null: running" in human.stdout
+
+    # pynvim as an independent client, subscribed to scene changes.
+    session = socket_session(str(sock))
+    try:
+        assert session.request("subscribe", ["scene_changed", "crossfade"]) == \
+            ["crossfade", "scene_changed"]
+        r = lofid("ctl", "--socket", str(sock), "scene", "rainy", "window,", "night")
+        assert r.returncode == 0 and "rainy window" in r.stdout
+        seen = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and "crossfade" not in [m[1] for m in seen]:
+            message = session.next_message()
+            if message is not None:
+                seen.append(message)
+        names = [m[1] for m in seen]
+        assert "scene_changed" in names and "crossfade" in names
+        changed = [m for m in seen if m[1] == "scene_changed"][0]
+        assert "rainy window" in changed[2][0]["scene"]
+    finally:
+        session.close()
+    assert wait_for(lambda: status(sock)["scene"]["scene"] == "rainy_window")
+
+    assert lofid("ctl", "--socket", str(sock), "pause").returncode == 0
+    assert status(sock)["paused"] is True
+    assert lofid("ctl", "--socket", str(sock), "resume").returncode == 0
+    assert status(sock)["paused"] is False
+
+    bad = lofid("ctl", "--socket", str(sock), "scene")
+    assert bad.returncode == 2 and "needs a text" in bad.stderr
+
+    assert lofid("ctl", "--socket", str(sock), "stop").returncode == 0
+    assert proc.wait(timeout=30) == 0
+    assert not sock.exists()
+
+
+def test_a_second_daemon_on_the_same_socket_is_refused(daemon):
+    _, sock = daemon
+    r = lofid("run", "-o", "null", "--duration", "1", "--socket", str(sock))
+    assert r.returncode == 2 and "already running" in r.stderr
+
+
+def test_ctl_without_a_daemon_says_so(tmp_path):
+    r = lofid("ctl", "--socket", str(tmp_path / "none.sock"), "status")
+    assert r.returncode == 1 and "no lofid answers" in r.stderr
