@@ -104,13 +104,33 @@ def _read_image(path: str, size: tuple[int, int] | None):
 def _pick_generator(name: str) -> str:
     from lofid import generators
     if name == "auto":
-        # AnimateDiff needs weights and a GPU; until those are configured the painter
-        # is the one that can always run.
-        return "procedural"
+        # AnimateDiff needs weights and a GPU; without them the painter, which can
+        # always run. Looking for weights reads file headers only.
+        from lofid.generators.animatediff import available
+        return "animatediff" if available() else "procedural"
     if name not in generators.BACKENDS:
         raise BadInput(f"--generator {name!r} is not known: expected auto or "
                        f"{', '.join(generators.names())}")
     return name
+
+
+_AD_KEYS = ("model", "motion_adapter", "lora", "motion_lora", "steps", "guidance", "scheduler",
+            "loop_method", "preset")
+
+
+def _animatediff_options(args) -> dict:
+    from lofid.generators.animatediff import preset_options
+    from lofid.loras import parse_lora_arg
+    options = preset_options(args.preset) if args.preset else {}
+    for key in ("model", "motion_adapter", "steps", "guidance", "scheduler", "loop_method"):
+        if getattr(args, key) is not None:
+            options[key] = getattr(args, key)
+    try:
+        options["loras"] = [parse_lora_arg(t) for t in args.lora]
+        options["motion_loras"] = [parse_lora_arg(t) for t in args.motion_lora]
+    except ValueError as e:
+        raise BadInput(str(e)) from None
+    return options
 
 
 def cmd_generate(args) -> int:
@@ -135,6 +155,10 @@ def cmd_generate(args) -> int:
     name = _pick_generator(args.generator)
     if args.generator == "auto":
         print(f"generator: {name} (auto)", file=sys.stderr)
+    options = _animatediff_options(args) if name == "animatediff" else {}
+    if name != "animatediff" and any(getattr(args, k) not in (None, []) for k in _AD_KEYS):
+        raise BadInput(f"--{next(k for k in _AD_KEYS if getattr(args, k) not in (None, [])).replace('_', '-')} "
+                       f"is an AnimateDiff option; the {name} generator does not take it")
 
     from lofid import generators
     from lofid.loop import export
@@ -144,9 +168,16 @@ def cmd_generate(args) -> int:
     seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "little")
     generate = generators.get(name)
     t0 = time.monotonic()
-    options = {"image": image} if image is not None else {}
-    loop = generate(spec, seed, size, args.frames, args.fps,
-                    progress=_progress_bar("painting"), **options)
+    if image is not None:
+        if name != "procedural":
+            raise BadInput("--image is animated by the procedural generator only")
+        options["image"] = image
+    try:
+        loop = generate(spec, seed, size, args.frames, args.fps,
+                        progress=_progress_bar("painting" if name == "procedural" else "denoising"),
+                        **options)
+    except ValueError as e:   # a model that is not what it should be, a size it cannot make
+        raise BadInput(str(e)) from None
     painted = time.monotonic() - t0
     export(loop, out, repeat=args.repeat, progress=_progress_bar("encoding"))
     total = time.monotonic() - t0
@@ -446,7 +477,21 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--size", metavar="WxH",
                    help=f"picture size (default {DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]}, or the --image's size)")
     g.add_argument("--seed", type=int, help="seed for a reproducible loop (default: a new one)")
-    g.add_argument("--generator", default="auto", help="auto (default) or procedural")
+    g.add_argument("--generator", default="auto",
+                   help="auto (default: animatediff when weights and a GPU are found, else "
+                        "procedural), procedural or animatediff")
+    ad = g.add_argument_group("AnimateDiff")
+    ad.add_argument("--model", metavar="PATH_OR_NAME", help="SD1.5-family checkpoint (folder or file)")
+    ad.add_argument("--motion-adapter", metavar="PATH_OR_NAME", help="motion module / adapter")
+    ad.add_argument("--lora", action="append", default=[], metavar="FILE_OR_NAME[:WEIGHT]",
+                    help="a style LoRA (repeatable)")
+    ad.add_argument("--motion-lora", action="append", default=[], metavar="FILE_OR_NAME[:WEIGHT]",
+                    help="a motion LoRA (repeatable)")
+    ad.add_argument("--steps", type=int, help="denoising steps (default 25; 4-8 few-step)")
+    ad.add_argument("--guidance", type=float, help="guidance scale (default 7.5; 1-2 few-step)")
+    ad.add_argument("--scheduler", help="ddim (default), euler (Lightning) or lcm (AnimateLCM)")
+    ad.add_argument("--loop-method", help="circular (default), circular+blend or none")
+    ad.add_argument("--preset", help="standard, lcm (AnimateLCM weights) or lightning")
     g.add_argument("--image", metavar="PICTURE", help="animate your own still picture (weather and light)")
     g.add_argument("--repeat", type=int, default=1, help="write the loop N times (default 1)")
     g.add_argument("--no-library", action="store_true", help="do not keep the loop in the library")
@@ -487,6 +532,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("text", nargs="*", help="for scene: what to show, in words")
     c.set_defaults(run=cmd_ctl)
 
+    from lofid import models_cli
+    models_cli.add_parser(sub)
+
     lib = sub.add_parser("library", help="the loops kept on disk")
     lsub = lib.add_subparsers(dest="library_command", metavar="ACTION", parser_class=_Parser,
                               required=True)
@@ -512,11 +560,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not getattr(args, "run", None):
+    command = getattr(args, "run", None) or getattr(args, "func", None)
+    if command is None:
         parser.print_help()
         return EXIT_BAD_INPUT
     try:
-        return args.run(args)
+        return command(args)
     except BadInput as e:
         print(f"lofid: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -16,6 +16,7 @@ import importlib
 # name -> module that defines `generate`
 BACKENDS = {
     "procedural": "lofid.generators.procedural",
+    "animatediff": "lofid.generators.animatediff",
 }
 
 

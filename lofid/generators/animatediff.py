@@ -1,0 +1,540 @@
+"""AnimateDiff: loops from an SD1.5-family checkpoint plus a motion adapter.
+
+generate() wraps diffusers' AnimateDiffPipeline but runs its own denoising loop,
+which sees the clip as a circle: at every step the clip is cut into wrap-around
+context windows (consecutive frames modulo N, so the last frame neighbours the
+first), the UNet predicts noise for each window, the predictions are averaged per
+frame, and the scheduler steps the whole clip. The windows' offset moves from step
+to step, so no frame pair is a window edge for long, and the loop point is denoised
+like any other frame step: the loop closes in latent space, with no blend. The
+same windows make loops longer than the motion module's window (48 frames in
+16-frame windows).
+
+Steps, in order: check inputs, get the pipeline, set the scheduler, encode the
+prompt, prepare the noise, denoise on the circle, decode, make the Loop.
+
+torch and diffusers are imported inside the functions that need them: importing
+this module stays cheap (`lofid --help` never loads torch).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from lofid.loop import Loop, close_loop
+
+GENERATOR = "animatediff"
+SCHEDULERS = ("ddim", "euler", "lcm")
+LOOP_METHODS = ("circular", "none", "circular+blend")
+DTYPES = ("fp16", "bf16", "fp32")
+
+# Few-step presets: the settings the few-step motion weights were trained for.
+PRESETS = {
+    "standard": {"steps": 25, "guidance": 7.5, "scheduler": "ddim"},
+    "lcm": {"steps": 6, "guidance": 1.5, "scheduler": "lcm"},         # AnimateLCM
+    "lightning": {"steps": 4, "guidance": 1.0, "scheduler": "euler"},  # AnimateDiff-Lightning
+}
+
+log = logging.getLogger(__name__)
+
+
+def preset_options(name: str) -> dict:
+    """steps, guidance and scheduler of a preset: "standard", "lcm" (AnimateLCM
+    weights) or "lightning" (AnimateDiff-Lightning weights)."""
+    if name not in PRESETS:
+        raise ValueError(f"preset must be one of {', '.join(PRESETS)}, got {name!r}")
+    return dict(PRESETS[name])
+
+GiB = 1024 ** 3
+MIN_CONTEXT = 4     # the shortest windows an out-of-memory retry goes down to
+
+
+# --------------------------------------------------------------------------- windows
+
+def _golden_shift(modulus: int) -> int:
+    """A per-step shift for offsets modulo `modulus`: the integer nearest
+    modulus / golden ratio that is coprime with it, so the offsets spread evenly
+    over the positions and visit every one within `modulus` steps."""
+    if modulus <= 1:
+        return 0
+    target = modulus / ((1 + math.sqrt(5)) / 2)
+    for d in range(modulus):
+        for cand in (round(target) - d, round(target) + d):
+            if 0 < cand < modulus and math.gcd(cand, modulus) == 1:
+                return cand
+    return 1
+
+
+def window_spacing(n_frames: int, context: int, stride: int) -> int:
+    """The spacing between window starts: the largest divisor of gcd(n, context)
+    that is at most `stride`. Windows that start every d frames, with d dividing
+    both N and the window length, cover every frame exactly context / d times;
+    any other spacing covers some frames once more than others."""
+    g = math.gcd(n_frames, context)
+    return max(d for d in range(1, min(stride, g) + 1) if g % d == 0)
+
+
+def context_windows(n_frames: int, context: int, stride: int, step: int) -> list[list[int]]:
+    """The frame indices each UNet call sees at denoising step `step`.
+
+    Each window holds `context` consecutive frames modulo `n_frames`. When the clip
+    is no longer than one window, there is one window of all N frames, in order,
+    starting at a frame that moves every step (step 0 starts at frame 0). Longer
+    clips get windows every d frames (d from window_spacing: at most `stride`),
+    offset by a shift that moves every step, so each frame is covered exactly
+    context / d times per step.
+
+    Rolling the clip by k frames, k a multiple of d, maps each step's set of windows
+    onto itself: the circular loop is then exactly roll-equivariant (rolled noise
+    gives the rolled loop), because every frame sees the same neighbours at the same
+    window positions. Offsets are absolute frame numbers, so other k (and the
+    one-window case) only hold on average over the steps.
+    """
+    for name, value, least in (("n_frames", n_frames, 1), ("context", context, 2),
+                               ("stride", stride, 1), ("step", step, 0)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+            raise ValueError(f"context_windows {name} must be an integer >= {least}, got {value!r}")
+    n, step = int(n_frames), int(step)
+    if n <= context:
+        start = (step * _golden_shift(n)) % n
+        return [[(start + i) % n for i in range(n)]]
+    d = window_spacing(n, int(context), int(stride))
+    offset = (step * _golden_shift(d)) % d
+    return [[(s + i) % n for i in range(context)] for s in range(offset, n + offset, d)]
+
+
+def default_stride(context: int) -> int:
+    """Half-overlapping windows: every frame is seen twice per step."""
+    return max(1, context // 2)
+
+
+# --------------------------------------------------------------------------- inputs
+
+def _is_int(v: Any) -> bool:
+    return not isinstance(v, bool) and isinstance(v, (int, np.integer))
+
+
+def _check_inputs(seed, size, frames, fps, steps, guidance, scheduler, loop_method,
+                  context, dtype) -> tuple[int, int]:
+    if not _is_int(seed):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+    try:
+        w, h = size
+    except (TypeError, ValueError):
+        raise ValueError(f"size must be (width, height), got {size!r}") from None
+    for name, v in (("width", w), ("height", h)):
+        if not _is_int(v) or v <= 0 or v % 8:
+            raise ValueError(f"size {name} must be a positive multiple of 8, got {v!r} "
+                             f"in size {size!r}")
+    if not _is_int(frames) or frames < 2:
+        raise ValueError(f"frames must be an integer >= 2, got {frames!r}")
+    if loop_method not in LOOP_METHODS:
+        raise ValueError(f"loop_method must be one of {', '.join(LOOP_METHODS)}, "
+                         f"got {loop_method!r}")
+    if loop_method != "circular" and frames < 3:
+        raise ValueError(f"frames must be >= 3 for loop_method {loop_method!r} "
+                         f"(the pixel crossfade needs them), got {frames}")
+    if isinstance(fps, bool) or not isinstance(fps, (int, float, np.number)) \
+            or not math.isfinite(fps) or fps <= 0:
+        raise ValueError(f"fps must be a number > 0, got {fps!r}")
+    if not _is_int(steps) or steps < 1:
+        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+    if isinstance(guidance, bool) or not isinstance(guidance, (int, float, np.number)) \
+            or not math.isfinite(guidance) or guidance < 0:
+        raise ValueError(f"guidance must be a number >= 0, got {guidance!r}")
+    if scheduler not in SCHEDULERS:
+        raise ValueError(f"scheduler must be one of {', '.join(SCHEDULERS)}, got {scheduler!r}")
+    if not _is_int(context) or context < 2:
+        raise ValueError(f"context must be an integer >= 2 frames, got {context!r}")
+    if dtype is not None and dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    return int(w), int(h)
+
+
+# --------------------------------------------------------------------------- schedulers
+
+def make_scheduler(name: str, config):
+    """The scheduler `name` built from a pipeline's scheduler config, with the
+    settings AnimateDiff's motion weights expect: linear betas (what the motion
+    modules were trained with) and no sample clipping."""
+    from diffusers import DDIMScheduler, EulerDiscreteScheduler, LCMScheduler
+
+    if name == "ddim":
+        return DDIMScheduler.from_config(config, beta_schedule="linear", clip_sample=False,
+                                         steps_offset=1, timestep_spacing="linspace")
+    if name == "euler":   # AnimateDiff-Lightning: trailing timesteps
+        return EulerDiscreteScheduler.from_config(config, beta_schedule="linear",
+                                                  timestep_spacing="trailing")
+    if name == "lcm":     # AnimateLCM
+        return LCMScheduler.from_config(config, beta_schedule="linear")
+    raise ValueError(f"scheduler must be one of {', '.join(SCHEDULERS)}, got {name!r}")
+
+
+# --------------------------------------------------------------------------- memory
+
+@dataclass
+class MemoryPlan:
+    """How to fit a job in the memory at hand (explicit options, never magic)."""
+    decode_chunk: int = 16          # frames per VAE decode call (chunked decode)
+    vae_tiling: bool = False        # decode each frame in tiles
+    attention_slicing: bool = False
+    cpu_offload: bool = False       # keep only the running model on the GPU
+    window_batch: int = 1           # context windows per UNet call
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def plan_memory(free_bytes: int | None, width: int, height: int, frames: int,
+                context: int, guided: bool) -> MemoryPlan:
+    """Options chosen from free VRAM (None: not a GPU, no limits needed).
+
+    The estimate: about 3.2 GB of fp16 weights for an SD1.5 UNet, motion module,
+    VAE and text encoder, plus UNet activations that grow with the number of
+    latent pixels per call (about 1 GB per 16 frames at 512x512 with guidance,
+    with PyTorch's fused attention), plus about 1.5 GB per 8 frames decoded
+    at 512x512 by the VAE. These are estimates from the architectures' sizes, not
+    yet checked against a GPU's peak memory (bench/gpu_generate.py reports it).
+    """
+    n_windows = len(context_windows(frames, context, default_stride(context), 0))
+    if free_bytes is None:     # CPU: all windows of a step in one UNet call
+        return MemoryPlan(window_batch=n_windows)
+    plan = MemoryPlan()
+    weights = 3.2 * GiB
+    per_window = 1.0 * GiB * (width * height / (512 * 512)) * (context / 16) * (2 if guided else 1)
+    per_decoded = 1.5 * GiB / 8 * (width * height / (512 * 512))
+    budget = free_bytes * 0.85 - weights
+    if budget < per_window + per_decoded * 2:
+        plan.cpu_offload = True
+        budget = free_bytes * 0.85 - 1.8 * GiB    # only the UNet + motion module resident
+    plan.window_batch = int(max(1, min(n_windows, budget * 0.6 // per_window)))
+    chunk = int(max(1, min(16, (budget * 0.4) // per_decoded)))
+    plan.decode_chunk = chunk
+    if chunk < 2:
+        plan.vae_tiling = True
+    if budget < per_window:
+        plan.attention_slicing = True
+    return plan
+
+
+def _apply_plan(pipe, plan: MemoryPlan, device) -> None:
+    if plan.vae_tiling:
+        pipe.vae.enable_tiling()
+    if plan.attention_slicing:
+        pipe.enable_attention_slicing()
+    if plan.cpu_offload:
+        pipe.enable_model_cpu_offload(device=device)
+
+
+# --------------------------------------------------------------------------- the circle
+
+def _offloaded(pipe) -> bool:
+    """True when accelerate's offload hooks move the models (then .to() must not)."""
+    return any(hasattr(m, "_hf_hook") for m in pipe.components.values())
+
+
+def _unet_device(pipe):
+    return getattr(pipe, "_execution_device", None) or pipe.device
+
+
+def denoise_circular(pipe, latents, cond, uncond, timesteps, guidance: float,
+                     context: int, stride: int, window_batch: int = 1,
+                     extra_step_kwargs: dict | None = None,
+                     on_step: Callable[[int], None] | None = None):
+    """Denoise `latents` (1, C, N, h, w) on a circle of N frames.
+
+    At each step the noise is predicted per context window (with classifier-free
+    guidance when `uncond` is given: one batch of uncond + cond) and averaged per
+    frame over the windows that cover it; then the scheduler steps the whole clip.
+    """
+    import torch
+
+    scheduler = pipe.scheduler
+    n = latents.shape[2]
+    guided = uncond is not None
+    extra_step_kwargs = extra_step_kwargs or {}
+    for i, t in enumerate(timesteps):
+        model_input = scheduler.scale_model_input(latents, t)
+        total = torch.zeros_like(latents, dtype=torch.float32)
+        count = torch.zeros(n, dtype=torch.float32, device=latents.device)
+        windows = context_windows(n, context, stride, i)
+        for b in range(0, len(windows), window_batch):
+            group = windows[b:b + window_batch]
+            idx = [torch.tensor(w, device=latents.device) for w in group]
+            x = torch.cat([model_input.index_select(2, j) for j in idx])
+            frames_per = len(group[0])
+            emb = cond.repeat(len(group) * frames_per, 1, 1)
+            if guided:
+                x = torch.cat([x, x])
+                emb = torch.cat([uncond.repeat(len(group) * frames_per, 1, 1), emb])
+            pred = pipe.unet(x, t, encoder_hidden_states=emb).sample.float()
+            if guided:
+                pred_uncond, pred_cond = pred.chunk(2)
+                pred = pred_uncond + guidance * (pred_cond - pred_uncond)
+            for k, j in enumerate(idx):
+                total.index_add_(2, j, pred[k:k + 1])
+                count.index_add_(0, j, torch.ones(len(j), device=latents.device))
+        noise = (total / count.view(1, 1, n, 1, 1)).to(latents.dtype)
+        latents = scheduler.step(noise, t, latents, **extra_step_kwargs).prev_sample
+        if on_step is not None:
+            on_step(i + 1)
+    return latents
+
+
+def encode(pipe, prompt: str, negative: str, guided: bool, device):
+    """(cond, uncond) text embeddings, each (1, 77, dim); uncond is None unguided."""
+    cond, uncond = pipe.encode_prompt(prompt, device, 1, guided, negative)
+    return cond, (uncond if guided else None)
+
+
+def initial_noise(pipe, seed: int, frames: int, width: int, height: int, dtype, device):
+    """The seeded starting noise, drawn on the CPU so the same seed gives the same
+    loop on any device, scaled for the scheduler."""
+    import torch
+
+    generator = torch.Generator("cpu").manual_seed(int(seed))
+    shape = (1, pipe.unet.config.in_channels, frames,
+             height // pipe.vae_scale_factor, width // pipe.vae_scale_factor)
+    noise = torch.randn(shape, generator=generator, dtype=torch.float32)
+    return noise.to(device=device, dtype=dtype) * pipe.scheduler.init_noise_sigma
+
+
+def _to_frames(video) -> np.ndarray:
+    """(1, 3, N, H, W) in [-1, 1] -> (N, H, W, 3) uint8."""
+    import torch
+
+    v = (video[0].permute(1, 2, 3, 0).float().clamp(-1, 1) + 1) * 127.5
+    return v.round().to(torch.uint8).cpu().numpy()
+
+
+# --------------------------------------------------------------------------- pipelines
+
+_cache: dict = {}
+
+
+def _resolve_dtype(dtype: str | None, device_type: str):
+    import torch
+
+    if device_type != "cuda":
+        return torch.float32       # CPU half precision is slow and lossy
+    return {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32,
+            None: torch.float16}[dtype]
+
+
+def _lora_list(items) -> list[tuple[str, float]]:
+    out = []
+    for item in items:
+        if isinstance(item, str):
+            from lofid.loras import parse_lora_arg
+            out.append(parse_lora_arg(item))
+        else:
+            name, weight = item
+            out.append((str(name), float(weight)))
+    return out
+
+
+def _load(model, motion_adapter, device, torch_dtype):
+    """The pipeline for these weights; the last one is kept, so consecutive loops
+    from the same weights do not reload them."""
+    from lofid import models
+
+    ref = models.find("checkpoint", model)
+    mref = models.find("motion_adapter", motion_adapter)
+    key = (str(ref.path), str(mref.path), str(device), str(torch_dtype))
+    if key not in _cache:
+        _cache.clear()
+        _cache[key] = models.load_pipeline(ref, mref, device, torch_dtype)
+    return _cache[key], ref, mref
+
+
+# --------------------------------------------------------------------------- entry point
+
+def generate(spec, seed, size, frames, fps, progress=None, *, model=None, motion_adapter=None,
+             loras=(), motion_loras=(), steps=25, guidance=7.5, scheduler="ddim",
+             loop_method="circular", context=16, device=None, pipeline=None,
+             stride=None, dtype=None, events=None) -> Loop:
+    """One loop of `frames` frames at `size` = (width, height) for `spec`.
+
+    `pipeline` is a ready AnimateDiffPipeline; without it `model` and
+    `motion_adapter` (paths or names) are found and loaded through lofid.models.
+    `progress(done, total)` is called after each denoising step; `events(name,
+    info)` hears of memory fallbacks ("oom_retry"). `stride` spaces the context
+    windows (default: half a window); `dtype` is "fp16" (CUDA default), "bf16"
+    or "fp32" (always on CPU).
+    """
+    import torch
+
+    width, height = _check_inputs(seed, size, frames, fps, steps, guidance, scheduler,
+                                  loop_method, context, dtype)
+    given_stride = stride
+    stride = default_stride(context) if stride is None else stride
+    if not _is_int(stride) or stride < 1:
+        raise ValueError(f"stride must be an integer >= 1, got {stride!r}")
+    style_loras, motion_lora_list = _lora_list(loras), _lora_list(motion_loras)
+
+    if device is None and pipeline is not None:
+        device = pipeline.device          # a ready pipeline stays where it is
+    device = torch.device(device if device is not None else
+                          ("cuda" if torch.cuda.is_available() else "cpu"))
+    torch_dtype = _resolve_dtype(dtype, device.type)
+    if pipeline is None:
+        if model is None or motion_adapter is None:
+            raise ValueError("animatediff needs model and motion_adapter (paths or names) "
+                             f"or a ready pipeline, got model={model!r}, "
+                             f"motion_adapter={motion_adapter!r}")
+        pipe, ref, mref = _load(model, motion_adapter, device, torch_dtype)
+        model_ids = {"model": ref.name, "motion_adapter": mref.name}
+    else:
+        pipe = pipeline
+        model_ids = {"model": model if model is not None else "given pipeline",
+                     "motion_adapter": motion_adapter}
+        torch_dtype = pipe.unet.dtype
+    if style_loras or motion_lora_list or pipeline is None:
+        # exactly these LoRAs: a kept pipeline drops the last loop's
+        from lofid import loras as lora_mod, models
+
+        lora_mod.apply_loras(pipe, [(models.find("lora", n), w) for n, w in style_loras],
+                             [(models.find("motion_lora", n), w) for n, w in motion_lora_list])
+
+    if width % pipe.vae_scale_factor or height % pipe.vae_scale_factor:
+        raise ValueError(f"size {width}x{height} must be a multiple of the VAE's "
+                         f"{pipe.vae_scale_factor}")
+    longest = int(getattr(pipe.unet.config, "motion_max_seq_length", 32) or 32)
+    if context > longest:
+        raise ValueError(f"context must be at most the motion module's {longest} frames, "
+                         f"got {context}")
+
+    # A pixel crossfade eats `overlap` frames: make that many more so the loop
+    # still has `frames` frames.
+    overlap = max(2, frames // 4) if loop_method != "circular" else 0
+    n_make = frames + overlap
+    if loop_method == "none" and n_make > longest:
+        raise ValueError(f"loop_method 'none' makes all {n_make} frames in one window, more "
+                         f"than the motion module's {longest}; use 'circular' for long loops")
+
+    pipe.scheduler = make_scheduler(scheduler, pipe.scheduler.config)
+    guided = guidance > 1.0
+    free = None
+    if device.type == "cuda":
+        free = torch.cuda.mem_get_info(device)[0]
+    plan = plan_memory(free, width, height, n_make, context, guided)
+    if device.type == "cuda":
+        _apply_plan(pipe, plan, device)
+    if not plan.cpu_offload and not _offloaded(pipe) and pipe.device != device:
+        pipe.to(device)
+
+    fallbacks: list[str] = []
+
+    def emit(name: str, info: dict) -> None:
+        log.warning("animatediff: %s %s", name, info)
+        if events is not None:
+            events(name, info)
+
+    use_context = min(context, n_make) if loop_method != "none" else n_make
+
+    def _stride_for(window: int) -> int:
+        return default_stride(window) if given_stride is None else min(given_stride, window)
+
+    # On CUDA out-of-memory, retry smaller, one change at a time, cheapest first.
+    while True:
+        try:
+            made = _run(pipe, spec, seed, width, height, n_make, steps, guidance, guided,
+                        loop_method, use_context, _stride_for(use_context), plan, progress)
+            break
+        except torch.cuda.OutOfMemoryError as exc:
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            if device.type == "cuda" and not plan.cpu_offload:
+                plan.cpu_offload = True
+                pipe.enable_model_cpu_offload(device=device)
+                step = "model cpu offload"
+            elif plan.window_batch > 1:
+                plan.window_batch = 1
+                step = "one context window per UNet call"
+            elif loop_method != "none" and use_context > MIN_CONTEXT:
+                # shorter windows: less memory per UNet call, weaker motion
+                use_context = max(MIN_CONTEXT, use_context // 2)
+                step = f"context windows of {use_context} frames"
+            elif plan.decode_chunk > 1:
+                plan.decode_chunk = 1
+                step = "VAE decode one frame at a time"
+            else:
+                raise
+            fallbacks.append(step)
+            emit("oom_retry", {"error": str(exc).splitlines()[0] if str(exc) else "out of memory",
+                               "retry_with": step})
+            if progress is not None:
+                progress(0, steps)
+
+    frames_out = close_loop(made, overlap) if loop_method != "circular" else made
+    params = {
+        "size": [width, height], "frames": frames, "steps": steps, "guidance": float(guidance),
+        "scheduler": scheduler, "loop_method": loop_method, "context": use_context,
+        "stride": _stride_for(use_context), "loras": [[n, w] for n, w in style_loras],
+        "motion_loras": [[n, w] for n, w in motion_lora_list],
+        "dtype": str(torch_dtype).replace("torch.", ""), "device": device.type,
+        **model_ids,
+    }
+    if fallbacks:
+        params["memory_fallbacks"] = fallbacks
+    return Loop(frames=frames_out, fps=float(fps), spec=spec, seed=int(seed),
+                generator=GENERATOR, params=params)
+
+
+def _run(pipe, spec, seed, width, height, n_frames, steps, guidance, guided, loop_method,
+         context, stride, plan, progress) -> np.ndarray:
+    """Encode, denoise, decode: (n_frames, H, W, 3) uint8."""
+    import torch
+
+    device = _unet_device(pipe)
+    report = (lambda done: progress(done, steps)) if progress is not None else None
+    with torch.inference_mode():
+        cond, uncond = encode(pipe, spec.prompt(), spec.negative_prompt(), guided, device)
+        pipe.scheduler.set_timesteps(steps, device=device)
+        timesteps = pipe.scheduler.timesteps
+        latents = initial_noise(pipe, seed, n_frames, width, height, cond.dtype, device)
+        # the scheduler's own noise (LCM adds some between steps) is seeded too
+        step_generator = torch.Generator("cpu").manual_seed(int(seed) + 1)
+        if loop_method == "none":
+            # the plain pipeline: every frame in one window, the clip not a circle
+            latents = pipe(prompt_embeds=cond, negative_prompt_embeds=uncond,
+                           num_frames=n_frames, height=height, width=width,
+                           num_inference_steps=steps, guidance_scale=guidance,
+                           latents=latents / pipe.scheduler.init_noise_sigma,
+                           generator=step_generator, output_type="latent",
+                           callback_on_step_end=_step_callback(report)).frames
+        else:
+            extra = pipe.prepare_extra_step_kwargs(step_generator, 0.0)
+            latents = denoise_circular(pipe, latents, cond, uncond, timesteps, guidance,
+                                       context, stride, plan.window_batch, extra, report)
+        video = pipe.decode_latents(latents, plan.decode_chunk)
+    return _to_frames(video)
+
+
+def _step_callback(report):
+    def on_step_end(pipe, i, t, tensors):
+        if report is not None:
+            report(i + 1)
+        return tensors
+    return on_step_end
+
+
+def available() -> bool:
+    """True when a checkpoint and a motion adapter are found and a CUDA GPU is present."""
+    try:
+        from lofid import models
+
+        refs = models.list_models()
+        kinds = {r.kind for r in refs}
+        if not {"checkpoint", "motion_adapter"} <= kinds:
+            return False
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except Exception:   # no torch, no models module, unreadable folders: not available
+        return False
