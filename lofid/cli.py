@@ -118,19 +118,33 @@ _AD_KEYS = ("model", "motion_adapter", "lora", "motion_lora", "steps", "guidance
             "loop_method", "preset")
 
 
-def _animatediff_options(args) -> dict:
+def _animatediff_options(cfg) -> dict:
+    """generate()'s keyword options from config keys (or flags of the same names)."""
     from lofid.generators.animatediff import preset_options
     from lofid.loras import parse_lora_arg
-    options = preset_options(args.preset) if args.preset else {}
-    for key in ("model", "motion_adapter", "steps", "guidance", "scheduler", "loop_method"):
-        if getattr(args, key) is not None:
-            options[key] = getattr(args, key)
     try:
-        options["loras"] = [parse_lora_arg(t) for t in args.lora]
-        options["motion_loras"] = [parse_lora_arg(t) for t in args.motion_lora]
+        options = preset_options(cfg.preset) if cfg.preset else {}
+        for key in ("model", "motion_adapter", "steps", "guidance", "scheduler", "loop_method"):
+            if getattr(cfg, key) is not None:
+                options[key] = getattr(cfg, key)
+        options["loras"] = [parse_lora_arg(t) for t in cfg.loras]
+        options["motion_loras"] = [parse_lora_arg(t) for t in cfg.motion_loras]
     except ValueError as e:
         raise BadInput(str(e)) from None
     return options
+
+
+def _generate_config(args):
+    """The config file's making-loops keys under this command's flags."""
+    from lofid.config import ConfigError, load
+    over = {k: getattr(args, k) for k in ("model", "motion_adapter", "steps", "guidance",
+                                          "scheduler", "loop_method", "preset")}
+    over.update(loras=args.lora or None, motion_loras=args.motion_lora or None,
+                generator=args.generator)
+    try:
+        return load(args.config, over)
+    except ConfigError as e:
+        raise BadInput(str(e)) from None
 
 
 def cmd_generate(args) -> int:
@@ -152,10 +166,11 @@ def cmd_generate(args) -> int:
     image = _read_image(args.image, size) if args.image else None
     if size is None:
         size = (image.shape[1], image.shape[0]) if image is not None else DEFAULT_SIZE
-    name = _pick_generator(args.generator)
-    if args.generator == "auto":
+    cfg = _generate_config(args)
+    name = _pick_generator(cfg.generator)
+    if cfg.generator == "auto":
         print(f"generator: {name} (auto)", file=sys.stderr)
-    options = _animatediff_options(args) if name == "animatediff" else {}
+    options = _animatediff_options(cfg) if name == "animatediff" else {}
     if name != "animatediff" and any(getattr(args, k) not in (None, []) for k in _AD_KEYS):
         raise BadInput(f"--{next(k for k in _AD_KEYS if getattr(args, k) not in (None, [])).replace('_', '-')} "
                        f"is an AnimateDiff option; the {name} generator does not take it")
@@ -345,13 +360,27 @@ def cmd_run(args) -> int:
 
     spec = parse(cfg.scene)
     realtime = cfg.realtime or any(_is_live(t) for t in targets)
+    name = _pick_generator(cfg.generator)
+    generate = generators.get(name)
+    loop_size, loop_frames = _loop_size(*size), cfg.loop_frames
+    if name == "animatediff":
+        import functools
+        generate = functools.partial(generate, **_animatediff_options(cfg))
+        # SD1.5 works near 512 px, and motion modules in windows of 16-32 frames.
+        loop_size = tuple(max(64, round(v * 768 / size[0] / 8) * 8) for v in size)
+        loop_frames = min(loop_frames, 48)
+    if cfg.loop_size:
+        loop_size = size_of(cfg.loop_size, "loop_size")
+    print(f"lofid: generator {name}" + (" (auto)" if cfg.generator == "auto" else ""),
+          file=sys.stderr)
     director = Director(Library(cfg.library), spec,
-                        DirectorSettings(loop_size=_loop_size(*size), frames=cfg.loop_frames,
+                        DirectorSettings(loop_size=loop_size, frames=loop_frames,
                                          fps=cfg.loop_fps or loop_fps_for(cfg.fps),
                                          rotate=cfg.rotate,
-                                         generate=cfg.generate,
+                                         generate=cfg.generate, generator=name,
+                                         max_seam_ratio=cfg.max_seam_ratio,
                                          wait_for_next=0.0 if realtime else 300.0),
-                        generate=generators.get("procedural"), on_event=on_event)
+                        generate=generate, on_event=on_event)
     audio = AudioTrack(cfg.audio)
     settings = PlayerSettings(fps=Fraction(cfg.fps), size=size, crossfade=cfg.crossfade,
                               fit=cfg.fit, bitrate=cfg.bitrate * 1000, duration=cfg.duration,
@@ -477,7 +506,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--size", metavar="WxH",
                    help=f"picture size (default {DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]}, or the --image's size)")
     g.add_argument("--seed", type=int, help="seed for a reproducible loop (default: a new one)")
-    g.add_argument("--generator", default="auto",
+    g.add_argument("--generator",
                    help="auto (default: animatediff when weights and a GPU are found, else "
                         "procedural), procedural or animatediff")
     ad = g.add_argument_group("AnimateDiff")
@@ -495,6 +524,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--image", metavar="PICTURE", help="animate your own still picture (weather and light)")
     g.add_argument("--repeat", type=int, default=1, help="write the loop N times (default 1)")
     g.add_argument("--no-library", action="store_true", help="do not keep the loop in the library")
+    g.add_argument("--config", metavar="FILE",
+                   help="a TOML file whose generator and AnimateDiff keys are the defaults")
     g.set_defaults(run=cmd_generate)
 
     r = sub.add_parser("run", help="play loops as one endless picture to outputs",

@@ -39,7 +39,9 @@ class RunConfig:
     realtime: bool = False        # pace files and null to the wall clock too
     fit: str = "crop"             # a loop of another shape: crop, or blur (blurred backdrop)
     bitrate: int = 4500           # video kb/s for streams and stream files
-    loop_frames: int = 60         # frames in each generated loop
+    loop_frames: int = 60         # frames in each generated loop (AnimateDiff: at most 48)
+    loop_size: str | None = None  # size loops are made at; default: the output's, at most
+                                  # 1280 wide (AnimateDiff: 768 wide)
     loop_fps: float | None = None  # frames per second of generated loops; default: one that
                                   # divides the output fps (10 at 30, 12 at 24 and 60)
     fullscreen: bool = False      # window: start fullscreen (f toggles)
@@ -47,10 +49,24 @@ class RunConfig:
     close_stops: bool = False     # window: closing it stops lofid
     library: str | None = None    # loop library folder
     socket: str | None = None     # control socket path; "" = the default; None = no socket
+    # Making loops. AnimateDiff (a GPU and weights) or the procedural painter.
+    generator: str = "auto"       # auto: animatediff when weights and a GPU are found
+    model: str | None = None      # AnimateDiff: SD1.5 checkpoint, path or name
+    motion_adapter: str | None = None
+    loras: list = None            # style LoRAs, "file_or_name[:weight]"
+    motion_loras: list = None     # motion LoRAs, "file_or_name[:weight]"
+    steps: int | None = None      # denoising steps (default 25; few-step 4-8)
+    guidance: float | None = None
+    scheduler: str | None = None  # ddim, euler (Lightning), lcm (AnimateLCM)
+    loop_method: str | None = None  # circular, circular+blend, none
+    preset: str | None = None     # standard, lcm, lightning
+    max_seam_ratio: float = 1.5   # a generated loop above it is made again
 
     def __post_init__(self):
         self.outputs = list(self.outputs or [])
         self.audio = list(self.audio or [])
+        self.loras = list(self.loras or [])
+        self.motion_loras = list(self.motion_loras or [])
 
 
 def size_of(text: str, key: str = "size") -> tuple[int, int]:
@@ -94,7 +110,16 @@ def validate(cfg: RunConfig) -> RunConfig:
     need(all(isinstance(a, str) and a for a in cfg.audio), "audio", "a list of files or folders")
     for key in ("generate", "realtime", "fullscreen", "borderless", "close_stops"):
         need(isinstance(getattr(cfg, key), bool), key, "true or false")
+    need(isinstance(cfg.generator, str), "generator", "auto, procedural or animatediff")
+    need(all(isinstance(x, str) for x in cfg.loras + cfg.motion_loras), "loras",
+         'a list of "file_or_name[:weight]"')
+    need(cfg.steps is None or (isinstance(cfg.steps, int) and 1 <= cfg.steps <= 200), "steps", "1..200")
+    need(cfg.guidance is None or isinstance(cfg.guidance, (int, float)), "guidance", "a number")
+    need(isinstance(cfg.max_seam_ratio, (int, float)) and cfg.max_seam_ratio >= 1.0,
+         "max_seam_ratio", "a number of 1.0 or more")
     size_of(cfg.size)
+    if cfg.loop_size is not None:
+        size_of(cfg.loop_size, "loop_size")
     return cfg
 
 

@@ -35,6 +35,8 @@ class DirectorSettings:
     prefetch: int = 2              # loops kept ready ahead
     generate: bool = True          # False: play only what the library holds
     generator: str = "procedural"
+    max_seam_ratio: float = 1.5    # a loop above it is made again (seam_attempts in all)
+    seam_attempts: int = 3
     # Files made faster than real time: when a loop's time is up, wait for the next
     # one rather than let the output clock outrun the generator (bounded, seconds).
     wait_for_next: float = 0.0
@@ -175,12 +177,30 @@ class Director:
         return None
 
     def _make(self):
-        """Generate a new loop of the current scene and keep it in the library."""
+        """Generate a new loop of the current scene and keep it in the library.
+
+        A loop whose seam ratio is above the limit would show a jump at its loop
+        point: it is made again with another seed, a few times at most, and the
+        smoothest one made is kept."""
         s = self.settings
         spec = self.spec
-        seed = int.from_bytes(os.urandom(4), "little")
-        self._on_event("generation_started", {"scene": spec.label(), "seed": seed})
-        loop = self._generate(spec, seed, s.loop_size, s.frames, s.fps)
+        best = None
+        for attempt in range(max(1, s.seam_attempts)):
+            seed = int.from_bytes(os.urandom(4), "little")
+            self._on_event("generation_started", {"scene": spec.label(), "seed": seed})
+
+            def progress(done, total, seed=seed):
+                self._on_event("generation_progress", {"scene": spec.label(), "seed": seed,
+                                                       "done": done, "total": total})
+            loop = self._generate(spec, seed, s.loop_size, s.frames, s.fps, progress=progress)
+            if best is None or loop.metrics["seam_ratio"] < best.metrics["seam_ratio"]:
+                best = loop
+            if loop.metrics["seam_ratio"] <= s.max_seam_ratio:
+                break
+            self._on_event("loop_rejected", {"scene": spec.label(), "seed": seed,
+                                             "seam_ratio": loop.metrics["seam_ratio"],
+                                             "limit": s.max_seam_ratio})
+        loop, seed = best, best.seed
         key = None
         try:
             key = self.library.put(loop)

@@ -111,12 +111,12 @@ def test_a_failing_generator_is_reported_and_the_picture_goes_on(tmp_path):
     calls = []
     failed = threading.Event()
 
-    def flaky(spec, seed, size, frames, fps):
+    def flaky(spec, seed, size, frames, fps, progress=None):
         calls.append(seed)
         if len(calls) > 1:
             failed.set()
             raise RuntimeError("out of memory")
-        return paint(spec, seed, size, frames, fps)
+        return paint(spec, seed, size, frames, fps, progress=progress)
 
     events = []
     d, clock = make(lib, generate=flaky, events=events)
@@ -139,5 +139,33 @@ def test_a_new_scene_is_offered_at_once(tmp_path):
         d.set_scene(parse("rainy window"))
         loop = wait_for(d.next_ready)
         assert loop.spec.scene == "rainy_window"
+    finally:
+        d.stop()
+
+
+def test_a_loop_with_a_visible_seam_is_made_again(tmp_path):
+    import numpy as np
+
+    from lofid.loop import Loop
+    made = []
+
+    def seamy(spec, seed, size, frames, fps, progress=None):
+        loop = paint(spec, seed, size, frames, fps, progress=progress)
+        if len(made) < 2:
+            # A clip that does not loop: a ramp that jumps back at the seam.
+            ramp = np.linspace(0, 200, frames)[:, None, None, None]
+            loop = Loop(frames=(loop.frames * 0 + ramp).astype(np.uint8), fps=fps, spec=spec,
+                        seed=seed, generator="test", params={})
+        made.append(loop.metrics["seam_ratio"])
+        return loop
+
+    events = []
+    d, _ = make(Library(tmp_path), generate=seamy, events=events)
+    try:
+        loop = d.first()
+        assert made[0] > 1.5 and made[1] > 1.5 and made[2] <= 1.05
+        assert loop.metrics["seam_ratio"] == made[2]
+        assert [n for n, _ in events].count("loop_rejected") == 2
+        assert any(n == "generation_progress" for n, _ in events)
     finally:
         d.stop()

@@ -119,3 +119,19 @@ def test_ctrl_c_leaves_a_playable_file(tmp_path):
             p.kill()
     assert p.returncode == 0, err
     assert len(read_back(out)["frames"]) > 10
+
+
+def test_run_makes_its_loops_with_animatediff_from_the_config(tmp_path):
+    sys.path.insert(0, os.path.dirname(__file__))
+    from tiny_models import tiny_motion_adapter_dir, tiny_pipeline_dir
+    model = tiny_pipeline_dir(tmp_path / "models")
+    adapter = tiny_motion_adapter_dir(tmp_path / "models")
+    cfg = tmp_path / "lofid.toml"
+    out = tmp_path / "ad.mkv"
+    cfg.write_text(f'generator = "animatediff"\nmodel = "{model}"\nmotion_adapter = "{adapter}"\n'
+                   f'steps = 2\nloop_frames = 8\nloop_size = "64x64"\nloop_fps = 10\n'
+                   f'outputs = ["{out}"]\nsize = "160x90"\nduration = 2\n')
+    r = lofid("--library", str(tmp_path / "lib"), "run", "--config", str(cfg))
+    assert r.returncode == 0, r.stderr
+    assert "generator animatediff" in r.stderr
+    assert len(read_back(out)["frames"]) == 60
