@@ -3,27 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
 
 import pytest
+from waiting import wait_for
 
 
 def lofid(*args, timeout=60):
     return subprocess.run([sys.executable, "-m", "lofid.cli", *args], capture_output=True,
                           text=True, timeout=timeout)
-
-
-def wait_for(predicate, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 @pytest.fixture

@@ -415,7 +415,9 @@ def test_stop_from_another_thread_leaves_a_playable_file(tmp_path):
     source.player = player
     runner = threading.Thread(target=player.run)
     runner.start()
-    time.sleep(0.6)
+    deadline = time.monotonic() + 30
+    while player.stats["frames"] < 15 and time.monotonic() < deadline:
+        time.sleep(0.02)     # until the picture is flowing
     player.stop()
     runner.join(timeout=15)
     assert not runner.is_alive()

@@ -882,7 +882,7 @@ class Particles(Motion):
             o2 = sw - int(round(sw * math.sin(q + 1.3)))
             w1 = 0.5 + 0.5 * math.cos(q)
             x0, y0, x1, y1 = m["rect"]
-            rw, rh = x1 - x0, y1 - y0
+            rw = x1 - x0
             a, a2, d = m["buffers"]
             if m.get("toward") is None:
                 # mist is the first layer drawn, over the finished still picture
@@ -948,7 +948,6 @@ class Figure(Motion):
         alpha_cols = np.where(f.rgba[..., 3].max(axis=0) > 0.05)[0]
         self.cx = m + (alpha_cols.mean() if alpha_cols.size else fw / 2)
         self.xs = np.arange(W, dtype=np.float32)
-        dur = n / fps
         # breathing: above the chest rises by d, fading to 0 at the seat
         self.b_on = breathing
         self.b_k = _cycles(n, fps, 4.0)
