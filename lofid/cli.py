@@ -401,7 +401,7 @@ def cmd_run(args) -> int:
         from lofid.daemon import Control
         from lofid.rpc import Server, SocketError, default_socket_path
         server = Server(cfg.socket or default_socket_path(),
-                        Control(director, player, director.library, outputs).handlers())
+                        Control(director, player, director.library, outputs, audio).handlers())
         try:
             server.start()
         except SocketError as e:

@@ -14,18 +14,26 @@ from lofid import __version__
 from lofid.rpc import RpcError
 
 
+def _plain_paths(d):
+    return None if d is None else {k: str(v) if hasattr(v, "__fspath__") else v
+                                   for k, v in d.items()}
+
+
 class Control:
-    def __init__(self, director, player, library, outputs):
+    def __init__(self, director, player, library, outputs, audio=None):
         self.director = director
         self.player = player
         self.library = library
         self.outputs = outputs
+        self.audio = audio
         self.started = time.monotonic()
 
     def handlers(self) -> dict:
         return {
             "status": self.status,
             "scene.set": self.scene_set,
+            "audio.prompt": self.audio_prompt,
+            "audio.track": self.audio_track,
             "next": self.next,
             "pause": self.pause,
             "resume": self.resume,
@@ -49,6 +57,9 @@ class Control:
             "generator": {"ready": len(d._ready), "failures": d.failures,
                           "generating": d.settings.generate},
             "library": {"loops": len(self.library), "bytes": self.library.total_bytes()},
+            "audio": None if self.audio is None else {
+                "now_playing": _plain_paths(self.audio.now_playing()),
+                "playlist": [str(p) for p in self.audio.playlist]},
         }
 
     def scene_set(self, params: list) -> dict:
@@ -67,6 +78,36 @@ class Control:
             raise RpcError(f"scene.set takes a text or a map, got {type(what).__name__}")
         self.director.set_scene(spec)
         return {"scene": spec.label(), "id": spec.id}
+
+    def audio_prompt(self, params: list) -> dict:
+        """The prompt of a music track (lofi.nvim's generation_start): its scene."""
+        from lofid.scene import parse
+        if not params or not isinstance(params[0], str):
+            raise RpcError("audio.prompt takes the track's prompt text (and an optional map)")
+        spec = parse(params[0])
+        self.director.set_scene(spec)
+        return {"scene": spec.label(), "id": spec.id}
+
+    def audio_track(self, params: list) -> dict:
+        """A finished track (lofi.nvim's generation_complete): it plays next in the
+        stream's audio, and its prompt's scene is shown."""
+        import os
+        if not params or not isinstance(params[0], str):
+            raise RpcError("audio.track takes the path of an audio file (and an optional map)")
+        path = params[0]
+        opts = params[1] if len(params) > 1 and isinstance(params[1], dict) else {}
+        if not os.path.isfile(path):
+            raise RpcError(f"audio.track: {path!r} is not a file")
+        if self.audio is None:
+            raise RpcError("audio.track: this lofid has no audio track")
+        try:
+            self.audio.add(path, next=True)
+        except ValueError as e:
+            raise RpcError(f"audio.track: {e}") from None
+        result = {"queued": path}
+        if isinstance(opts.get("prompt"), str):
+            result.update(self.audio_prompt([opts["prompt"]]))
+        return result
 
     def next(self, params: list) -> bool:
         self.director.skip()

@@ -91,3 +91,35 @@ def test_a_second_daemon_on_the_same_socket_is_refused(daemon):
 def test_ctl_without_a_daemon_says_so(tmp_path):
     r = lofid("ctl", "--socket", str(tmp_path / "none.sock"), "status")
     assert r.returncode == 1 and "no lofid answers" in r.stderr
+
+
+def test_the_music_moves_the_picture_and_joins_the_stream(daemon, tmp_path):
+    import av
+    import numpy as np
+    from pynvim.msgpack_rpc import socket_session
+    _, sock = daemon
+    wav = tmp_path / "track.wav"
+    with av.open(str(wav), "w") as c:
+        s = c.add_stream("pcm_s16le", rate=48000, layout="stereo")
+        tone = (np.sin(np.arange(48000) * 2 * np.pi * 440 / 48000) * 8000).astype(np.int16)
+        frame = av.AudioFrame.from_ndarray(np.repeat(tone[:, None], 2, 1).reshape(1, -1),
+                                           format="s16", layout="stereo")
+        frame.sample_rate = 48000
+        for p in s.encode(frame):
+            c.mux(p)
+        for p in s.encode(None):
+            c.mux(p)
+    session = socket_session(str(sock))
+    try:
+        # lofi.nvim's generation_start: the prompt of the coming track.
+        assert session.request("audio.prompt", "rainy night, coffee shop, jazz lofi",
+                               {"duration_sec": 30})["scene"] == "coffee shop, rain, night"
+        assert wait_for(lambda: status(sock)["scene"]["scene"] == "coffee_shop")
+        # generation_complete: the finished WAV joins the stream's audio.
+        r = session.request("audio.track", str(wav), {"prompt": "snowy bedroom", "duration_sec": 1})
+        assert r["queued"] == str(wav) and "bedroom" in r["scene"]
+        assert str(wav) in status(sock)["audio"]["playlist"]
+        with pytest.raises(Exception, match="is not a file"):
+            session.request("audio.track", str(tmp_path / "missing.wav"))
+    finally:
+        session.close()
