@@ -308,8 +308,10 @@ def cmd_run(args) -> int:
                  "bitrate": args.bitrate, "fullscreen": True if args.fullscreen else None,
                  "borderless": True if args.borderless else None,
                  "library": args.library, "socket": args.socket}
+    from lofid.config import default_path
+    config = args.config or (default_path() if default_path().exists() else None)
     try:
-        cfg = load(args.config, overrides)
+        cfg = load(config, overrides)
         size = size_of(cfg.size)
     except ConfigError as e:
         raise BadInput(str(e)) from None
@@ -410,6 +412,10 @@ def cmd_run(args) -> int:
             raise BadInput(str(e)) from None
         print(f"lofid: control socket {server.path}", file=sys.stderr)
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    from lofid.daemon import SystemdNotifier
+    notifier = SystemdNotifier(player, describe=lambda: f"{director.spec.label()}, "
+                               f"{player.seconds:.0f} s out to {len(outputs)} output(s)")
+    notifier.start()
     t0 = time.monotonic()
     try:
         player.run()
@@ -417,6 +423,7 @@ def cmd_run(args) -> int:
         print(f"lofid: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     finally:
+        notifier.stop()
         director.stop()
         audio.close()
         if server is not None:
@@ -482,6 +489,32 @@ def cmd_ctl(args) -> int:
         print(f"moving to {result['scene']}")
     else:
         print("ok")
+    return 0
+
+
+def cmd_config(args) -> int:
+    from lofid.config import default_path, default_text
+    if args.print_default:
+        sys.stdout.write(default_text())
+        return 0
+    print(default_path())
+    return 0
+
+
+def cmd_service_install(args) -> int:
+    """Write the user unit with the full path of this lofid, and say what to run."""
+    import shutil
+    unit = (Path(__file__).resolve().parent.parent / "systemd" / "lofid.service")
+    if not unit.exists():
+        raise BadInput(f"the unit file is missing from this installation ({unit})")
+    exe = shutil.which("lofid") or str(Path(sys.argv[0]).resolve())
+    text = unit.read_text().replace("ExecStart=lofid ", f"ExecStart={exe} ")
+    base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    target = base / "systemd" / "user" / "lofid.service"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text)
+    print(f"wrote {target}\nnow run:\n  systemctl --user daemon-reload\n"
+          f"  systemctl --user enable --now lofid\n  journalctl --user -u lofid -f")
     return 0
 
 
@@ -565,6 +598,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     from lofid import models_cli
     models_cli.add_parser(sub)
+
+    cf = sub.add_parser("config", help="where the config file is, or a commented default one")
+    cf.add_argument("--print-default", action="store_true",
+                    help="write a config with every key at its default, commented")
+    cf.set_defaults(run=cmd_config)
+    sv = sub.add_parser("service", help="the systemd user service")
+    svs = sv.add_subparsers(dest="service_command", metavar="ACTION", parser_class=_Parser,
+                            required=True)
+    svs.add_parser("install", help="write ~/.config/systemd/user/lofid.service").set_defaults(
+        run=cmd_service_install)
 
     lib = sub.add_parser("library", help="the loops kept on disk")
     lsub = lib.add_subparsers(dest="library_command", metavar="ACTION", parser_class=_Parser,

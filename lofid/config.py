@@ -69,6 +69,44 @@ class RunConfig:
         self.motion_loras = list(self.motion_loras or [])
 
 
+def default_path() -> Path:
+    """~/.config/lofid/config.toml, or under $XDG_CONFIG_HOME."""
+    import os
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "lofid" / "config.toml"
+
+
+def default_text() -> str:
+    """A config file with every key at its default, each with its comment (taken from
+    RunConfig's own comments, so the two never disagree)."""
+    import inspect
+    entries: list[list[str]] = []      # [name, comment]
+    for line in inspect.getsource(RunConfig).splitlines()[1:]:
+        stripped = line.strip()
+        indent = len(line) - len(line.lstrip())
+        if stripped.startswith("#") and entries and indent > 8:
+            entries[-1][1] += " " + stripped.lstrip("# ")   # a comment's second line
+        elif ":" in stripped and "=" in stripped and not stripped.startswith(("def ", "self.")):
+            name = stripped.split(":")[0]
+            entries.append([name, stripped.split("#", 1)[1].strip() if "#" in stripped else ""])
+        elif stripped.startswith("def "):
+            break
+    defaults = RunConfig()
+    lines = ["# lofid's config (TOML): every key at its default. Uncomment to change.", ""]
+    for name, comment in entries:
+        value = getattr(defaults, name)
+        if value is None:
+            shown = "(not set)"
+        elif isinstance(value, bool):
+            shown = "true" if value else "false"
+        elif isinstance(value, str):
+            shown = f'"{value}"'
+        else:
+            shown = str(value)
+        lines += [f"# {comment}", f"# {name} = {shown}", ""]
+    return "\n".join(lines)
+
+
 def size_of(text: str, key: str = "size") -> tuple[int, int]:
     try:
         w, h = (int(p) for p in str(text).lower().split("x"))
