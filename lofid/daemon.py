@@ -27,6 +27,7 @@ class Control:
         self.outputs = outputs
         self.audio = audio
         self.started = time.monotonic()
+        self._library_seen: tuple[float, dict] | None = None
 
     def handlers(self) -> dict:
         return {
@@ -56,11 +57,20 @@ class Control:
                          "error": o.stats.last_error} for o in self.outputs],
             "generator": {"ready": len(d._ready), "failures": d.failures,
                           "generating": d.settings.generate},
-            "library": {"loops": len(self.library), "bytes": self.library.total_bytes()},
+            "library": self._library_numbers(),
             "audio": None if self.audio is None else {
                 "now_playing": _plain_paths(self.audio.now_playing()),
                 "playlist": [str(p) for p in self.audio.playlist]},
         }
+
+    def _library_numbers(self) -> dict:
+        # Counting reads every loop's metadata file: done at most every few seconds, so
+        # a client polling status never makes the socket wait on the disk.
+        now = time.monotonic()
+        if self._library_seen is None or now - self._library_seen[0] > 5.0:
+            self._library_seen = (now, {"loops": len(self.library),
+                                        "bytes": self.library.total_bytes()})
+        return self._library_seen[1]
 
     def scene_set(self, params: list) -> dict:
         from lofid.scene import SceneSpec, parse
