@@ -543,7 +543,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto (default: animatediff when weights and a GPU are found, else "
                         "procedural), procedural or animatediff")
     ad = g.add_argument_group("AnimateDiff")
-    ad.add_argument("--model", metavar="PATH_OR_NAME", help="SD1.5-family checkpoint (folder or file)")
+    ad.add_argument("--model", metavar="PATH_OR_NAME", help="SD1.5 or SDXL checkpoint (folder or file)")
     ad.add_argument("--motion-adapter", metavar="PATH_OR_NAME", help="motion module / adapter")
     ad.add_argument("--lora", action="append", default=[], metavar="FILE_OR_NAME[:WEIGHT]",
                     help="a style LoRA (repeatable)")

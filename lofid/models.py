@@ -19,6 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 KINDS = ("checkpoint", "motion_adapter", "lora", "motion_lora")
+# Model families: SD1.5 (AnimateDiffPipeline, motion modules v1-v3) and SDXL
+# (AnimateDiffSDXLPipeline, SDXL motion modules). A motion adapter only fits a UNet of
+# its own family: the channels of their down levels must agree.
+FAMILIES = ("sd15", "sdxl")
+FAMILY_NAMES = {"sd15": "SD1.5", "sdxl": "SDXL"}
+# Motion adapters of each family as published (down-level channels), to name the family
+# of an adapter that does not fit; other shapes are named by their channels only.
+_PUBLISHED_MOTION_CHANNELS = {(320, 640, 1280, 1280): "sd15", (320, 640, 1280): "sdxl"}
+_MOTION_EXAMPLE = {"sd15": "guoyww/animatediff-motion-adapter-v1-5-3",
+                   "sdxl": "guoyww/animatediff-motion-adapter-sdxl-beta"}
 FORMATS = ("diffusers", "single_file", "kohya", "peft", "original_mm")
 WEIGHT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
 # File stems that say nothing about the model: such files are named after their folder.
@@ -82,6 +92,19 @@ PULLABLE = {
             "animatelcm", "wangfuyun/AnimateLCM", "motion_adapter",
             "AnimateLCM motion adapter and its LCM LoRA (few-step mode; LCM scheduler)",
             ("config.json", "diffusion_pytorch_model.safetensors", "AnimateLCM_sd15_t2v_lora.safetensors"),
+        ),
+        # The SDXL family: pulled only by name (about 7 GB), never by default.
+        Pullable(
+            "sdxl-base", "stabilityai/stable-diffusion-xl-base-1.0", "checkpoint",
+            "SDXL base checkpoint (diffusers folder, fp16 weights; the SDXL family's configs)",
+            ("model_index.json", "*/*.json", "tokenizer/*", "tokenizer_2/*",
+             "unet/*.fp16.safetensors", "vae/*.fp16.safetensors", "text_encoder/*.fp16.safetensors",
+             "text_encoder_2/*.fp16.safetensors"),
+        ),
+        Pullable(
+            "animatediff-sdxl-beta", "guoyww/animatediff-motion-adapter-sdxl-beta", "motion_adapter",
+            "AnimateDiff SDXL motion adapter (beta; for SDXL checkpoints, 16-frame window)",
+            ("config.json", "*.safetensors"),
         ),
     )
 }
@@ -250,6 +273,34 @@ def classify_folder(folder: Path) -> tuple[str, str] | None:
         if data.get("_class_name") == "MotionAdapter":
             return ("motion_adapter", "diffusers")
     return None
+
+
+def checkpoint_family(path) -> str:
+    """"sd15" or "sdxl" for a checkpoint folder or single file, from configs or header.
+
+    Folder: SDXL pipelines have a second text encoder (model_index.json text_encoder_2)
+    and a UNet conditioned on pooled text and image sizes (addition_embed_type
+    "text_time"). Single file: SDXL checkpoints hold their two text encoders under
+    conditioner.embedders.0/1 (SD1.5 under cond_stage_model).
+    """
+    path = Path(path)
+    if path.is_dir():
+        index = _read_json(path / "model_index.json") if (path / "model_index.json").is_file() else {}
+        second = index.get("text_encoder_2")
+        if second not in (None, [None, None]):
+            return "sdxl"
+        unet_cfg = path / "unet" / "config.json"
+        if unet_cfg.is_file() and _read_json(unet_cfg).get("addition_embed_type") == "text_time":
+            return "sdxl"
+        return "sd15"
+    keys = read_header(path)
+    if any(k.startswith("conditioner.embedders.1.") for k in keys):
+        return "sdxl"
+    return "sd15"
+
+
+def family_name(family: str) -> str:
+    return FAMILY_NAMES.get(family, family)
 
 
 def _name_for_file(path: Path) -> str:
@@ -508,11 +559,17 @@ def _verify_checkpoint(path: Path) -> list[str]:
     problems = []
     if path.is_dir():
         index = _read_json(path / "model_index.json")
-        for part in ("unet", "vae", "text_encoder", "tokenizer", "scheduler"):
+        family = checkpoint_family(path)
+        sdxl = family == "sdxl"
+        parts = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+        if sdxl:
+            parts += ("text_encoder_2", "tokenizer_2")
+        for part in parts:
             if part not in index or index[part] in (None, [None, None]):
-                problems.append(f"{path}: model_index.json has no {part} (expected an SD1.5-style pipeline)")
+                problems.append(f"{path}: model_index.json has no {part} (expected an "
+                                f"{family_name(family)} pipeline)")
         cfgs = {}
-        for part in ("unet", "vae", "text_encoder"):
+        for part in ("unet", "vae", "text_encoder") + (("text_encoder_2",) if sdxl else ()):
             sub = path / part
             if not (sub / "config.json").is_file():
                 problems.append(f"{sub}: missing config.json")
@@ -533,23 +590,25 @@ def _verify_checkpoint(path: Path) -> list[str]:
                     want = (cfgs["unet"].get("block_out_channels", [None])[0], cfgs["unet"].get("in_channels", 4), 3, 3)
                     if conv is not None and tuple(conv) != tuple(want):
                         problems.append(f"{w}: conv_in.weight has shape {tuple(conv)}, its config says {want}")
-        tok = path / "tokenizer"
-        if not any((tok / f).is_file() for f in ("vocab.json", "tokenizer.json")):
-            problems.append(f"{tok}: no tokenizer files (expected vocab.json + merges.txt or tokenizer.json)")
-        if "unet" in cfgs and "text_encoder" in cfgs:
+        for tok in (path / "tokenizer",) + ((path / "tokenizer_2",) if sdxl else ()):
+            if not any((tok / f).is_file() for f in ("vocab.json", "tokenizer.json")):
+                problems.append(f"{tok}: no tokenizer files (expected vocab.json + merges.txt or tokenizer.json)")
+        encoders = ("text_encoder", "text_encoder_2") if sdxl else ("text_encoder",)
+        if "unet" in cfgs and all(e in cfgs for e in encoders):
+            # SDXL's UNet attends to both encoders' features side by side
             cross = cfgs["unet"].get("cross_attention_dim")
-            hidden = cfgs["text_encoder"].get("hidden_size")
-            if cross is not None and hidden is not None and cross != hidden:
-                problems.append(f"{path}: UNet cross_attention_dim {cross} != text encoder hidden_size {hidden}")
+            hiddens = [cfgs[e].get("hidden_size") for e in encoders]
+            if cross is not None and None not in hiddens and cross != sum(hiddens):
+                what = " + ".join(f"{e} hidden_size {h}" for e, h in zip(encoders, hiddens))
+                problems.append(f"{path}: UNet cross_attention_dim {cross} != {what}")
         return problems
     keys = read_header(path)
+    # SD1.5 files hold the text encoder under cond_stage_model, SDXL files both under conditioner
+    text = "conditioner.embedders." if checkpoint_family(path) == "sdxl" else "cond_stage_model."
     for prefix, what in (("model.diffusion_model.", "UNet"), ("first_stage_model.", "VAE"),
-                         ("cond_stage_model.", "text encoder")):
+                         (text, "text encoder")):
         if not any(k.startswith(prefix) for k in keys):
-            if prefix == "cond_stage_model." and any(k.startswith("conditioner.") for k in keys):
-                problems.append(f"{path}: an SDXL checkpoint; expected SD1.5 family (AnimateDiff motion modules v1-v3)")
-            else:
-                problems.append(f"{path}: no {what} weights ({prefix}*)")
+            problems.append(f"{path}: no {what} weights ({prefix}*)")
     conv = keys.get("model.diffusion_model.input_blocks.0.0.weight")
     if conv is not None and (len(conv) != 4 or conv[1] != 4):
         problems.append(f"{path}: UNet input conv has shape {conv}, expected (C, 4, 3, 3) (a 4-channel latent UNet)")
@@ -708,30 +767,54 @@ def _config_folder_for(checkpoint: ModelRef, config_dirs=None) -> Path:
     keys = read_header(Path(checkpoint.path))
     chans = unet_channels_of_checkpoint(keys)
     cross = _cross_dim_of_checkpoint(keys)
+    family = checkpoint_family(checkpoint.path)
+    tokenizers = ("tokenizer", "tokenizer_2") if family == "sdxl" else ("tokenizer",)
     # The checkpoint's own folder first: users keep a matching diffusers folder beside it.
     for ref in list_models([Path(checkpoint.path).parent] + list(config_dirs or [])):
         if ref.kind != "checkpoint" or ref.format != "diffusers":
             continue
         try:
             cfg = _read_json(Path(ref.path) / "unet" / "config.json")
+            if checkpoint_family(ref.path) != family:
+                continue
         except ModelError:
             continue
         if tuple(cfg.get("block_out_channels", ())) == chans and cfg.get("cross_attention_dim") == cross \
-                and (Path(ref.path) / "tokenizer").is_dir():
+                and all((Path(ref.path) / t).is_dir() for t in tokenizers):
             return Path(ref.path)
+    hint = ("; `lofid models pull dreamshaper-8` fetches one" if family == "sd15"
+            else "; keep the SDXL base model's diffusers folder "
+                 "(stabilityai/stable-diffusion-xl-base-1.0) among the models")
     raise ModelError(
-        f"{checkpoint.path}: a single-file checkpoint needs a diffusers folder of the same family "
-        f"(UNet channels {chans}, cross attention {cross}) for its configs and tokenizer, and none "
-        "was found in the model folders; `lofid models pull dreamshaper-8` fetches one"
+        f"{checkpoint.path}: a single-file {family_name(family)} checkpoint needs a diffusers folder of the "
+        f"same family (UNet channels {chans}, cross attention {cross}) for its configs and tokenizers, "
+        f"and none was found in the model folders{hint}"
     )
+
+
+def _motion_unet(unet, adapter):
+    """The UNetMotionModel for an SDXL UNet and a motion adapter, complete.
+
+    diffusers' UNetMotionModel.from_unet2d copies the blocks and the timestep embedding
+    but not SDXL's add_embedding (the MLP that turns pooled text and size ids into the
+    timestep embedding), leaving it at its random initial values: the checkpoint's own
+    weights are copied over here.
+    """
+    from diffusers import UNetMotionModel
+
+    motion = UNetMotionModel.from_unet2d(unet, adapter)
+    if getattr(unet, "add_embedding", None) is not None and getattr(motion, "add_embedding", None) is not None:
+        motion.add_embedding.load_state_dict(unet.add_embedding.state_dict())
+    return motion
 
 
 def load_pipeline(checkpoint: ModelRef, motion_adapter: ModelRef, device="cpu", dtype=None, *,
                   config=None, config_dirs=None):
-    """An AnimateDiffPipeline (SD1.5 family) from a checkpoint and a motion adapter.
+    """The AnimateDiff pipeline for a checkpoint and a motion adapter of one family:
+    AnimateDiffPipeline for SD1.5, AnimateDiffSDXLPipeline for SDXL.
 
     config: for a single-file checkpoint, the diffusers folder that supplies configs and
-    tokenizer (found among the models by matching shapes when not given).
+    tokenizer(s) (found among the models by matching shapes when not given).
     """
     _check_kind(checkpoint, "checkpoint")
     _check_kind(motion_adapter, "motion_adapter")
@@ -745,33 +828,59 @@ def load_pipeline(checkpoint: ModelRef, motion_adapter: ModelRef, device="cpu", 
         mot_ch = tuple(mcfg.get("block_out_channels", ()))
     else:
         mot_ch = motion_channels(read_header(Path(motion_adapter.path)))
+    family = checkpoint_family(checkpoint.path)
     if unet_ch and mot_ch and unet_ch != mot_ch:
+        made_for = _PUBLISHED_MOTION_CHANNELS.get(mot_ch)
+        made = (f", an {family_name(made_for)} motion adapter" if made_for and made_for != family
+                else "")
         raise ModelError(
-            f"{motion_adapter.path}: motion adapter channels {mot_ch} do not fit {checkpoint.path} "
-            f"(UNet channels {unet_ch}); expected a motion adapter for the same model family"
+            f"{motion_adapter.path}: motion adapter (channels {mot_ch}{made}) does not fit the "
+            f"{family_name(family)} checkpoint {checkpoint.path} (UNet channels {unet_ch}); expected an "
+            f"{family_name(family)} motion adapter (e.g. {_MOTION_EXAMPLE[family]}): motion adapters "
+            "and checkpoints of different families (SD1.5, SDXL) cannot be mixed"
         )
-    from diffusers import AnimateDiffPipeline
+    if family == "sdxl":
+        from diffusers import AnimateDiffSDXLPipeline as AnimateDiffPipeline
+    else:
+        from diffusers import AnimateDiffPipeline
 
     adapter = load_motion_adapter(motion_adapter, dtype=dtype)
     path = Path(checkpoint.path)
     try:
         if checkpoint.format == "diffusers":
+            extra = {}
+            if family == "sdxl":
+                from diffusers import UNet2DConditionModel
+
+                unet = UNet2DConditionModel.from_pretrained(
+                    str(path), subfolder="unet", dtype=dtype, local_files_only=True,
+                    variant=_variant_of(path))
+                extra["unet"] = _motion_unet(unet, adapter)
             # SD repos also hold a safety checker and an image processor; AnimateDiff
             # needs neither, and loading them costs time and memory.
             pipe = AnimateDiffPipeline.from_pretrained(
                 str(path), motion_adapter=adapter, dtype=dtype, local_files_only=True,
-                feature_extractor=None, image_encoder=None, variant=_variant_of(path),
+                feature_extractor=None, image_encoder=None, variant=_variant_of(path), **extra,
             )
         else:
             cfg_dir = Path(config) if config else _config_folder_for(checkpoint, config_dirs)
+            extra = {}
+            if family == "sdxl":
+                from diffusers import UNet2DConditionModel
+
+                unet = UNet2DConditionModel.from_single_file(
+                    str(path), config=str(cfg_dir), subfolder="unet", dtype=dtype,
+                    local_files_only=True)
+                extra["unet"] = _motion_unet(unet, adapter)
             pipe = AnimateDiffPipeline.from_single_file(
                 str(path), config=str(cfg_dir), motion_adapter=adapter, dtype=dtype,
-                local_files_only=True, feature_extractor=None, image_encoder=None,
+                local_files_only=True, feature_extractor=None, image_encoder=None, **extra,
             )
     except ModelError:
         raise
     except Exception as e:
-        raise ModelError(f"{path}: could not be loaded as an SD1.5 checkpoint ({type(e).__name__}: {e})") from e
+        raise ModelError(f"{path}: could not be loaded as an {family_name(family)} checkpoint "
+                         f"({type(e).__name__}: {e})") from e
     return pipe.to(device)
 
 
@@ -804,7 +913,9 @@ def pull(names=DEFAULT_SET, progress=True) -> list[Path]:
             if p.kind == "checkpoint" and any("no weights file" in q for q in _verify_checkpoint(path)):
                 # the repo has no fp16 variant: take its full-precision weights instead
                 path = Path(snapshot_download(
-                    p.repo_id, allow_patterns=["model_index.json", "*/*.json", "tokenizer/*", "*/*.safetensors"],
+                    p.repo_id, allow_patterns=["model_index.json", "*/*.json", "tokenizer/*", "tokenizer_2/*",
+                                               "unet/*.safetensors", "vae/*.safetensors",
+                                               "text_encoder/*.safetensors", "text_encoder_2/*.safetensors"],
                     ignore_patterns=list(p.ignore_patterns or ()), cache_dir=str(hf_cache_dir()),
                 ))
             out.append(path)

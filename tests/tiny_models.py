@@ -1,4 +1,4 @@
-"""Tiny SD1.5-shaped models for tests, saved to disk the way users hold them.
+"""Tiny SD1.5- and SDXL-shaped models for tests, saved to disk the way users hold them.
 
 Every builder is deterministic (seeded) and fast on CPU, so the real loading and
 generation code runs in tests without any downloaded weights:
@@ -10,10 +10,14 @@ generation code runs in tests without any downloaded weights:
                                 (model.diffusion_model.*, first_stage_model.*, cond_stage_model.*)
 - tiny_motion_module_file(tmp)  one .safetensors in the original mm_sd_v15 motion-module layout
 - tiny_pipeline(tmp)            a loaded AnimateDiffPipeline built from the two folders
+- tiny_sdxl_pipeline_dir(tmp)   diffusers folder of a StableDiffusionXLPipeline (adds
+                                text_encoder_2/, tokenizer_2/; UNet with text_time conditioning)
+- tiny_sdxl_motion_adapter_dir(tmp)  MotionAdapter folder matching the tiny SDXL UNet
+- tiny_sdxl_checkpoint_file(tmp)     one .safetensors in the original SDXL layout
 
 Sizes: latents are 4 channels, VAE factor 8 as in SD (64 px -> 8x8 latents, 32 px ->
 4x4), UNet channels (32, 64), cross attention dim 32, CLIP hidden 32, vocabulary of 1000
-tokens, motion_max_seq_length 32.
+tokens, motion_max_seq_length 32. SDXL: see the SDXL section below.
 """
 from __future__ import annotations
 
@@ -233,14 +237,15 @@ def tiny_motion_adapter_dir(tmp, name: str = "tiny-motion-adapter", seed: int = 
     return out
 
 
-def _diffusers_unet_to_original(sd: dict) -> dict:
+def _diffusers_unet_to_original(sd: dict, n_levels: int | None = None) -> dict:
     """Rename a diffusers UNet2DConditionModel state dict to the original SD (ldm) layout.
 
     Covers what the tiny UNet has: input/middle/output blocks with resnets, attentions,
     down/up samplers; time embedding; in/out convs. Attention blocks keep their inner
-    names in both layouts.
+    names in both layouts. n_levels: down levels (default: the tiny SD1.5 UNet's); SDXL's
+    add_embedding becomes label_emb as in SDXL files.
     """
-    n_levels = len(BLOCK_OUT)
+    n_levels = len(BLOCK_OUT) if n_levels is None else n_levels
     per = LAYERS_PER_BLOCK + 1  # ldm slots per level: the layers plus a sampler slot
     res_map = {
         "norm1.": "in_layers.0.", "conv1.": "in_layers.2.", "time_emb_proj.": "emb_layers.1.",
@@ -253,6 +258,8 @@ def _diffusers_unet_to_original(sd: dict) -> dict:
         ("conv_norm_out.", "out.0."),
         ("conv_out.", "out.2."),
         ("mid_block.attentions.0.", "middle_block.1."),
+        ("add_embedding.linear_1.", "label_emb.0.0."),
+        ("add_embedding.linear_2.", "label_emb.0.2."),
     ]
     resnets: list[tuple[str, str]] = [("mid_block.resnets.0.", "middle_block.0."), ("mid_block.resnets.1.", "middle_block.2.")]
     for i in range(n_levels):
@@ -399,3 +406,180 @@ def tiny_pipeline(tmp, seed: int = SEED):
 def tiny_unet_keys_original() -> list[str]:
     """Key names of the tiny UNet in the original layout (for tests of key detection)."""
     return sorted(_diffusers_unet_to_original(build_unet().state_dict()))
+
+
+# --- the SDXL family ------------------------------------------------------------------------
+#
+# SDXL differs from SD1.5 in what the loader and the denoiser must handle: two text
+# encoders (the second with a projection whose pooled output conditions the UNet), a UNet
+# with addition_embed_type "text_time" (pooled text + size/crop time ids added to the
+# timestep embedding), cross attention over both encoders' features side by side, and one
+# fewer down level (SD1.5 has 4, SDXL 3: so motion adapters of the two families differ in
+# shape, as the published ones do). The tiny SDXL UNet keeps those traits: 3 levels
+# (32, 64, 128), no attention in the first level, text_time with 8-wide time embeddings.
+
+SDXL_BLOCK_OUT = (32, 64, 128)
+# The two text encoders differ in width, as SDXL's do (768 and 1280): diffusers' single-file
+# loader tells them apart by it.
+SDXL_TEXT_DIM = 32                       # the first encoder's hidden size; the pooled size
+SDXL_TEXT_2_DIM = 64                     # the second encoder's hidden size
+SDXL_CROSS_DIM = SDXL_TEXT_DIM + SDXL_TEXT_2_DIM   # both encoders' features side by side
+SDXL_TIME_DIM = 8
+SDXL_UNET_CONFIG = dict(
+    sample_size=32,
+    in_channels=4,
+    out_channels=4,
+    block_out_channels=SDXL_BLOCK_OUT,
+    layers_per_block=LAYERS_PER_BLOCK,
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+    transformer_layers_per_block=(1, 1, 2),
+    attention_head_dim=(2, 4, 8),
+    use_linear_projection=True,
+    cross_attention_dim=SDXL_CROSS_DIM,
+    addition_embed_type="text_time",
+    addition_time_embed_dim=SDXL_TIME_DIM,
+    # pooled text (projection_dim) + 6 time ids (original size, crop, target size)
+    projection_class_embeddings_input_dim=6 * SDXL_TIME_DIM + SDXL_TEXT_DIM,
+    norm_num_groups=32,
+)
+SDXL_TEXT_2_CONFIG = dict(TEXT_CONFIG, hidden_size=SDXL_TEXT_2_DIM, intermediate_size=64,
+                          projection_dim=SDXL_TEXT_DIM)
+SDXL_MOTION_CONFIG = dict(
+    block_out_channels=SDXL_BLOCK_OUT,
+    motion_layers_per_block=LAYERS_PER_BLOCK,
+    motion_num_attention_heads=2,
+    motion_norm_num_groups=32,
+    motion_max_seq_length=MOTION_MAX_SEQ,
+    use_motion_mid_block=False,          # as animatediff-motion-adapter-sdxl-beta
+)
+
+
+def build_sdxl_unet(seed: int = SEED):
+    import torch
+    from diffusers import UNet2DConditionModel
+
+    torch.manual_seed(seed + 10)
+    return UNet2DConditionModel(**SDXL_UNET_CONFIG).eval()
+
+
+def build_sdxl_text_encoders(seed: int = SEED):
+    """(CLIPTextModel, CLIPTextModelWithProjection): SDXL's two text encoders."""
+    import torch
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    torch.manual_seed(seed + 11)
+    first = CLIPTextModel(CLIPTextConfig(**dict(TEXT_CONFIG, hidden_size=SDXL_TEXT_DIM))).eval()
+    torch.manual_seed(seed + 12)
+    second = CLIPTextModelWithProjection(CLIPTextConfig(**SDXL_TEXT_2_CONFIG)).eval()
+    return first, second
+
+
+def build_sdxl_motion_adapter(seed: int = SEED):
+    import torch
+    from diffusers import MotionAdapter
+
+    torch.manual_seed(seed + 13)
+    adapter = MotionAdapter(**SDXL_MOTION_CONFIG)
+    with torch.no_grad():   # non-zero proj_out: see build_motion_adapter
+        for name, p in adapter.named_parameters():
+            if "proj_out" in name:
+                p.normal_(0.0, 0.02)
+    return adapter.eval()
+
+
+def tiny_sdxl_pipeline_dir(tmp, name: str = "tiny-sdxl", seed: int = SEED) -> Path:
+    """A diffusers StableDiffusionXLPipeline folder (unet/, vae/, text_encoder/,
+    text_encoder_2/, tokenizer/, tokenizer_2/, scheduler/, model_index.json)."""
+    from diffusers import StableDiffusionXLPipeline
+    from transformers import CLIPTokenizer
+
+    out = Path(tmp) / name
+    if (out / "model_index.json").exists():
+        return out
+    write_tiny_tokenizer(out / "tokenizer")
+    write_tiny_tokenizer(out / "tokenizer_2")
+    first, second = build_sdxl_text_encoders(seed)
+    pipe = StableDiffusionXLPipeline(
+        unet=build_sdxl_unet(seed),
+        vae=build_vae(seed),
+        text_encoder=first,
+        text_encoder_2=second,
+        tokenizer=CLIPTokenizer.from_pretrained(out / "tokenizer"),
+        tokenizer_2=CLIPTokenizer.from_pretrained(out / "tokenizer_2"),
+        scheduler=build_scheduler(),
+    )
+    pipe.save_pretrained(out, safe_serialization=True)
+    return out
+
+
+def tiny_sdxl_motion_adapter_dir(tmp, name: str = "tiny-motion-adapter-sdxl", seed: int = SEED) -> Path:
+    """A diffusers MotionAdapter folder whose channels fit the tiny SDXL UNet."""
+    out = Path(tmp) / name
+    if (out / "config.json").exists():
+        return out
+    build_sdxl_motion_adapter(seed).save_pretrained(out, safe_serialization=True)
+    return out
+
+
+def _text_model_to_open_clip(sd: dict, prefix: str) -> dict:
+    """Rename a transformers CLIP text model to the OpenCLIP layout SDXL files use for
+    their second text encoder (q, k, v projections fused into in_proj)."""
+    import re
+
+    import torch
+
+    out, fused = {}, {}
+    for key, value in sd.items():
+        k = key.replace("text_model.", "", 1)
+        if k.endswith("position_ids"):
+            continue
+        if k == "text_projection.weight":
+            out[prefix + "text_projection"] = value.T   # OpenCLIP multiplies from the right
+            continue
+        simple = {"embeddings.position_embedding.weight": "positional_embedding",
+                  "embeddings.token_embedding.weight": "token_embedding.weight",
+                  "final_layer_norm.weight": "ln_final.weight",
+                  "final_layer_norm.bias": "ln_final.bias"}
+        if k in simple:
+            out[prefix + simple[k]] = value
+            continue
+        m = re.match(r"encoder\.layers\.(\d+)\.(.*)$", k)
+        if m is None:
+            raise KeyError(f"no OpenCLIP name for text encoder key {key!r}")
+        layer, rest = m.group(1), m.group(2)
+        qkv = re.match(r"self_attn\.([qkv])_proj\.(weight|bias)$", rest)
+        if qkv:
+            fused.setdefault((layer, qkv.group(2)), {})[qkv.group(1)] = value
+            continue
+        rest = (rest.replace("layer_norm1.", "ln_1.").replace("layer_norm2.", "ln_2.")
+                .replace("mlp.fc1.", "mlp.c_fc.").replace("mlp.fc2.", "mlp.c_proj.")
+                .replace("self_attn.", "attn."))
+        out[f"{prefix}transformer.resblocks.{layer}.{rest}"] = value
+    for (layer, what), parts in fused.items():
+        out[f"{prefix}transformer.resblocks.{layer}.attn.in_proj_{what}"] = torch.cat(
+            [parts["q"], parts["k"], parts["v"]])
+    return out
+
+
+def tiny_sdxl_checkpoint_file(tmp, name: str = "tiny-sdxl.safetensors", seed: int = SEED) -> Path:
+    """One .safetensors in the original SDXL layout: model.diffusion_model.*,
+    first_stage_model.*, conditioner.embedders.0.transformer.* (CLIP) and
+    conditioner.embedders.1.model.* (OpenCLIP). The same weights as
+    tiny_sdxl_pipeline_dir; loading it needs that folder as `config`."""
+    from safetensors.torch import save_file
+
+    out = Path(tmp) / name
+    if out.exists():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    first, second = build_sdxl_text_encoders(seed)
+    sd = {}
+    sd.update(_diffusers_unet_to_original(build_sdxl_unet(seed).state_dict(), len(SDXL_BLOCK_OUT)))
+    sd.update(_diffusers_vae_to_original(build_vae(seed).state_dict()))
+    for k, v in first.state_dict().items():
+        k = k if k.startswith("text_model.") else "text_model." + k
+        sd["conditioner.embedders.0.transformer." + k] = v
+    sd.update(_text_model_to_open_clip(second.state_dict(), "conditioner.embedders.1.model."))
+    save_file({k: v.contiguous().clone() for k, v in sd.items()}, str(out), metadata={"format": "pt"})
+    return out

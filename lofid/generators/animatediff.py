@@ -1,4 +1,5 @@
-"""AnimateDiff: loops from an SD1.5-family checkpoint plus a motion adapter.
+"""AnimateDiff: loops from a checkpoint plus a motion adapter of one model family:
+SD1.5 (AnimateDiffPipeline) or SDXL (AnimateDiffSDXLPipeline).
 
 generate() wraps diffusers' AnimateDiffPipeline but runs its own denoising loop,
 which sees the clip as a circle: at every step the clip is cut into wrap-around
@@ -13,6 +14,12 @@ same windows make loops longer than the motion module's window (48 frames in
 Steps, in order: check inputs, get the pipeline, set the scheduler, encode the
 prompt, prepare the noise, denoise on the circle, decode, make the Loop.
 
+The families differ only in their conditioning: SDXL's UNet also takes the pooled text
+embedding of its second text encoder and the image-size "time ids" (added_cond_kwargs),
+per clip rather than per frame. conditioning() builds, per family, the text embeddings
+and a function giving the extra UNet arguments for a batch of windows, so the one
+circular loop serves both.
+
 torch and diffusers are imported inside the functions that need them: importing
 this module stays cheap (`lofid --help` never loads torch).
 """
@@ -21,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
@@ -190,8 +197,14 @@ class MemoryPlan:
         return dict(self.__dict__)
 
 
+# fp16 weights of each family: all models, and what stays on the GPU with offload
+# (UNet + motion module). SDXL: 2.6 B-parameter UNet, two text encoders (0.8 B), the
+# SDXL motion module; counted from the architectures' parameter counts.
+_WEIGHTS_GIB = {"sd15": (3.2, 1.8), "sdxl": (7.5, 5.6)}
+
+
 def plan_memory(free_bytes: int | None, width: int, height: int, frames: int,
-                context: int, guided: bool) -> MemoryPlan:
+                context: int, guided: bool, family: str = "sd15") -> MemoryPlan:
     """Options chosen from free VRAM (None: not a GPU, no limits needed).
 
     The estimate: about 3.2 GB of fp16 weights for an SD1.5 UNet, motion module,
@@ -200,18 +213,24 @@ def plan_memory(free_bytes: int | None, width: int, height: int, frames: int,
     with PyTorch's fused attention), plus about 1.5 GB per 8 frames decoded
     at 512x512 by the VAE. These are estimates from the architectures' sizes, not
     yet checked against a GPU's peak memory (bench/gpu_generate.py reports it).
+    family "sdxl": about 7.5 GB of weights (5.6 GB resident with offload); the
+    per-pixel terms are kept (SDXL has no attention at its highest resolution,
+    which roughly offsets its wider layers) -- also not yet measured.
     """
+    if family not in _WEIGHTS_GIB:
+        raise ValueError(f"family must be one of {', '.join(_WEIGHTS_GIB)}, got {family!r}")
+    all_weights, resident = _WEIGHTS_GIB[family]
     n_windows = len(context_windows(frames, context, default_stride(context), 0))
     if free_bytes is None:     # CPU: all windows of a step in one UNet call
         return MemoryPlan(window_batch=n_windows)
     plan = MemoryPlan()
-    weights = 3.2 * GiB
+    weights = all_weights * GiB
     per_window = 1.0 * GiB * (width * height / (512 * 512)) * (context / 16) * (2 if guided else 1)
     per_decoded = 1.5 * GiB / 8 * (width * height / (512 * 512))
     budget = free_bytes * 0.85 - weights
     if budget < per_window + per_decoded * 2:
         plan.cpu_offload = True
-        budget = free_bytes * 0.85 - 1.8 * GiB    # only the UNet + motion module resident
+        budget = free_bytes * 0.85 - resident * GiB    # only the UNet + motion module resident
     plan.window_batch = int(max(1, min(n_windows, budget * 0.6 // per_window)))
     chunk = int(max(1, min(16, (budget * 0.4) // per_decoded)))
     plan.decode_chunk = chunk
@@ -245,12 +264,16 @@ def _unet_device(pipe):
 def denoise_circular(pipe, latents, cond, uncond, timesteps, guidance: float,
                      context: int, stride: int, window_batch: int = 1,
                      extra_step_kwargs: dict | None = None,
-                     on_step: Callable[[int], None] | None = None):
+                     on_step: Callable[[int], None] | None = None,
+                     unet_kwargs: Callable[[int], dict] | None = None):
     """Denoise `latents` (1, C, N, h, w) on a circle of N frames.
 
     At each step the noise is predicted per context window (with classifier-free
     guidance when `uncond` is given: one batch of uncond + cond) and averaged per
     frame over the windows that cover it; then the scheduler steps the whole clip.
+    `unet_kwargs(n_windows)` gives the model family's extra UNet arguments for a
+    batch of that many windows, in the same order (uncond windows first when
+    guided); None for families that need none (SD1.5).
     """
     import torch
 
@@ -272,7 +295,8 @@ def denoise_circular(pipe, latents, cond, uncond, timesteps, guidance: float,
             if guided:
                 x = torch.cat([x, x])
                 emb = torch.cat([uncond.repeat(len(group) * frames_per, 1, 1), emb])
-            pred = pipe.unet(x, t, encoder_hidden_states=emb).sample.float()
+            extra = unet_kwargs(len(group)) if unet_kwargs is not None else {}
+            pred = pipe.unet(x, t, encoder_hidden_states=emb, **extra).sample.float()
             if guided:
                 pred_uncond, pred_cond = pred.chunk(2)
                 pred = pred_uncond + guidance * (pred_cond - pred_uncond)
@@ -288,8 +312,65 @@ def denoise_circular(pipe, latents, cond, uncond, timesteps, guidance: float,
 
 def encode(pipe, prompt: str, negative: str, guided: bool, device):
     """(cond, uncond) text embeddings, each (1, 77, dim); uncond is None unguided."""
-    cond, uncond = pipe.encode_prompt(prompt, device, 1, guided, negative)
-    return cond, (uncond if guided else None)
+    c = conditioning(pipe, prompt, negative, guided, device)
+    return c.cond, c.uncond
+
+
+def is_sdxl(pipe) -> bool:
+    """True for an SDXL-family pipeline: its UNet adds pooled text and time ids."""
+    return getattr(pipe.unet.config, "addition_embed_type", None) == "text_time"
+
+
+@dataclass
+class Conditioning:
+    """What the prompt gives the denoiser, for either model family."""
+    cond: Any                      # (1, 77, dim) text embeddings
+    uncond: Any                    # the negative prompt's, None unguided
+    # extra UNet arguments for a batch of n windows (None: SD1.5 needs none)
+    unet_kwargs: Callable[[int], dict] | None = None
+    # extra pipeline __call__ arguments (the single-window path)
+    call_kwargs: dict = field(default_factory=dict)
+
+
+def conditioning(pipe, prompt: str, negative: str, guided: bool, device,
+                 width: int | None = None, height: int | None = None) -> Conditioning:
+    """The prompt's conditioning for `pipe`'s family.
+
+    SDXL: encode_prompt also returns pooled embeddings of the second text encoder;
+    with the time ids (original size, crop corner, target size: here the loop's
+    size and no crop, as the pipeline does) they go to every UNet call as
+    added_cond_kwargs, one row per window (the UNet repeats them per frame).
+    """
+    if not is_sdxl(pipe):
+        cond, uncond = pipe.encode_prompt(prompt, device, 1, guided, negative)
+        return Conditioning(cond, uncond if guided else None)
+
+    import torch
+
+    cond, uncond, pooled, uncond_pooled = pipe.encode_prompt(
+        prompt=prompt, device=device, num_videos_per_prompt=1,
+        do_classifier_free_guidance=guided, negative_prompt=negative)
+    if width is None or height is None:
+        side = pipe.default_sample_size * pipe.vae_scale_factor
+        width, height = width or side, height or side
+    proj = (pipe.text_encoder_2.config.projection_dim if pipe.text_encoder_2 is not None
+            else int(pooled.shape[-1]))
+    time_ids = pipe._get_add_time_ids((height, width), (0, 0), (height, width),
+                                      dtype=cond.dtype, text_encoder_projection_dim=proj).to(device)
+    pooled = pooled.to(device)
+    uncond_pooled = uncond_pooled.to(device) if guided else None
+
+    def unet_kwargs(n_windows: int) -> dict:
+        text, ids = pooled.repeat(n_windows, 1), time_ids.repeat(n_windows, 1)
+        if guided:
+            text = torch.cat([uncond_pooled.repeat(n_windows, 1), text])
+            ids = torch.cat([ids, ids])
+        return {"added_cond_kwargs": {"text_embeds": text, "time_ids": ids}}
+
+    call = {"pooled_prompt_embeds": pooled}
+    if guided:
+        call["negative_pooled_prompt_embeds"] = uncond_pooled
+    return Conditioning(cond, uncond if guided else None, unet_kwargs, call)
 
 
 def initial_noise(pipe, seed: int, frames: int, width: int, height: int, dtype, device):
@@ -302,6 +383,31 @@ def initial_noise(pipe, seed: int, frames: int, width: int, height: int, dtype, 
              height // pipe.vae_scale_factor, width // pipe.vae_scale_factor)
     noise = torch.randn(shape, generator=generator, dtype=torch.float32)
     return noise.to(device=device, dtype=dtype) * pipe.scheduler.init_noise_sigma
+
+
+def decode(pipe, latents, chunk: int):
+    """Latents (1, C, N, h, w) -> video (1, 3, N, H, W) in [-1, 1], `chunk` frames
+    per VAE call. SD1.5's pipeline chunks by itself; SDXL's does not, and its VAE
+    overflows in fp16 (force_upcast in its config), so it decodes in fp32 then."""
+    import inspect
+
+    import torch
+
+    if "decode_chunk_size" in inspect.signature(pipe.decode_latents).parameters:
+        return pipe.decode_latents(latents, chunk)
+    vae = pipe.vae
+    upcast = vae.dtype == torch.float16 and bool(getattr(vae.config, "force_upcast", False))
+    if upcast:
+        vae.to(torch.float32)
+    try:
+        z = latents / vae.config.scaling_factor
+        b, c, n, h, w = z.shape
+        z = z.permute(0, 2, 1, 3, 4).reshape(b * n, c, h, w).to(vae.dtype)
+        images = torch.cat([vae.decode(z[i:i + chunk]).sample for i in range(0, b * n, chunk)])
+        return images[None].reshape((b, n) + images.shape[1:]).permute(0, 2, 1, 3, 4).float()
+    finally:
+        if upcast:
+            vae.to(torch.float16)
 
 
 def _to_frames(video) -> np.ndarray:
@@ -360,7 +466,7 @@ def generate(spec, seed, size, frames, fps, progress=None, *, model=None, motion
              stride=None, dtype=None, events=None) -> Loop:
     """One loop of `frames` frames at `size` = (width, height) for `spec`.
 
-    `pipeline` is a ready AnimateDiffPipeline; without it `model` and
+    `pipeline` is a ready AnimateDiffPipeline or AnimateDiffSDXLPipeline; without it `model` and
     `motion_adapter` (paths or names) are found and loaded through lofid.models.
     `progress(done, total)` is called after each denoising step; `events(name,
     info)` hears of memory fallbacks ("oom_retry"). `stride` spaces the context
@@ -422,7 +528,8 @@ def generate(spec, seed, size, frames, fps, progress=None, *, model=None, motion
     free = None
     if device.type == "cuda":
         free = torch.cuda.mem_get_info(device)[0]
-    plan = plan_memory(free, width, height, n_make, context, guided)
+    plan = plan_memory(free, width, height, n_make, context, guided,
+                       "sdxl" if is_sdxl(pipe) else "sd15")
     if device.type == "cuda":
         _apply_plan(pipe, plan, device)
     if not plan.cpu_offload and not _offloaded(pipe) and pipe.device != device:
@@ -494,7 +601,9 @@ def _run(pipe, spec, seed, width, height, n_frames, steps, guidance, guided, loo
     device = _unet_device(pipe)
     report = (lambda done: progress(done, steps)) if progress is not None else None
     with torch.inference_mode():
-        cond, uncond = encode(pipe, spec.prompt(), spec.negative_prompt(), guided, device)
+        c = conditioning(pipe, spec.prompt(), spec.negative_prompt(), guided, device,
+                         width, height)
+        cond, uncond = c.cond, c.uncond
         pipe.scheduler.set_timesteps(steps, device=device)
         timesteps = pipe.scheduler.timesteps
         latents = initial_noise(pipe, seed, n_frames, width, height, cond.dtype, device)
@@ -507,12 +616,14 @@ def _run(pipe, spec, seed, width, height, n_frames, steps, guidance, guided, loo
                            num_inference_steps=steps, guidance_scale=guidance,
                            latents=latents / pipe.scheduler.init_noise_sigma,
                            generator=step_generator, output_type="latent",
-                           callback_on_step_end=_step_callback(report)).frames
+                           callback_on_step_end=_step_callback(report),
+                           **c.call_kwargs).frames
         else:
             extra = pipe.prepare_extra_step_kwargs(step_generator, 0.0)
             latents = denoise_circular(pipe, latents, cond, uncond, timesteps, guidance,
-                                       context, stride, plan.window_batch, extra, report)
-        video = pipe.decode_latents(latents, plan.decode_chunk)
+                                       context, stride, plan.window_batch, extra, report,
+                                       c.unet_kwargs)
+        video = decode(pipe, latents, plan.decode_chunk)
     return _to_frames(video)
 
 
