@@ -167,7 +167,7 @@ def test_a_client_that_never_reads_is_dropped(server):
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.binary(max_size=300) | st.builds(
     lambda x: msgpack.packb(x, use_bin_type=True),
-    st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    st.recursive(st.none() | st.booleans() | st.integers(-2**63, 2**64 - 1) | st.text(max_size=20),
                  lambda inner: st.lists(inner, max_size=5), max_leaves=12)))
 def test_fuzz_the_server_survives_anything(server, data):
     c = Client(server.path)
