@@ -293,6 +293,7 @@ def _is_live(target: str) -> bool:
 def cmd_run(args) -> int:
     import logging
     import signal
+    import threading
     from fractions import Fraction
 
     from lofid import generators
@@ -354,7 +355,8 @@ def cmd_run(args) -> int:
         return EXIT_BAD_INPUT
 
     def on_event(name: str, payload: dict) -> None:
-        if name in ("scene_changed", "crossfade", "generation_failed", "player_error"):
+        if name in ("scene_changed", "crossfade", "generation_failed", "player_error",
+                    "config_reloaded"):
             print(f"lofid: {name.replace('_', ' ')}: "
                   + ", ".join(f"{k} {v}" for k, v in payload.items()), file=sys.stderr)
         if server is not None:
@@ -399,11 +401,33 @@ def cmd_run(args) -> int:
         on_signal.seen = True
         print("lofid: stopping (again to force)", file=sys.stderr)
         player.stop()
+    reloader = None
+    if config is not None:
+        from lofid.daemon import ConfigReloader
+
+        def apply(old, new) -> list[str]:
+            """What a new config can change while playing; the rest needs a restart."""
+            if new.scene != old.scene:
+                director.set_scene(parse(new.scene))
+            director.settings.rotate = new.rotate
+            director.settings.max_seam_ratio = new.max_seam_ratio
+            player.settings.crossfade = new.crossfade
+            for source in new.audio:
+                if source not in old.audio:
+                    try:
+                        audio.add(source)
+                    except ValueError as e:
+                        print(f"lofid: audio {source!r}: {e}", file=sys.stderr)
+            live = {"scene", "rotate", "crossfade", "audio", "max_seam_ratio"}
+            return [k for k in vars(new) if getattr(new, k) != getattr(old, k) and k not in live]
+        reloader = ConfigReloader(config, cfg, overrides, apply, on_event=on_event)
+        reloader.start()
     if cfg.socket is not None:
         from lofid.daemon import Control
         from lofid.rpc import Server, SocketError, default_socket_path
         server = Server(cfg.socket or default_socket_path(),
-                        Control(director, player, director.library, outputs, audio).handlers())
+                        Control(director, player, director.library, outputs, audio,
+                                reloader).handlers())
         try:
             server.start()
         except SocketError as e:
@@ -412,6 +436,12 @@ def cmd_run(args) -> int:
             raise BadInput(str(e)) from None
         print(f"lofid: control socket {server.path}", file=sys.stderr)
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # SIGHUP reloads the config (systemctl --user reload lofid); never the default,
+    # which would end the daemon.
+    previous[signal.SIGHUP] = signal.signal(
+        signal.SIGHUP, lambda signum, frame: threading.Thread(
+            target=reloader.reload, name="reload", daemon=True).start() if reloader
+        else print("lofid: SIGHUP: no config file to reload", file=sys.stderr))
     from lofid.daemon import SystemdNotifier
     notifier = SystemdNotifier(player, describe=lambda: f"{director.spec.label()}, "
                                f"{player.seconds:.0f} s out to {len(outputs)} output(s)")
@@ -423,6 +453,8 @@ def cmd_run(args) -> int:
         print(f"lofid: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     finally:
+        if reloader is not None:
+            reloader.stop()
         notifier.stop()
         director.stop()
         audio.close()
@@ -444,7 +476,8 @@ def cmd_ctl(args) -> int:
 
     path = args.socket or default_socket_path()
     method = {"status": "status", "scene": "scene.set", "next": "next", "pause": "pause",
-              "resume": "resume", "stop": "shutdown", "events": "subscribe"}[args.action]
+              "resume": "resume", "reload": "config.reload", "stop": "shutdown",
+              "events": "subscribe"}[args.action]
     params = []
     if args.action == "scene":
         if not args.text:
@@ -487,6 +520,13 @@ def cmd_ctl(args) -> int:
               f"{r['generator']['ready']} ready ahead, {r['generator']['failures']} failed")
     elif args.action == "scene":
         print(f"moving to {result['scene']}")
+    elif args.action == "reload":
+        if not result["ok"]:
+            print(f"lofid: config not reloaded: {result['error']}", file=sys.stderr)
+            return 2
+        print("reloaded: " + (", ".join(result["changed"]) or "no change")
+              + (f"; needs a restart: {', '.join(result['needs_restart'])}"
+                 if result["needs_restart"] else ""))
     else:
         print("ok")
     return 0
@@ -592,7 +632,8 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("ctl", help="talk to a running lofid over its control socket")
     c.add_argument("--socket", metavar="PATH", help="the socket (default $XDG_RUNTIME_DIR/lofid/lofid.sock)")
     c.add_argument("--json", action="store_true", help="machine-readable output")
-    c.add_argument("action", choices=("status", "scene", "next", "pause", "resume", "stop", "events"))
+    c.add_argument("action", choices=("status", "scene", "next", "pause", "resume", "reload",
+                                      "stop", "events"))
     c.add_argument("text", nargs="*", help="for scene: what to show, in words")
     c.set_defaults(run=cmd_ctl)
 

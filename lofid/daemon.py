@@ -7,11 +7,14 @@ socket's event loop). What happens as a result comes back as events to subscribe
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
 from lofid import __version__
 from lofid.rpc import RpcError
+
+log = logging.getLogger("lofid")
 
 
 def _plain_paths(d):
@@ -20,12 +23,13 @@ def _plain_paths(d):
 
 
 class Control:
-    def __init__(self, director, player, library, outputs, audio=None):
+    def __init__(self, director, player, library, outputs, audio=None, reloader=None):
         self.director = director
         self.player = player
         self.library = library
         self.outputs = outputs
         self.audio = audio
+        self.reloader = reloader
         self.started = time.monotonic()
         self._library_seen: tuple[float, dict] | None = None
 
@@ -39,6 +43,7 @@ class Control:
             "pause": self.pause,
             "resume": self.resume,
             "library.list": self.library_list,
+            "config.reload": self.config_reload,
             "shutdown": self.shutdown,
         }
 
@@ -58,6 +63,8 @@ class Control:
             "generator": {"ready": len(d._ready), "failures": d.failures,
                           "generating": d.settings.generate},
             "library": self._library_numbers(),
+            "config": None if self.reloader is None else {
+                "path": str(self.reloader.path), "error": self.reloader.last_error},
             "audio": None if self.audio is None else {
                 "now_playing": _plain_paths(self.audio.now_playing()),
                 "playlist": [str(p) for p in self.audio.playlist]},
@@ -140,6 +147,11 @@ class Control:
                  "seam_ratio": e["metrics"]["seam_ratio"]}
                 for e in self.library.entries(scene=scene)]
 
+    def config_reload(self, params: list) -> dict:
+        if self.reloader is None:
+            raise RpcError("this lofid was started without a config file")
+        return self.reloader.reload()
+
     def shutdown(self, params: list) -> bool:
         # Stopping closes outputs and waits for them: never on the socket's own thread.
         threading.Thread(target=self.player.stop, name="shutdown", daemon=True).start()
@@ -202,3 +214,73 @@ class SystemdNotifier:
         self.send("STOPPING=1")
         if self._thread is not None:
             self._thread.join(timeout=2)
+
+
+class ConfigReloader:
+    """Reloads the config file when it changes (watched with watchdog), on SIGHUP and
+    on `config.reload`. A valid change is applied by `apply(old, new)`, which returns
+    the keys that need a restart; an invalid one keeps the old config and is reported
+    (log, event, status), never fatal."""
+
+    def __init__(self, path, current, overrides: dict, apply, on_event=None):
+        from pathlib import Path
+        self.path = Path(path)
+        self.current = current
+        self.overrides = overrides
+        self.apply = apply
+        self.on_event = on_event or (lambda name, payload: None)
+        self.last_error: str | None = None
+        self._lock = threading.Lock()
+        self._observer = None
+        self._timer: threading.Timer | None = None
+
+    def reload(self) -> dict:
+        from lofid.config import ConfigError, load
+        with self._lock:
+            try:
+                new = load(self.path, self.overrides)
+            except ConfigError as e:
+                self.last_error = str(e)
+                result = {"ok": False, "error": self.last_error, "changed": [],
+                          "needs_restart": []}
+                log.error("config not reloaded, the old one stays: %s", e)
+            else:
+                changed = [k for k in vars(new) if getattr(new, k) != getattr(self.current, k)]
+                restart = self.apply(self.current, new) if changed else []
+                self.current, self.last_error = new, None
+                result = {"ok": True, "error": None, "changed": changed,
+                          "needs_restart": restart}
+                log.info("config reloaded: %s", ", ".join(changed) or "no change")
+        self.on_event("config_reloaded", result)
+        return result
+
+    def start(self) -> None:
+        from watchdog.events import FileSystemEventHandler
+        from watchdog.observers import Observer
+        reloader = self
+
+        class Changed(FileSystemEventHandler):
+            def on_any_event(self, event):
+                paths = {getattr(event, "src_path", ""), getattr(event, "dest_path", "")}
+                if str(reloader.path) in {str(p) for p in paths}:
+                    reloader._soon()
+
+        self._observer = Observer()
+        self._observer.schedule(Changed(), str(self.path.parent), recursive=False)
+        self._observer.daemon = True
+        self._observer.start()
+
+    def _soon(self) -> None:
+        # An editor's save is several events (truncate, write, rename): read once, after.
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = threading.Timer(0.3, self.reload)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer.join(timeout=2)

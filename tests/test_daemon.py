@@ -123,3 +123,44 @@ def test_the_music_moves_the_picture_and_joins_the_stream(daemon, tmp_path):
             session.request("audio.track", str(tmp_path / "missing.wav"))
     finally:
         session.close()
+
+
+def test_the_config_file_is_watched_and_a_bad_one_never_kills_the_daemon(tmp_path):
+    import signal
+    cfg = tmp_path / "lofid.toml"
+    cfg.write_text('scene = "library"\nrotate = 600\n')
+    sock = tmp_path / "run" / "lofid.sock"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lofid.cli", "--library", str(tmp_path / "lib"), "run",
+         "-o", "null", "--realtime", "--size", "160x90", "--socket", str(sock),
+         "--config", str(cfg)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: sock.exists() or proc.poll() is not None)
+        assert status(sock)["scene"]["scene"] == "library"
+        # An edit is picked up by itself.
+        cfg.write_text('scene = "rooftop night"\nrotate = 600\ncrossfade = 1\n')
+        assert wait_for(lambda: status(sock)["scene"]["scene"] == "rooftop_night")
+        # A broken edit keeps the old config, and says why in status and to ctl.
+        cfg.write_text('scene = "kitchen"\nrotate = -5\n')
+        assert wait_for(lambda: (status(sock)["config"]["error"] or "").find("rotate") >= 0)
+        assert status(sock)["scene"]["scene"] == "rooftop_night"
+        r = lofid("ctl", "--socket", str(sock), "reload")
+        assert r.returncode == 2 and "rotate" in r.stderr
+        # SIGHUP reloads too; a key that needs a restart is said to.
+        cfg.write_text('scene = "kitchen"\nrotate = 600\nfps = 24\n')
+        proc.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: status(sock)["scene"]["scene"] == "kitchen_morning")
+        assert status(sock)["config"]["error"] is None
+        r = lofid("ctl", "--socket", str(sock), "reload")
+        assert r.returncode == 0 and "no change" in r.stdout
+        assert proc.poll() is None                      # alive through all of it
+        lofid("ctl", "--socket", str(sock), "stop")
+        _, err = proc.communicate(timeout=30)
+        assert "needs_restart ['fps']" in err           # said, not silently ignored
+    finally:
+        lofid("ctl", "--socket", str(sock), "stop")
+        try:
+            proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
