@@ -43,6 +43,7 @@ class Control:
             "pause": self.pause,
             "resume": self.resume,
             "library.list": self.library_list,
+            "generate": self.generate,
             "config.reload": self.config_reload,
             "shutdown": self.shutdown,
         }
@@ -146,6 +147,21 @@ class Control:
                  "seed": e["seed"], "generator": e["generator"], "bytes": e["bytes"],
                  "seam_ratio": e["metrics"]["seam_ratio"]}
                 for e in self.library.entries(scene=scene)]
+
+    def generate(self, params: list) -> dict:
+        """Make a loop of a scene into the library, in the background, without playing
+        it; `loop_ready` (or `generation_failed`) says when it is done."""
+        from lofid.scene import parse
+        if not params or not isinstance(params[0], str):
+            raise RpcError("generate takes a text (and an optional map with seed)")
+        opts = params[1] if len(params) > 1 and isinstance(params[1], dict) else {}
+        seed = opts.get("seed")
+        if seed is not None and (type(seed) is not int or seed < 0):
+            raise RpcError(f"generate: seed must be a whole number >= 0, got {seed!r}")
+        spec = parse(params[0])
+        threading.Thread(target=self.director.make_one, args=(spec, seed),
+                         name="generate on request", daemon=True).start()
+        return {"scene": spec.label(), "id": spec.id}
 
     def config_reload(self, params: list) -> dict:
         if self.reloader is None:

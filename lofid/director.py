@@ -152,6 +152,25 @@ class Director:
             self._on_event("scene_changed", {"scene": loop.spec.label(), "loop": key,
                                              "seed": loop.seed})
 
+    def make_one(self, spec, seed: int | None = None):
+        """Make a loop of `spec` into the library without playing it (a request from
+        the control socket). Failures are reported as events, never raised."""
+        s = self.settings
+        seed = int.from_bytes(os.urandom(4), "little") if seed is None else seed
+        try:
+            self._on_event("generation_started", {"scene": spec.label(), "seed": seed})
+            loop = self._generate(spec, seed, s.loop_size, s.frames, s.fps)
+            key = self.library.put(loop)
+            self._on_event("loop_ready", {"scene": spec.label(), "loop": key, "seed": seed,
+                                          "seam_ratio": loop.metrics["seam_ratio"]})
+            return key
+        except Exception as e:
+            self.failures += 1
+            log.error("generating a loop failed: %s: %s", type(e).__name__, e)
+            self._on_event("generation_failed", {"scene": spec.label(),
+                                                 "error": f"{type(e).__name__}: {e}"})
+            return None
+
     def _take_from_library(self):
         """A stored loop of the current scene, least recently played first.
 

@@ -164,3 +164,29 @@ def test_the_config_file_is_watched_and_a_bad_one_never_kills_the_daemon(tmp_pat
         finally:
             if proc.poll() is None:
                 proc.kill()
+
+
+def test_generate_on_request_fills_the_library_without_changing_the_picture(daemon):
+    from pynvim.msgpack_rpc import socket_session
+    _, sock = daemon
+    session = socket_session(str(sock))
+    try:
+        session.request("subscribe", ["loop_ready"])
+        assert session.request("generate", "balcony sunset", {"seed": 7})["scene"].startswith(
+            "balcony")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            message = session.next_message()
+            if message is not None and message[1] == "loop_ready" and \
+                    message[2][0]["seed"] == 7:
+                break
+        else:
+            raise AssertionError("no loop_ready for the requested loop")
+        key = message[2][0]["loop"]
+        listed = session.request("library.list", "balcony_sunset")
+        assert [e["key"] for e in listed] == [key]
+        assert status(sock)["scene"]["scene"] == "study_room"   # the picture did not move
+        with pytest.raises(Exception, match="seed must be"):
+            session.request("generate", "x", {"seed": -1})
+    finally:
+        session.close()
