@@ -9,6 +9,7 @@ import time
 
 import pytest
 from waiting import wait_for
+from media import write_tone_wav
 
 
 def lofid(*args, timeout=60):
@@ -94,21 +95,9 @@ def test_ctl_without_a_daemon_says_so(tmp_path):
 
 
 def test_the_music_moves_the_picture_and_joins_the_stream(daemon, tmp_path):
-    import av
-    import numpy as np
     from pynvim.msgpack_rpc import socket_session
     _, sock = daemon
-    wav = tmp_path / "track.wav"
-    with av.open(str(wav), "w") as c:
-        s = c.add_stream("pcm_s16le", rate=48000, layout="stereo")
-        tone = (np.sin(np.arange(48000) * 2 * np.pi * 440 / 48000) * 8000).astype(np.int16)
-        frame = av.AudioFrame.from_ndarray(np.repeat(tone[:, None], 2, 1).reshape(1, -1),
-                                           format="s16", layout="stereo")
-        frame.sample_rate = 48000
-        for p in s.encode(frame):
-            c.mux(p)
-        for p in s.encode(None):
-            c.mux(p)
+    wav = write_tone_wav(tmp_path / "track.wav", 440)
     session = socket_session(str(sock))
     try:
         # lofi.nvim's generation_start: the prompt of the coming track.

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from waiting import wait_for
+from media import write_tone_wav
 
 pynvim = pytest.importorskip("pynvim")
 
@@ -149,20 +150,8 @@ def test_commands_drive_the_daemon_and_events_come_back(daemon, nvim):
 
 
 def test_lofi_tracks_move_the_picture_and_join_the_audio(daemon, nvim, tmp_path):
-    import av
-    import numpy as np
     _, sock = daemon
-    wav = tmp_path / "track.wav"
-    with av.open(str(wav), "w") as c:
-        s = c.add_stream("pcm_s16le", rate=48000, layout="stereo")
-        tone = (np.sin(np.arange(48000) * 2 * np.pi * 330 / 48000) * 8000).astype(np.int16)
-        frame = av.AudioFrame.from_ndarray(np.repeat(tone[:, None], 2, 1).reshape(1, -1),
-                                           format="s16", layout="stereo")
-        frame.sample_rate = 48000
-        for p in s.encode(frame):
-            c.mux(p)
-        for p in s.encode(None):
-            c.mux(p)
+    wav = write_tone_wav(tmp_path / "track.wav", 330)
     setup(nvim, sock)
 
     nvim.exec_lua("require('lofi').emit('generation_start', ...)",
