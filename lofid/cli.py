@@ -639,6 +639,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from lofid import models_cli
     models_cli.add_parser(sub)
+    from lofid.training import cli as training_cli
+    training_cli.add_parsers(sub)
 
     cf = sub.add_parser("config", help="where the config file is, or a commented default one")
     cf.add_argument("--print-default", action="store_true",
