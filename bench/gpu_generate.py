@@ -71,12 +71,21 @@ TINY = {
 FULL = {"unet": SD15_UNET, "vae": SD_VAE, "text": CLIP_VIT_L14_TEXT,
         "motion": MOTION_ADAPTER_V153}
 
-# (case, frames, steps, guidance, scheduler, target seconds)
+# (case, frames, steps, guidance, scheduler, context, target seconds)
 JOBS = [
-    ("16 frames, 25 steps, cfg 7.5", 16, 25, 7.5, "ddim", 3.0),
-    ("24-frame circular loop", 24, 25, 7.5, "ddim", 5.0),
-    ("few-step 16 frames, 4 steps, cfg 1", 16, 4, 1.0, "euler", 0.6),
+    ("16 frames, 25 steps, cfg 7.5", 16, 25, 7.5, "ddim", 16, 3.0),
+    ("24-frame circular loop", 24, 25, 7.5, "ddim", 16, 5.0),
+    ("24-frame loop, one 24-frame window", 24, 25, 7.5, "ddim", 24, 5.0),
+    ("few-step 16 frames, 4 steps, cfg 1", 16, 4, 1.0, "euler", 16, 0.6),
 ]
+# The GPU speed options of animatediff.speed_up, measured one after the other on one
+# pipeline (each adds to the last): plain eager kernels, channels_last (lofid's CUDA
+# default), and the UNet under torch.compile (opt-in; compiling is not timed).
+VARIANTS = {
+    "eager": dict(channels_last=False),
+    "channels_last": dict(channels_last=True),
+    "compiled": dict(channels_last=True, compile=True),
+}
 PEAK_VRAM_TARGET_GB = 8.0
 
 
@@ -131,7 +140,19 @@ def main(argv=None) -> list[dict]:
                     help="tiny models on the CPU at 32x32, 2 steps: checks that it runs")
     ap.add_argument("--repeats", type=int, default=3, help="timed runs per job (median)")
     ap.add_argument("--size", default="512x512", help="WIDTHxHEIGHT (default 512x512)")
+    ap.add_argument("--variants", default="eager,channels_last",
+                    help=f"comma-separated, in this order: {','.join(VARIANTS)} "
+                         "(default eager,channels_last)")
+    ap.add_argument("--compiled-jobs", type=int, default=1,
+                    help="how many of the jobs (from the first) the compiled variant runs; "
+                         "each new shape compiles anew (default 1)")
+    ap.add_argument("--json", help="also write the rows to this JSON file")
     args = ap.parse_args(argv)
+    args.variant_list = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = [v for v in args.variant_list if v not in VARIANTS]
+    if unknown or not args.variant_list:
+        ap.error(f"--variants: unknown {unknown}; known: {', '.join(VARIANTS)}")
+    args.variant_list.sort(key=list(VARIANTS).index)
 
     import torch
 
@@ -169,46 +190,55 @@ def _run(args, torch, device, dtype, configs, size, repeats, card) -> list[dict]
             torch.cuda.synchronize()
 
     rows = []
-    for case, frames, steps, guidance, scheduler, target in JOBS:
-        if args.tiny:
-            steps = min(steps, 2)
-        kwargs = dict(pipeline=pipe, steps=steps, guidance=guidance, scheduler=scheduler,
-                      context=16, device=device)
-        # warm-up at this shape (kernel selection, allocator), not timed
-        animatediff.generate(spec, 0, size, frames, 8, **dict(kwargs, steps=min(steps, 2)))
-        sync()
-        if cuda:
-            torch.cuda.reset_peak_memory_stats()
-        times = []
-        for r in range(repeats):
+    for variant in args.variant_list:
+        jobs = JOBS[:args.compiled_jobs] if variant == "compiled" else JOBS
+        for case, frames, steps, guidance, scheduler, context, target in jobs:
+            if args.tiny:
+                steps = min(steps, 2)
+                if variant == "compiled":
+                    continue              # compiling tiny models on a CPU proves nothing
+            kwargs = dict(pipeline=pipe, steps=steps, guidance=guidance, scheduler=scheduler,
+                          context=context, device=device, **VARIANTS[variant])
+            # warm-up at this shape (kernel selection, allocator, compiling), not timed
+            animatediff.generate(spec, 0, size, frames, 8, **dict(kwargs, steps=min(steps, 2)))
             sync()
-            t = time.perf_counter()
-            loop = animatediff.generate(spec, r + 1, size, frames, 8, **kwargs)
-            sync()
-            times.append(time.perf_counter() - t)
-        peak = torch.cuda.max_memory_allocated() / 1e9 if cuda else None
-        secs = statistics.median(times)
-        rows.append({"case": case, "frames": frames, "size": f"{size[0]}x{size[1]}",
-                     "steps": steps, "guidance": guidance, "scheduler": scheduler,
-                     "seconds": secs, "steps_per_s": steps / secs, "peak_vram_gb": peak,
-                     "target_s": target, "windows": len(animatediff.context_windows(
-                         frames, 16, animatediff.default_stride(16), 0)),
-                     "seam_ratio": loop.metrics["seam_ratio"]})
+            if cuda:
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats()
+            times = []
+            for r in range(repeats):
+                sync()
+                t = time.perf_counter()
+                loop = animatediff.generate(spec, r + 1, size, frames, 8, **kwargs)
+                sync()
+                times.append(time.perf_counter() - t)
+            peak = torch.cuda.max_memory_allocated() / 1e9 if cuda else None
+            secs = statistics.median(times)
+            rows.append({"case": case, "variant": variant, "frames": frames,
+                         "size": f"{size[0]}x{size[1]}", "steps": steps, "guidance": guidance,
+                         "scheduler": scheduler, "context": context, "seconds": secs,
+                         "steps_per_s": steps / secs, "peak_vram_gb": peak, "target_s": target,
+                         "windows": len(animatediff.context_windows(
+                             frames, context, animatediff.default_stride(context), 0)),
+                         "seam_ratio": loop.metrics["seam_ratio"]})
 
     print(f"AnimateDiff generate, SD1.5 + MotionAdapter v1-5-3 random weights, "
           f"{'fp16' if cuda else 'fp32'}, circular loop, VAE decode included; {card}; "
           f"torch {torch.__version__}; build {build_s:.1f} s; median of {repeats}")
-    print(f"{'case':<36} {'size':>9} {'win':>3} {'sched':>5} {'s':>7} {'steps/s':>7} "
-          f"{'peak GB':>7} {'target':>7}  ok")
+    print(f"{'case':<36} {'variant':<13} {'size':>9} {'win':>3} {'sched':>5} {'s':>7} "
+          f"{'steps/s':>7} {'peak GB':>7} {'target':>7}  ok")
     for row in rows:
         ok = row["seconds"] <= row["target_s"]
-        if row["peak_vram_gb"] is not None and row["case"].startswith("24"):
+        if row["peak_vram_gb"] is not None and row["frames"] == 24:
             ok = ok and row["peak_vram_gb"] <= PEAK_VRAM_TARGET_GB
         peak = f"{row['peak_vram_gb']:.2f}" if row["peak_vram_gb"] is not None else "-"
-        print(f"{row['case']:<36} {row['size']:>9} {row['windows']:>3} {row['scheduler']:>5} "
+        print(f"{row['case']:<36} {row['variant']:<13} {row['size']:>9} {row['windows']:>3} {row['scheduler']:>5} "
               f"{row['seconds']:>7.3f} {row['steps_per_s']:>7.1f} {peak:>7} "
               f"{'<=' + format(row['target_s'], 'g') + ' s':>7}  "
               f"{'-' if args.tiny else ('yes' if ok else 'NO')}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"card": card, "torch": torch.__version__,
+                                               "rows": rows}, indent=1), encoding="utf-8")
     return rows
 
 

@@ -242,7 +242,9 @@ def test_out_of_memory_at_the_smallest_setting_is_raised(fresh, monkeypatch):
 
 def test_memory_plan_follows_free_vram():
     roomy = ad.plan_memory(80 * ad.GiB, 512, 512, 24, 16, True)
-    assert not roomy.cpu_offload and roomy.window_batch > 1 and roomy.decode_chunk == 16
+    assert not roomy.cpu_offload and roomy.window_batch > 1
+    # a few frames per VAE call fill a GPU; more would only raise the peak
+    assert roomy.decode_chunk == ad.DECODE_CHUNK_MAX
     tight = ad.plan_memory(4 * ad.GiB, 512, 512, 24, 16, True)
     assert tight.cpu_offload and tight.window_batch == 1 and tight.decode_chunk < 16
     cpu = ad.plan_memory(None, 512, 512, 24, 16, True)

@@ -59,6 +59,7 @@ def preset_options(name: str) -> dict:
 
 GiB = 1024 ** 3
 MIN_CONTEXT = 4     # the shortest windows an out-of-memory retry goes down to
+DECODE_CHUNK_MAX = 4
 
 
 # --------------------------------------------------------------------------- windows
@@ -232,7 +233,9 @@ def plan_memory(free_bytes: int | None, width: int, height: int, frames: int,
         plan.cpu_offload = True
         budget = free_bytes * 0.85 - resident * GiB    # only the UNet + motion module resident
     plan.window_batch = int(max(1, min(n_windows, budget * 0.6 // per_window)))
-    chunk = int(max(1, min(16, (budget * 0.4) // per_decoded)))
+    # A few frames per VAE call already fill a GPU; more only raise the peak
+    # (16 frames at 512x512 in one call: about 10 GB).
+    chunk = int(max(1, min(DECODE_CHUNK_MAX, (budget * 0.4) // per_decoded)))
     plan.decode_chunk = chunk
     if chunk < 2:
         plan.vae_tiling = True
@@ -255,6 +258,31 @@ def _apply_plan(pipe, plan: MemoryPlan, device) -> None:
 def _offloaded(pipe) -> bool:
     """True when accelerate's offload hooks move the models (then .to() must not)."""
     return any(hasattr(m, "_hf_hook") for m in pipe.components.values())
+
+
+def speed_up(pipe, device, *, channels_last: bool | None = None, compile: bool = False) -> dict:
+    """Faster kernels for the pipeline's UNet and VAE on a GPU, applied once per pipeline.
+
+    channels_last (default on CUDA) lays the convolutions' activations out the way
+    the tensor cores read them. compile wraps the UNet in torch.compile: the first
+    loop at a new shape (frames per call, size) pays the compilation, each later one
+    runs faster; worth it for a daemon that makes loop after loop at one size.
+    Returns what is in effect.
+    """
+    import torch
+
+    if channels_last is None:
+        channels_last = torch.device(device).type == "cuda"
+    done = getattr(pipe, "_lofid_speed", {"channels_last": False, "compile": False})
+    if channels_last and not done["channels_last"]:
+        pipe.unet.to(memory_format=torch.channels_last)
+        pipe.vae.to(memory_format=torch.channels_last)
+        done["channels_last"] = True
+    if compile and not done["compile"]:
+        pipe.unet = torch.compile(pipe.unet, fullgraph=False, dynamic=False)
+        done["compile"] = True
+    pipe._lofid_speed = done
+    return dict(done)
 
 
 def _unet_device(pipe):
@@ -463,7 +491,8 @@ def _load(model, motion_adapter, device, torch_dtype):
 def generate(spec, seed, size, frames, fps, progress=None, *, model=None, motion_adapter=None,
              loras=(), motion_loras=(), steps=25, guidance=7.5, scheduler="ddim",
              loop_method="circular", context=16, device=None, pipeline=None,
-             stride=None, dtype=None, events=None) -> Loop:
+             stride=None, dtype=None, events=None, channels_last=None,
+             compile=False) -> Loop:
     """One loop of `frames` frames at `size` = (width, height) for `spec`.
 
     `pipeline` is a ready AnimateDiffPipeline or AnimateDiffSDXLPipeline; without it `model` and
@@ -471,7 +500,8 @@ def generate(spec, seed, size, frames, fps, progress=None, *, model=None, motion
     `progress(done, total)` is called after each denoising step; `events(name,
     info)` hears of memory fallbacks ("oom_retry"). `stride` spaces the context
     windows (default: half a window); `dtype` is "fp16" (CUDA default), "bf16"
-    or "fp32" (always on CPU).
+    or "fp32" (always on CPU). `channels_last` (default: on CUDA) and `compile`
+    (torch.compile of the UNet) are the GPU speed options of speed_up().
     """
     import torch
 
@@ -534,6 +564,7 @@ def generate(spec, seed, size, frames, fps, progress=None, *, model=None, motion
         _apply_plan(pipe, plan, device)
     if not plan.cpu_offload and not _offloaded(pipe) and pipe.device != device:
         pipe.to(device)
+    speed_up(pipe, device, channels_last=channels_last, compile=compile)
 
     fallbacks: list[str] = []
 
