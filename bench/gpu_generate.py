@@ -79,8 +79,8 @@ JOBS = [
     ("few-step 16 frames, 4 steps, cfg 1", 16, 4, 1.0, "euler", 16, 0.6),
 ]
 # The GPU speed options of animatediff.speed_up, measured one after the other on one
-# pipeline (each adds to the last): plain eager kernels, channels_last (lofid's CUDA
-# default), and the UNet under torch.compile (opt-in; compiling is not timed).
+# pipeline (each adds to the last): plain eager kernels (lofid's default),
+# channels_last, and the UNet under torch.compile (compiling is not timed).
 VARIANTS = {
     "eager": dict(channels_last=False),
     "channels_last": dict(channels_last=True),

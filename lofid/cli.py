@@ -286,10 +286,6 @@ def _loop_size(out_w: int, out_h: int) -> tuple[int, int]:
     return max(16, round(out_w * scale / 2) * 2), max(16, round(out_h * scale / 2) * 2)
 
 
-def _is_live(target: str) -> bool:
-    return target == "window" or "://" in target
-
-
 def cmd_run(args) -> int:
     import logging
     import signal
@@ -327,9 +323,8 @@ def cmd_run(args) -> int:
 
     logging.basicConfig(level=logging.INFO, format="lofid: %(message)s", stream=sys.stderr)
     from lofid.audio import AudioTrack
+    from lofid.daemon import OutputSet, is_live
     from lofid.library import Library
-    from lofid.outputs import open_output
-    from lofid.outputs.base import OutputError
     from lofid.player import Player, PlayerSettings
 
     player = None
@@ -339,17 +334,15 @@ def cmd_run(args) -> int:
         print(f"lofid: output {name}: {state}" + (f" ({detail})" if detail else ""), file=sys.stderr)
         if server is not None:
             server.notify("output_changed", {"output": name, "state": state, "detail": detail})
-        if name == "window" and state == "closed" and cfg.close_stops and player is not None:
+        # The user closed the window (one removed over the socket is not playing).
+        if name == "window" and state == "closed" and cfg.close_stops and player is not None \
+                and output_set.is_playing(name):
             player.stop()
 
-    outputs = []
-    for target in targets:
-        try:
-            outputs.append(open_output(target, on_state=on_state, fullscreen=cfg.fullscreen,
-                                       borderless=cfg.borderless, close_stops=cfg.close_stops))
-        except OutputError as e:
-            # One bad output does not stop the others.
-            print(f"lofid: error: output {target!r}: {e}", file=sys.stderr)
+    # One bad output does not stop the others: it is reported and left out.
+    output_set = OutputSet(dict(fullscreen=cfg.fullscreen, borderless=cfg.borderless,
+                                close_stops=cfg.close_stops), on_state)
+    outputs = output_set.open(targets)
     if not outputs:
         print("lofid: error: no output can run", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -363,7 +356,8 @@ def cmd_run(args) -> int:
             server.notify(name, payload)
 
     spec = parse(cfg.scene)
-    realtime = cfg.realtime or any(_is_live(t) for t in targets)
+    realtime = cfg.realtime or any(is_live(t) for t in targets)
+    output_set.realtime = realtime
     name = _pick_generator(cfg.generator)
     generate = generators.get(name)
     loop_size, loop_frames = _loop_size(*size), cfg.loop_frames
@@ -383,13 +377,17 @@ def cmd_run(args) -> int:
                                          rotate=cfg.rotate,
                                          generate=cfg.generate, generator=name,
                                          max_seam_ratio=cfg.max_seam_ratio,
-                                         wait_for_next=0.0 if realtime else 300.0),
+                                         wait_for_next=0.0 if realtime else 300.0,
+                                         live=cfg.live_crossfade, min_scene=cfg.min_scene,
+                                         history=cfg.scene_history,
+                                         standby=cfg.standby_scenes),
                         generate=generate, on_event=on_event)
     audio = AudioTrack(cfg.audio)
     settings = PlayerSettings(fps=Fraction(cfg.fps), size=size, crossfade=cfg.crossfade,
                               fit=cfg.fit, bitrate=cfg.bitrate * 1000, duration=cfg.duration,
                               realtime=realtime)
     player = Player(director, outputs, audio, settings, on_event=on_event)
+    output_set.player = player
     start_frame = settings.start_frame
     director.attach_clock(lambda: player.seconds)
 
@@ -411,6 +409,8 @@ def cmd_run(args) -> int:
                 director.set_scene(parse(new.scene))
             director.settings.rotate = new.rotate
             director.settings.max_seam_ratio = new.max_seam_ratio
+            director.settings.live = new.live_crossfade
+            director.settings.min_scene = new.min_scene
             player.settings.crossfade = new.crossfade
             for source in new.audio:
                 if source not in old.audio:
@@ -418,23 +418,39 @@ def cmd_run(args) -> int:
                         audio.add(source)
                     except ValueError as e:
                         print(f"lofid: audio {source!r}: {e}", file=sys.stderr)
-            live = {"scene", "rotate", "crossfade", "audio", "max_seam_ratio"}
+            if new.outputs != old.outputs:
+                output_set.follow_config(old.outputs, new.outputs)
+            live = {"scene", "rotate", "crossfade", "audio", "max_seam_ratio", "outputs",
+                    "live_crossfade", "min_scene"}
             return [k for k in vars(new) if getattr(new, k) != getattr(old, k) and k not in live]
         reloader = ConfigReloader(config, cfg, overrides, apply, on_event=on_event)
         reloader.start()
-    if cfg.socket is not None:
+    if cfg.socket is not None or cfg.control_tcp is not None:
+        from lofid.config import address_of, read_token
         from lofid.daemon import Control
         from lofid.rpc import Server, SocketError, default_socket_path
-        server = Server(cfg.socket or default_socket_path(),
-                        Control(director, player, director.library, outputs, audio,
-                                reloader).handlers())
         try:
+            tcp = address_of(cfg.control_tcp) if cfg.control_tcp is not None else None
+            token = read_token(cfg.control_token_file) if tcp is not None else None
+            server = Server(None if cfg.socket is None else cfg.socket or default_socket_path(),
+                            Control(director, player, director.library, output_set, audio,
+                                    reloader).handlers(), tcp=tcp, token=token)
             server.start()
-        except SocketError as e:
+        except (SocketError, ConfigError) as e:
+            server = None
+            if reloader is not None:
+                reloader.stop()
             for out in outputs:
                 out.close(timeout=2)
             raise BadInput(str(e)) from None
-        print(f"lofid: control socket {server.path}", file=sys.stderr)
+        if server.path is not None:
+            print(f"lofid: control socket {server.path}", file=sys.stderr)
+        if server.tcp_address is not None:
+            host, port = server.tcp_address
+            print(f"lofid: control on TCP {host}:{port} (token required)", file=sys.stderr)
+            if host not in ("127.0.0.1", "::1", "localhost"):
+                print("lofid: warning: control over TCP is clear text; beyond this machine, "
+                      "tunnel it (ssh -L)", file=sys.stderr)
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     # SIGHUP reloads the config (systemctl --user reload lofid); never the default,
     # which would end the daemon.
@@ -444,7 +460,7 @@ def cmd_run(args) -> int:
         else print("lofid: SIGHUP: no config file to reload", file=sys.stderr))
     from lofid.daemon import SystemdNotifier
     notifier = SystemdNotifier(player, describe=lambda: f"{director.spec.label()}, "
-                               f"{player.seconds:.0f} s out to {len(outputs)} output(s)")
+                               f"{player.seconds:.0f} s out to {len(player.outputs)} output(s)")
     notifier.start()
     t0 = time.monotonic()
     try:
@@ -464,32 +480,75 @@ def cmd_run(args) -> int:
             signal.signal(sig, handler)
     seconds = (player.frame - start_frame) / cfg.fps
     print(f"played {seconds:.1f} s ({player.frame - start_frame} frames) in "
-          f"{time.monotonic() - t0:.1f} s to {', '.join(o.name for o in outputs)}")
+          f"{time.monotonic() - t0:.1f} s to {', '.join(o.name for o in player.outputs)}")
     return 0
+
+
+def _ctl_client(args):
+    """A client of the daemon the ctl arguments name: --tcp (with a token from
+    --token-file or $LOFID_TOKEN), else the Unix socket."""
+    from lofid.config import ConfigError, address_of, read_token
+    from lofid.ctl import Client
+    from lofid.rpc import default_socket_path
+    if args.tcp is None:
+        if args.token_file:
+            raise BadInput("--token-file goes with --tcp HOST:PORT; the Unix socket needs no token")
+        return Client(args.socket or default_socket_path())
+    if args.socket:
+        raise BadInput("--socket and --tcp name two ways in; give one")
+    try:
+        address = address_of(args.tcp, "--tcp")
+        if args.token_file:
+            token = read_token(args.token_file, "--token-file")
+        elif os.environ.get("LOFID_TOKEN"):
+            token = os.environ["LOFID_TOKEN"].strip()
+        else:
+            raise ConfigError("--tcp needs the daemon's token: --token-file FILE, or $LOFID_TOKEN")
+    except ConfigError as e:
+        raise BadInput(str(e)) from None
+    return Client(tcp=address, token=token)
+
+
+# `lofid ctl ACTION ...` -> the control method it calls
+_CTL_METHODS = {"status": "status", "scene": "scene.set", "prompt": "audio.prompt",
+                "next": "next", "pause": "pause", "resume": "resume", "reload": "config.reload",
+                "stop": "shutdown", "events": "subscribe", "output": None}
+_OUTPUT_USAGE = ("ctl output takes: list, add TARGET (a file, udp://, tcp://...?listen, "
+                 "rtmp://..., window or null), or remove NAME")
 
 
 def cmd_ctl(args) -> int:
     import json
 
-    from lofid.ctl import Client, ControlError, NoDaemon
-    from lofid.rpc import default_socket_path
+    from lofid.ctl import ControlError, NoDaemon
 
-    path = args.socket or default_socket_path()
-    method = {"status": "status", "scene": "scene.set", "next": "next", "pause": "pause",
-              "resume": "resume", "reload": "config.reload", "stop": "shutdown",
-              "events": "subscribe"}[args.action]
-    params = []
-    if args.action == "scene":
+    method = _CTL_METHODS[args.action]
+    params: list = []
+    if args.action in ("scene", "prompt"):
         if not args.text:
-            raise BadInput("ctl scene needs a text, e.g. lofid ctl scene rainy night, coffee shop")
+            raise BadInput(f"ctl {args.action} needs a text, e.g. "
+                           f"lofid ctl {args.action} rainy night, coffee shop")
         params = [" ".join(args.text)]
     elif args.action == "events":
         params = [args.text or ["*"]]
+    elif args.action == "output":
+        words = args.text
+        if words[:1] == ["list"] and len(words) == 1:
+            method = "output.list"
+        elif words[:1] in (["add"], ["remove"]) and len(words) == 2:
+            target = words[1]
+            if words[0] == "add" and target not in ("window", "null") and "://" not in target:
+                target = os.path.abspath(os.path.expanduser(target))   # the daemon's cwd is not ours
+            method, params = f"output.{words[0]}", [target]
+        else:
+            raise BadInput(f"{_OUTPUT_USAGE}; got {' '.join(words) or 'nothing'}")
     try:
-        client = Client(path)
+        client = _ctl_client(args)
     except NoDaemon as e:
         print(f"lofid: {e}", file=sys.stderr)
         return 1
+    except ControlError as e:             # TCP: the token was refused
+        raise BadInput(str(e)) from None
     try:
         result = client.call(method, *params)
         if args.action == "events":
@@ -512,14 +571,18 @@ def cmd_ctl(args) -> int:
         print(f"{r['scene']['label']}  (loop {r['loop']}){'  paused' if r['paused'] else ''}")
         print(f"clock {r['clock']['seconds']:.1f} s at {r['clock']['fps']:g} fps, "
               f"up {r['uptime_s']:.0f} s, lofid {r['version']}")
-        for o in r["outputs"]:
-            print(f"output {o['name']}: {o['state']}"
-                  + (f", {o['dropped']} dropped" if o["dropped"] else "")
-                  + (f" ({o['error']})" if o["error"] else ""))
+        _print_outputs(r["outputs"])
         print(f"library {r['library']['loops']} loops, {r['library']['bytes'] / 1e6:.1f} MB; "
               f"{r['generator']['ready']} ready ahead, {r['generator']['failures']} failed")
-    elif args.action == "scene":
+    elif args.action in ("scene", "prompt"):
         print(f"moving to {result['scene']}")
+    elif args.action == "output":
+        if method == "output.list":
+            _print_outputs(result)
+        elif method == "output.add":
+            print(f"added output {result['name']}")
+        else:
+            print(f"removing output {result['name']} (it is finalised first)")
     elif args.action == "reload":
         if not result["ok"]:
             print(f"lofid: config not reloaded: {result['error']}", file=sys.stderr)
@@ -530,6 +593,15 @@ def cmd_ctl(args) -> int:
     else:
         print("ok")
     return 0
+
+
+def _print_outputs(outputs: list[dict]) -> None:
+    for o in outputs:
+        print(f"output {o['name']}: {o['state']}"
+              + (f", {o['dropped']} dropped" if o["dropped"] else "")
+              + (f" ({o['error']})" if o["error"] else ""))
+    if not outputs:
+        print("no outputs")
 
 
 def cmd_config(args) -> int:
@@ -629,12 +701,19 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--config", metavar="FILE", help="a TOML file with any of these options as keys")
     r.set_defaults(run=cmd_run)
 
-    c = sub.add_parser("ctl", help="talk to a running lofid over its control socket")
+    c = sub.add_parser("ctl", help="talk to a running lofid over its control socket",
+                       description="Talk to a running lofid: status, scene TEXT, prompt TEXT, "
+                                   "next, pause, resume, reload, stop, events [NAME...], "
+                                   "output list|add TARGET|remove NAME.")
     c.add_argument("--socket", metavar="PATH", help="the socket (default $XDG_RUNTIME_DIR/lofid/lofid.sock)")
+    c.add_argument("--tcp", metavar="HOST:PORT",
+                   help="reach lofid's TCP listener (its control_tcp) instead of the socket")
+    c.add_argument("--token-file", metavar="FILE",
+                   help="with --tcp: the file holding the token (default: $LOFID_TOKEN)")
     c.add_argument("--json", action="store_true", help="machine-readable output")
-    c.add_argument("action", choices=("status", "scene", "next", "pause", "resume", "reload",
-                                      "stop", "events"))
-    c.add_argument("text", nargs="*", help="for scene: what to show, in words")
+    c.add_argument("action", choices=tuple(_CTL_METHODS))
+    c.add_argument("text", nargs="*", help="scene, prompt: what to show, in words; events: "
+                   "event names (default all); output: list, add TARGET or remove NAME")
     c.set_defaults(run=cmd_ctl)
 
     from lofid import models_cli
@@ -701,4 +780,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run as `python -m lofid.cli`, this file is __main__ while the commands raise
+    # lofid.cli.BadInput: hand over to the imported module so the two are one class.
+    from lofid.cli import main as _main
+    sys.exit(_main())

@@ -49,6 +49,10 @@ class RunConfig:
     close_stops: bool = False     # window: closing it stops lofid
     library: str | None = None    # loop library folder
     socket: str | None = None     # control socket path; "" = the default; None = no socket
+    control_tcp: str | None = None  # "HOST:PORT": answer control requests on TCP too (needs
+                                  # control_token_file); clear text, so keep it on 127.0.0.1
+    control_token_file: str | None = None  # a file (mode 0600) with the secret a TCP client
+                                  # must send first, e.g. from `head -c 24 /dev/urandom | base64`
     # Making loops. AnimateDiff (a GPU and weights) or the procedural painter.
     generator: str = "auto"       # auto: animatediff when weights and a GPU are found
     model: str | None = None      # AnimateDiff: SD1.5 checkpoint, path or name
@@ -61,6 +65,12 @@ class RunConfig:
     loop_method: str | None = None  # circular, circular+blend, none
     preset: str | None = None     # standard, lcm, lightning
     max_seam_ratio: float = 1.5   # a generated loop above it is made again
+    # Scene changes asked for (scene.set, audio.prompt).
+    live_crossfade: bool = True   # a requested scene in the library crosses in at once,
+                                  # encoded live; false: at a keyframe after preparing it
+    min_scene: float = 10.0       # seconds between scene changes the music makes
+    scene_history: int = 8        # loops remembered, so rotation does not repeat them
+    standby_scenes: int = 8       # scenes whose next loop's first frames stay in memory
 
     def __post_init__(self):
         self.outputs = list(self.outputs or [])
@@ -155,10 +165,69 @@ def validate(cfg: RunConfig) -> RunConfig:
     need(cfg.guidance is None or isinstance(cfg.guidance, (int, float)), "guidance", "a number")
     need(isinstance(cfg.max_seam_ratio, (int, float)) and cfg.max_seam_ratio >= 1.0,
          "max_seam_ratio", "a number of 1.0 or more")
+    need(isinstance(cfg.live_crossfade, bool), "live_crossfade", "true or false")
+    need(isinstance(cfg.min_scene, (int, float)) and not isinstance(cfg.min_scene, bool)
+         and 0 <= cfg.min_scene <= 3600, "min_scene", "seconds, 0..3600")
+    need(isinstance(cfg.scene_history, int) and not isinstance(cfg.scene_history, bool)
+         and 1 <= cfg.scene_history <= 1000, "scene_history", "a whole number, 1..1000")
+    need(isinstance(cfg.standby_scenes, int) and not isinstance(cfg.standby_scenes, bool)
+         and 0 <= cfg.standby_scenes <= 64, "standby_scenes", "a whole number, 0..64")
     size_of(cfg.size)
     if cfg.loop_size is not None:
         size_of(cfg.loop_size, "loop_size")
+    need(cfg.control_token_file is None or (isinstance(cfg.control_token_file, str)
+                                            and cfg.control_token_file != ""),
+         "control_token_file", "the path of a file holding a token")
+    if cfg.control_tcp is not None:
+        address_of(cfg.control_tcp, "control_tcp")
+        if cfg.control_token_file is None:
+            raise ConfigError(f"control_tcp = {cfg.control_tcp!r} needs control_token_file: "
+                              "a TCP listener without a token would let anyone who can reach "
+                              "the port drive lofid")
     return cfg
+
+
+def address_of(text, key: str = "control_tcp") -> tuple[str, int]:
+    """("host", port) from "HOST:PORT" (an IPv6 host in brackets: "[::1]:7601")."""
+    from urllib.parse import urlsplit
+    example = "HOST:PORT, e.g. 127.0.0.1:7601"
+    if not isinstance(text, str) or not text.strip():
+        raise ConfigError(f"{key} = {text!r}: expected {example}")
+    try:
+        url = urlsplit("//" + text.strip())
+        port = url.port
+    except ValueError:
+        raise ConfigError(f"{key} = {text!r}: the port must be a number from 1 to 65535; "
+                          f"expected {example}") from None
+    if not url.hostname or port is None or url.path or url.query or url.username:
+        raise ConfigError(f"{key} = {text!r}: expected {example}")
+    return url.hostname, port
+
+
+MIN_TOKEN = 16      # characters; a guessable token is no lock
+
+
+def read_token(path, key: str = "control_token_file") -> str:
+    """The token in `path` (surrounding white space removed). The file must be the
+    user's and readable by no one else, like an ssh key."""
+    import os
+    import stat
+    path = os.path.expanduser(path)
+    try:
+        st = os.stat(path)
+        with open(path, encoding="utf-8") as f:
+            token = f.read().strip()
+    except OSError as e:
+        raise ConfigError(f"{key} = {str(path)!r} cannot be read: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{key} = {str(path)!r}: expected a text token, found binary") from None
+    if stat.S_IMODE(st.st_mode) & 0o077:
+        raise ConfigError(f"{key} = {str(path)!r} is readable by others "
+                          f"(mode {stat.S_IMODE(st.st_mode):o}); expected 600: chmod 600 {path}")
+    if len(token) < MIN_TOKEN or any(c.isspace() for c in token):
+        raise ConfigError(f"{key} = {str(path)!r}: expected a token of at least {MIN_TOKEN} "
+                          f"characters without spaces, found {len(token)} characters")
+    return token
 
 
 def load(path: str | Path | None, overrides: dict) -> RunConfig:

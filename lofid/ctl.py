@@ -1,4 +1,4 @@
-"""`lofid ctl ...`: a small blocking client of the control socket."""
+"""`lofid ctl ...`: a small blocking client of the control socket (or its TCP listener)."""
 
 from __future__ import annotations
 
@@ -17,22 +17,44 @@ class ControlError(Exception):
 
 
 class Client:
-    def __init__(self, path: str | Path, timeout: float = 5.0):
-        self.path = Path(path)
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout)
-        try:
-            self.sock.connect(str(self.path))
-        except OSError as e:
-            self.sock.close()
-            raise NoDaemon(f"no lofid answers on {self.path} ({e.strerror}); "
-                           f"start one with `lofid run --socket`") from None
+    """A connection to lofid: the Unix socket at `path`, or, given `tcp` = (host, port),
+    its TCP listener, which takes `token` first."""
+
+    def __init__(self, path: str | Path | None = None, timeout: float = 5.0,
+                 tcp: tuple[str, int] | None = None, token: str | None = None):
+        if tcp is not None:
+            self.where = f"{tcp[0]}:{tcp[1]}"
+            try:
+                self.sock = socket.create_connection(tcp, timeout=timeout)
+            except OSError as e:
+                raise NoDaemon(f"no lofid answers on TCP {self.where} "
+                               f"({e.strerror or e}); is control_tcp set in its config?") from None
+        else:
+            self.where = str(path)
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(timeout)
+            try:
+                self.sock.connect(str(path))
+            except OSError as e:
+                self.sock.close()
+                raise NoDaemon(f"no lofid answers on {path} ({e.strerror}); "
+                               f"start one with `lofid run --socket`") from None
         self.unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
         self._id = 0
+        if tcp is not None:
+            try:
+                self.call("auth", token or "")
+            except BaseException:
+                self.sock.close()
+                raise
 
     def call(self, method: str, *params):
         self._id += 1
-        self.sock.sendall(msgpack.packb([0, self._id, method, list(params)], use_bin_type=True))
+        try:
+            self.sock.sendall(msgpack.packb([0, self._id, method, list(params)],
+                                            use_bin_type=True))
+        except OSError as e:
+            raise NoDaemon(f"lofid closed the connection on {self.where} ({e.strerror})") from None
         while True:
             message = self.receive()
             if message[0] == 1 and message[1] == self._id:
@@ -46,9 +68,12 @@ class Client:
         while True:
             for message in self.unpacker:
                 return message
-            data = self.sock.recv(65536)
+            try:
+                data = self.sock.recv(65536)
+            except ConnectionResetError:
+                data = b""
             if not data:
-                raise NoDaemon(f"lofid closed the connection on {self.path}")
+                raise NoDaemon(f"lofid closed the connection on {self.where}")
             self.unpacker.feed(data)
 
     def close(self) -> None:

@@ -8,6 +8,7 @@ socket's event loop). What happens as a result comes back as events to subscribe
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 
@@ -22,7 +23,140 @@ def _plain_paths(d):
                                    for k, v in d.items()}
 
 
+def is_live(target) -> bool:
+    """A window or a stream: it shows the picture as it is made, in real time."""
+    return isinstance(target, str) and (target.strip() == "window" or any(
+        target.strip().lower().startswith(s) for s in ("udp://", "tcp://", "rtmp://", "rtmps://")))
+
+
+class OutputSet:
+    """The outputs of a running lofid, by the target each was opened from: opened at
+    start, added to and removed from the playing picture, and brought in line with
+    the config's `outputs` on reload. A target that cannot open is refused with a
+    message naming it; the other outputs play on untouched."""
+
+    # What `output.add` may set for one output, and the type each takes.
+    OPTIONS = {"fullscreen": bool, "borderless": bool}
+
+    def __init__(self, options: dict | None = None, on_state=None, realtime: bool = True):
+        self.options = dict(options or {})     # for every output (window: fullscreen ...)
+        self.on_state = on_state
+        self.realtime = realtime               # whether the picture is paced to the wall clock
+        self.player = None                     # set once the player exists
+        self._targets: dict[str, object] = {}  # target text -> its Output
+        self._removed: list = []               # outputs removed, until they are finalised
+        self._lock = threading.Lock()
+
+    def open(self, targets: list[str]) -> list:
+        """The outputs for `targets`, not yet started; one that cannot open is logged
+        and left out."""
+        from lofid.outputs.base import OutputError
+        opened = []
+        for target in targets:
+            try:
+                opened.append(self._open(target, {}))
+            except OutputError as e:
+                log.error("error: output %r: %s", target, e)
+        return opened
+
+    def add(self, target, opts: dict | None = None):
+        """Open `target` and start it between two frames of the playing picture.
+        Raises OutputError naming the target when it cannot play."""
+        from lofid.outputs.base import OutputError
+        opts = self._checked(target, opts)
+        if not self.realtime and is_live(target):
+            raise OutputError(f"output {target!r} shows the picture as it is made, and this "
+                              "lofid is not paced to the wall clock (it plays only to files "
+                              "or null); start it with --realtime to add a window or a stream")
+        out = self._open(target, opts)
+        self.player.add_output(out)
+        return out
+
+    def remove(self, name: str):
+        """Stop the output called `name` (or opened from the target `name`); it is
+        flushed and finalised meanwhile. Raises KeyError when none is."""
+        with self._lock:
+            found = next(((t, o) for t, o in self._targets.items() if o.name == name), None) \
+                or next(((t, o) for t, o in self._targets.items() if t == name), None)
+            if found is None:
+                playing = ", ".join(repr(o.name) for o in self._targets.values()) or "none"
+                raise KeyError(f"no output called {name!r}; playing: {playing}")
+            del self._targets[found[0]]
+            self._removed.append(found[1])
+        self.player.remove_output(found[1].name)
+        return found[1]
+
+    def is_playing(self, name: str) -> bool:
+        with self._lock:
+            return any(o.name == name for o in self._targets.values())
+
+    def describe(self) -> list[dict]:
+        with self._lock:
+            items = list(self._targets.items())
+        return [{"name": o.name, "target": t, "state": o.state, "dropped": o.stats.dropped,
+                 "error": o.stats.last_error} for t, o in items]
+
+    def follow_config(self, old: list[str], new: list[str]) -> dict:
+        """Add the targets `new` names and `old` did not, remove those it dropped;
+        the others play on untouched."""
+        from lofid.outputs.base import OutputError
+        result: dict = {"added": [], "removed": [], "failed": {}}
+        for target in old:
+            if target not in new:
+                try:
+                    result["removed"].append(self.remove(target).name)
+                except KeyError:
+                    pass                        # it never opened
+        for target in new:
+            if target not in old:
+                try:
+                    result["added"].append(self.add(target).name)
+                except OutputError as e:
+                    result["failed"][target] = str(e)
+                    log.error("error: output %r: %s", target, e)
+        return result
+
+    def _checked(self, target, opts) -> dict:
+        from lofid.outputs.base import OutputError
+        if opts is None:
+            return {}
+        if not isinstance(opts, dict):
+            raise OutputError(f"output {target!r}: options must be a map, got "
+                              f"{type(opts).__name__}")
+        for key, value in opts.items():
+            kind = self.OPTIONS.get(key)
+            if kind is None:
+                raise OutputError(f"output {target!r}: unknown option {key!r}; known: "
+                                  f"{', '.join(self.OPTIONS)}")
+            if type(value) is not kind:
+                raise OutputError(f"output {target!r}: option {key} must be "
+                                  f"{'true or false' if kind is bool else kind.__name__}, "
+                                  f"got {value!r}")
+        return dict(opts)
+
+    def _open(self, target, opts: dict):
+        from lofid.outputs import open_output
+        from lofid.outputs.base import OutputError
+        with self._lock:
+            if isinstance(target, str) and target in self._targets:
+                raise OutputError(f"output {target!r} is already playing")
+        out = open_output(target, on_state=self.on_state, **{**self.options, **opts})
+        with self._lock:
+            if any(o.name == out.name for o in self._targets.values()):
+                raise OutputError(f"output {target!r}: an output called {out.name!r} is "
+                                  f"already playing")
+            # A file removed a moment ago may still be being written: never two writers.
+            self._removed = [o for o in self._removed if o.state not in ("closed", "failed")]
+            if any(o.name == out.name for o in self._removed):
+                raise OutputError(f"output {target!r} is still being finalised; "
+                                  f"add it again in a moment")
+            self._targets[target] = out
+        return out
+
+
 class Control:
+    """The methods of the control socket; `outputs` is the daemon's OutputSet."""
+
     def __init__(self, director, player, library, outputs, audio=None, reloader=None):
         self.director = director
         self.player = player
@@ -46,6 +180,9 @@ class Control:
             "generate": self.generate,
             "config.reload": self.config_reload,
             "shutdown": self.shutdown,
+            "output.add": self.output_add,
+            "output.remove": self.output_remove,
+            "output.list": self.output_list,
         }
 
     def status(self, params: list) -> dict:
@@ -59,8 +196,7 @@ class Control:
             "paused": d.held,
             "clock": {"frame": p.frame, "seconds": round(p.seconds, 3),
                       "fps": float(p.settings.fps)},
-            "outputs": [{"name": o.name, "state": o.state, "dropped": o.stats.dropped,
-                         "error": o.stats.last_error} for o in self.outputs],
+            "outputs": self.outputs.describe(),
             "generator": {"ready": len(d._ready), "failures": d.failures,
                           "generating": d.settings.generate},
             "library": self._library_numbers(),
@@ -94,17 +230,38 @@ class Control:
                 raise RpcError(f"scene.set: {e}") from None
         else:
             raise RpcError(f"scene.set takes a text or a map, got {type(what).__name__}")
-        self.director.set_scene(spec)
-        return {"scene": spec.label(), "id": spec.id}
+        # A loop in the library crosses in at once; the answer says what happens.
+        return {"scene": spec.label(), "id": spec.id, **self.director.request(spec, "request")}
 
     def audio_prompt(self, params: list) -> dict:
-        """The prompt of a music track (lofi.nvim's generation_start): its scene."""
+        """The prompt of a music track (lofi.nvim's generation_start): its scene, timed
+        to the track's start when opts say when (`starts_in` seconds from now, or
+        `start_at` unix time) and held while it plays (`duration_sec`)."""
         from lofid.scene import parse
-        if not params or not isinstance(params[0], str):
+        if not params or not isinstance(params[0], str) or len(params) > 2:
             raise RpcError("audio.prompt takes the track's prompt text (and an optional map)")
+        opts = params[1] if len(params) > 1 else {}
+        if not isinstance(opts, dict):
+            raise RpcError(f"audio.prompt options must be a map, got {type(opts).__name__}")
+
+        def seconds(name: str, low: float):
+            value = opts.get(name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not value >= low or value == float("inf")):
+                raise RpcError(f"audio.prompt: {name} must be a number >= {low:g}, got {value!r}")
+            return value
+        starts_in, start_at = seconds("starts_in", 0), seconds("start_at", 0)
+        duration = seconds("duration_sec", 0)
+        if starts_in is not None and start_at is not None:
+            raise RpcError("audio.prompt: give starts_in or start_at, not both")
+        when = None
+        if starts_in is not None:
+            when = time.monotonic() + starts_in
+        elif start_at is not None:
+            when = time.monotonic() + (start_at - time.time())
         spec = parse(params[0])
-        self.director.set_scene(spec)
-        return {"scene": spec.label(), "id": spec.id}
+        return {"scene": spec.label(), "id": spec.id,
+                **self.director.request(spec, "audio", start_at=when, hold=duration)}
 
     def audio_track(self, params: list) -> dict:
         """A finished track (lofi.nvim's generation_complete): it plays next in the
@@ -124,7 +281,16 @@ class Control:
             raise RpcError(f"audio.track: {e}") from None
         result = {"queued": path}
         if isinstance(opts.get("prompt"), str):
-            result.update(self.audio_prompt([opts["prompt"]]))
+            # It plays once the track sounding now ends: its scene comes then.
+            playing = self.audio.now_playing()
+            starts_in = 0.0
+            if playing and playing.get("duration_s"):
+                starts_in = max(0.0, playing["duration_s"] - playing["position_s"])
+            timing = {"starts_in": starts_in}
+            if isinstance(opts.get("duration_sec"), (int, float)) and \
+                    not isinstance(opts["duration_sec"], bool) and opts["duration_sec"] >= 0:
+                timing["duration_sec"] = opts["duration_sec"]
+            result.update(self.audio_prompt([opts["prompt"], timing]))
         return result
 
     def next(self, params: list) -> bool:
@@ -167,6 +333,38 @@ class Control:
         if self.reloader is None:
             raise RpcError("this lofid was started without a config file")
         return self.reloader.reload()
+
+    def output_add(self, params: list) -> dict:
+        """Start one more output (a target as `lofid run -o` takes) while the others
+        play on; output_changed events follow its states."""
+        from lofid.outputs.base import OutputError
+        if not 1 <= len(params) <= 2 or not isinstance(params[0], str):
+            raise RpcError("output.add takes a target (a file, udp://, tcp://...?listen, "
+                           "rtmp://..., window or null) and an optional map of options")
+        target = params[0]
+        if not is_live(target) and target.strip() != "null" and "://" not in target \
+                and not os.path.isabs(os.path.expanduser(target.strip())):
+            # Relative to what? The daemon's folder is not the client's.
+            raise RpcError(f"output.add: {target!r} is a relative path; expected an "
+                           f"absolute one (lofid's working folder is not yours)")
+        try:
+            out = self.outputs.add(target, params[1] if len(params) > 1 else None)
+        except OutputError as e:
+            raise RpcError(f"output.add: {e}") from None
+        return {"name": out.name, "target": params[0], "state": out.state}
+
+    def output_remove(self, params: list) -> dict:
+        """Stop one output; a file is finalised (output_changed says `closed`)."""
+        if len(params) != 1 or not isinstance(params[0], str):
+            raise RpcError("output.remove takes the name of an output (see output.list)")
+        try:
+            out = self.outputs.remove(params[0])
+        except KeyError as e:
+            raise RpcError(f"output.remove: {e.args[0]}") from None
+        return {"name": out.name, "state": "closing"}
+
+    def output_list(self, params: list) -> list:
+        return self.outputs.describe()
 
     def shutdown(self, params: list) -> bool:
         # Stopping closes outputs and waits for them: never on the socket's own thread.

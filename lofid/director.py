@@ -1,25 +1,61 @@
-"""What plays next: the current scene, rotation, and a prefetch queue.
+"""What plays next: the current scene, requests, rotation, and a prefetch queue.
 
 The director hands the player loops and never makes it wait: `first()` blocks once,
-at start, until there is something to show; after that `next_ready()` only ever
-returns a loop that is already made, or None, and the player keeps repeating what it
-has. A worker thread keeps the generator busy a loop or two ahead, from the library
-first (loops of the same scene not played lately), then by generating new ones.
-Every `rotate` seconds of output the next loop is offered, so the picture never
-repeats one loop for long.
+at start, until there is something to show; after that `urgent()` and `next_ready()`
+only ever return a loop that can play now, or None, and the player keeps repeating
+what it has. A worker thread keeps the generator busy a loop or two ahead, from the
+library first (loops of the same scene not played lately), then by generating new ones.
+
+The rules, in order of priority:
+
+1. Requests. `request(spec, reason)` moves the picture to another scene: "request" is
+   someone asking (scene.set over the control socket, the config's scene), "audio" is
+   the music (audio.prompt, audio.track). A loop of that scene in the library is
+   answered at once: opened from the library (its frames decode while it plays; the
+   first frames of one loop per scene are kept in memory, so nothing waits on the
+   disk) and handed to the player through `urgent()`, which starts a live crossfade
+   at the next output frame. Otherwise one is generated first, ahead of everything
+   else, and crossed to when made. With generating off, a loop of the same scene in
+   other weather or light stands in. Two specs show "the same scene" when they differ
+   at most in mood words (which change a prompt, not the picture's kind).
+2. No-ops. A request for the scene already showing does nothing, and drops any change
+   still waiting (the latest request is what is wanted).
+3. Timing. An audio request may say when its track starts (`start_at`, a monotonic
+   time): the change waits until then. It may say how long the track lasts (`hold`):
+   its scene is then held that long, and an audio request that does not say when its
+   own track starts waits until the hold is over. Only the latest waiting change is
+   kept.
+4. No bouncing. An audio-driven change comes no sooner than `min_scene` seconds after
+   the last scene change: two prompts within a few seconds do not make two crossfades
+   back and forth; the latest is shown when that time is up, unless it is the scene
+   showing by then. A request by hand is never held back.
+5. Rotation. Every `rotate` seconds of output (and not while held, nor while a
+   requested change is due) the next loop of the current scene is offered, chosen
+   from those not among the last `history` played.
+
+Events: scene_changed {scene, loop, seed, reason} with reason "start", "request",
+"audio" or "rotation" (a rotation changes what the scene looks like only where, with
+generating off, loops of the same scene in other weather or light take turns).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 log = logging.getLogger("lofid.director")
+
+REASONS = ("request", "audio")
+
+# Seconds of a loop's first frames kept in memory for each standby loop: what plays
+# while the rest of its frames file opens and decodes.
+_STANDBY_SECONDS = 0.5
 
 
 class NothingToPlay(Exception):
@@ -40,6 +76,27 @@ class DirectorSettings:
     # Files made faster than real time: when a loop's time is up, wait for the next
     # one rather than let the output clock outrun the generator (bounded, seconds).
     wait_for_next: float = 0.0
+    live: bool = True              # requests cross at once (live); False: at a keyframe
+    history: int = 8               # loops remembered, so rotation does not repeat them
+    min_scene: float = 10.0        # seconds between audio-driven scene changes
+    standby: int = 8               # scenes whose next loop's first frames stay in memory
+
+
+@dataclass
+class _Request:
+    """A scene change on its way."""
+    spec: object
+    reason: str
+    due: float                      # monotonic time it may happen
+    hold: float | None = None       # seconds its scene is held (audio: the track's length)
+    key: str | None = None
+    loop: object = None             # set once it can play
+    generate: bool = False          # it waits for a loop to be made
+
+
+def _look(spec):
+    """The spec as the picture shows it: mood words aside."""
+    return replace(spec, mood=()) if getattr(spec, "mood", ()) else spec
 
 
 class Director:
@@ -65,6 +122,13 @@ class Director:
         self._current_spec = None
         self.failures = 0
         self.held = False
+        self._pending: _Request | None = None
+        self._hold_until = 0.0                  # monotonic: an audio scene is held until
+        self._last_change = -math.inf           # monotonic: the last scene change
+        # (monotonic time, scene label, loop key, reason) of the loops played lately.
+        self.history: deque = deque(maxlen=max(1, settings.history))
+        self._standby: dict[str, object] = {}  # loop key -> its Standby
+        self._standby_stale = True
 
     # --- the player's side ---------------------------------------------------------
 
@@ -81,15 +145,30 @@ class Director:
                     f"the library has no loop of {self.spec.label()!r} and generating is off "
                     f"(--no-generate); run without it, or `lofid generate` one first")
             key, loop = self._make()
-        self._started(key, loop)
+        self._started(key, loop, "start")
         self._worker = threading.Thread(target=self._prefetch, name="director prefetch",
                                         daemon=True)
         self._worker.start()
         return loop
 
+    def urgent(self):
+        """A requested loop to cross to at once, when one is due and can play; else
+        None. Cheap and never blocks: the player asks every frame."""
+        req = self._pending
+        if req is None or req.loop is None or not self.settings.live \
+                or time.monotonic() < req.due:
+            return None
+        return self._take_request(req)
+
     def next_ready(self):
         """A made loop to crossfade to when the current one has had its time, else None."""
         if self._since is None:
+            return None
+        req = self._pending
+        if req is not None and time.monotonic() >= req.due:
+            # A requested change is due: it goes first, rotation waits.
+            if req.loop is not None and not self.settings.live:
+                return self._take_request(req)
             return None
         waited = self._clock() - self._since
         if waited < self.settings.rotate and waited != float("inf"):
@@ -104,7 +183,7 @@ class Director:
                 return None
             key, loop = self._ready.popleft()
         self._wake.set()
-        self._started(key, loop)
+        self._started(key, loop, "rotation")
         return loop
 
     def skip(self) -> None:
@@ -118,13 +197,50 @@ class Director:
         skip) still go through."""
         self.held = held
 
-    def set_scene(self, spec) -> None:
-        """Move to another scene: what was prefetched for the old one is dropped."""
+    def set_scene(self, spec) -> dict:
+        """Move to another scene as asked by hand (see request)."""
+        return self.request(spec, "request")
+
+    def request(self, spec, reason: str = "request", start_at: float | None = None,
+                hold: float | None = None) -> dict:
+        """Move the picture to `spec` by the rules in this module's docstring; returns
+        at once with what will happen: {"action": "switch" | "scheduled" | "showing",
+        "due_in": seconds}. `start_at` is a time.monotonic() value, `hold` seconds."""
+        if reason not in REASONS:
+            raise ValueError(f"request reason must be one of {', '.join(REASONS)}, "
+                             f"got {reason!r}")
+        for name, value in (("start_at", start_at), ("hold", hold)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not math.isfinite(value)):
+                raise ValueError(f"request {name} must be a number of seconds, got {value!r}")
+        if hold is not None and hold < 0:
+            raise ValueError(f"request hold must be seconds >= 0, got {hold!r}")
+        now = time.monotonic()
         with self._lock:
-            self.spec = spec
-            self._ready.clear()
-            self._since = float("-inf")   # offer the new scene's first loop at once
-        self._wake.set()
+            pending = self._pending
+            if pending is not None and _look(pending.spec) == _look(spec) \
+                    and pending.reason == reason and start_at is None:
+                pending.hold = hold if hold is not None else pending.hold
+                return {"action": "scheduled" if pending.due > now else "switch",
+                        "due_in": round(max(0.0, pending.due - now), 3)}
+            if self._current_spec is not None and _look(self._current_spec) == _look(spec):
+                self._pending = None
+                if reason == "audio" and hold is not None:
+                    self._hold_until = max(self._hold_until, (start_at or now) + hold)
+                return {"action": "showing", "due_in": 0.0}
+            due = now if start_at is None else start_at
+            if reason == "audio":
+                due = max(due, self._last_change + self.settings.min_scene)
+                if start_at is None:
+                    due = max(due, self._hold_until)
+            req = _Request(spec=spec, reason=reason, due=due, hold=hold)
+            self._pending = req
+        # Looking in the library and opening the loop take a few milliseconds, the
+        # socket's event loop none: a thread of its own.
+        threading.Thread(target=self._fetch, args=(req,), name="director request",
+                         daemon=True).start()
+        return {"action": "switch" if due <= now else "scheduled",
+                "due_in": round(max(0.0, due - now), 3)}
 
     def stop(self) -> None:
         self._stop.set()
@@ -134,14 +250,89 @@ class Director:
         if self._worker is not None:
             self._worker.join(timeout=30)
 
+    # --- requests ----------------------------------------------------------------------
+
+    def _fetch(self, req: _Request) -> None:
+        """Find `req` a loop: from the library, opened to play at once, or by
+        generating one (the prefetch worker's first job)."""
+        try:
+            found = self._pick(req.spec)
+            if found is not None:
+                key, standby = found
+                loop = self.library.open(key, standby=standby)
+                with self._lock:
+                    if self._pending is req:
+                        req.key, req.loop = key, loop
+                return
+        except Exception as e:                  # a damaged loop: generate instead
+            log.warning("could not open a stored loop of %s: %s", req.spec.label(), e)
+        if self.settings.generate:
+            with self._lock:
+                req.generate = True
+            self._wake.set()
+            return
+        with self._lock:
+            if self._pending is req:
+                self._pending = None
+        self._on_event("error", {"error": f"no loop of {req.spec.label()!r} in the library "
+                                          f"and generating is off", "scene": req.spec.label()})
+
+    def _pick(self, spec, take: bool = True):
+        """(key, its standby or None) of the stored loop a request for `spec` plays:
+        one on standby first, then the least recently played. A standby is used
+        once: taken, it is made again later."""
+        entries = self._matching(spec)
+        if not entries:
+            return None
+        entries.sort(key=lambda e: (e["key"] not in self._standby, e.get("last_played") or 0))
+        key = entries[0]["key"]
+        if not take:
+            return key, None
+        standby = self._standby.pop(key, None)
+        if standby is not None:
+            self._standby_stale = True
+        return key, standby
+
+    def _matching(self, spec) -> list[dict]:
+        """Stored loops showing `spec` (with generating off: any of its scene)."""
+        from lofid.scene import SceneSpec
+        entries = self.library.entries(scene=spec.scene)
+        look = _look(spec)
+        same = []
+        for e in entries:
+            try:
+                if _look(SceneSpec.from_dict(e["spec"])) == look:
+                    same.append(e)
+            except ValueError:
+                continue
+        if not same and not self.settings.generate:
+            return entries
+        return same
+
+    def _take_request(self, req: _Request):
+        with self._lock:
+            if self._pending is not req:
+                return None
+            self._pending = None
+            self.spec = req.spec
+            self._ready.clear()                # prefetched for the old scene
+            if req.reason == "audio":          # a new track: the last one's hold is over
+                self._hold_until = time.monotonic() + (req.hold or 0.0)
+        self._started(req.key, req.loop, req.reason)
+        # The worker refills for the new scene when its wait times out (seconds): not
+        # at once, while the crossfade's first frames want the machine.
+        return req.loop
+
     # --- making loops ----------------------------------------------------------------
 
-    def _started(self, key, loop) -> None:
+    def _started(self, key, loop, reason: str) -> None:
         self._since = self._clock()
-        changed = self._current_spec != loop.spec
+        changed = self._current_spec is None or _look(self._current_spec) != _look(loop.spec)
         self._current_spec = loop.spec
         self.current_key = key
         loop.key = key   # the player names loops by it in its events
+        now = time.monotonic()
+        self.history.append((now, loop.spec.label(), key, reason))
         if key is not None:
             self._played.add(key)
             try:
@@ -149,8 +340,10 @@ class Director:
             except Exception as e:  # a library hiccup must not stop the picture
                 log.warning("could not mark loop %s played: %s", key, e)
         if changed:
+            if reason != "start":
+                self._last_change = now
             self._on_event("scene_changed", {"scene": loop.spec.label(), "loop": key,
-                                             "seed": loop.seed})
+                                             "seed": loop.seed, "reason": reason})
 
     def make_one(self, spec, seed: int | None = None):
         """Make a loop of `spec` into the library without playing it (a request from
@@ -176,18 +369,20 @@ class Director:
 
         While generating, each stored loop is played once per run and then new ones
         are made, so a long stream keeps getting new pictures; with generating off the
-        stored loops simply take turns. Without generating, loops of the same scene
-        with other weather or time stand in when none matches the spec exactly."""
+        stored loops simply take turns, those among the last `history` played last.
+        Without generating, loops of the same scene with other weather or time stand
+        in when none matches the spec exactly."""
         with self._lock:
             spec = self.spec
             skip = {k for k, _ in self._ready} | {self.current_key}
+            recent = {key for _, _, key, _ in self.history}
         if self.settings.generate:
             skip |= self._played
         entries = self.library.entries(spec=spec)
         if not entries and not self.settings.generate:
             entries = self.library.entries(scene=spec.scene)
         entries = [e for e in entries if e["key"] not in skip]
-        entries.sort(key=lambda e: e.get("last_played") or 0)
+        entries.sort(key=lambda e: (e["key"] in recent, e.get("last_played") or 0))
         for e in entries:
             try:
                 return e["key"], self.library.get(e["key"])
@@ -195,14 +390,14 @@ class Director:
                 log.warning("skipping loop %s: %s", e["key"], err)
         return None
 
-    def _make(self):
-        """Generate a new loop of the current scene and keep it in the library.
+    def _make(self, spec=None):
+        """Generate a new loop of the current scene (or `spec`) and keep it in the library.
 
         A loop whose seam ratio is above the limit would show a jump at its loop
         point: it is made again with another seed, a few times at most, and the
         smoothest one made is kept."""
         s = self.settings
-        spec = self.spec
+        spec = self.spec if spec is None else spec
         best = None
         for attempt in range(max(1, s.seam_attempts)):
             seed = int.from_bytes(os.urandom(4), "little")
@@ -229,6 +424,58 @@ class Director:
                                       "seam_ratio": loop.metrics["seam_ratio"]})
         return key, loop
 
+    def _make_requested(self) -> bool:
+        """Generate the loop a pending request waits for; False when none waits."""
+        with self._lock:
+            req = self._pending
+            if req is None or not req.generate or req.loop is not None:
+                return False
+        key, loop = self._make(req.spec)
+        with self._lock:
+            if self._pending is req:
+                req.key, req.loop = key, loop
+        return True
+
+    def _fill_standby(self) -> bool:
+        """Keep the first frames of one stored loop per scene look in memory (the one
+        a request would play), for the `standby` looks most recently made."""
+        from lofid.scene import SceneSpec
+        if self.settings.standby < 1:
+            return True
+        try:
+            entries = self.library.entries()
+        except Exception as e:
+            log.warning("could not list the library: %s", e)
+            return False
+        looks: dict = {}
+        for e in entries:                       # newest first
+            try:
+                look = _look(SceneSpec.from_dict(e["spec"]))
+            except ValueError:
+                continue
+            if look not in looks and len(looks) < self.settings.standby:
+                looks[look] = e
+        wanted = set()
+        for look, e in looks.items():
+            if self._stop.is_set() or self._pending is not None:
+                return False                    # a request needs the machine now
+            found = self._pick(look, take=False)
+            if found is None:
+                continue
+            key = found[0]
+            wanted.add(key)
+            if key in self._standby:
+                continue
+            try:
+                meta = self.library.meta(key)
+                count = max(1, math.ceil(_STANDBY_SECONDS * meta["fps"]))
+                self._standby[key] = self.library.standby(key, count)
+            except Exception as e:
+                log.warning("could not keep loop %s on standby: %s", key, e)
+        for key in [k for k in list(self._standby) if k not in wanted]:
+            self._standby.pop(key, None)
+        return True
+
     def _prefetch(self) -> None:
         # Making and loading loops ahead is background work: on Linux a thread can have
         # its own nice value, so this one yields the CPU to the player's clock and its
@@ -239,9 +486,21 @@ class Director:
             pass
         backoff = 1.0
         while not self._stop.is_set():
+            try:
+                if self._make_requested():
+                    continue
+            except Exception as e:
+                self.failures += 1
+                log.error("generating a requested loop failed: %s: %s", type(e).__name__, e)
+                self._on_event("generation_failed", {"error": f"{type(e).__name__}: {e}"})
+                with self._lock:
+                    self._pending = None
+                continue
             with self._lock:
                 full = len(self._ready) >= self.settings.prefetch
             if full:
+                if self._standby_stale:
+                    self._standby_stale = not self._fill_standby()
                 self._wake.wait(timeout=5.0)
                 self._wake.clear()
                 continue
@@ -249,6 +508,7 @@ class Director:
                 made = self._take_from_library()
                 if made is None and self.settings.generate:
                     made = self._make()
+                    self._standby_stale = True   # a new loop may be a new scene
                 backoff = 1.0
             except Exception as e:  # a failed generation is reported, never fatal
                 self.failures += 1
@@ -262,6 +522,8 @@ class Director:
                 with self._arrived:
                     self._idle = True
                     self._arrived.notify_all()
+                if self._standby_stale:
+                    self._standby_stale = not self._fill_standby()
                 self._wake.wait(timeout=10.0)
                 self._wake.clear()
                 continue

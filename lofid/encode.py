@@ -210,6 +210,54 @@ def _check_yuv(frame, settings: VideoSettings):
     return frame
 
 
+class SegmentEncoder:
+    """One closed-GOP segment encoded a frame at a time, for pictures made as they come
+    due (a live crossfade): `encode(frame)` returns the packets ready so far, `flush()`
+    the rest. Packets carry segment-relative pts == dts (0, 1, ...), the first a
+    keyframe and then one every settings.gop frames, as encode_segment's do.
+
+    A frame is an (H, W, 3) uint8 RGB array at the output size or a yuv420p
+    av.VideoFrame at that size; a repeated frame may be the same object."""
+
+    def __init__(self, settings: VideoSettings):
+        if not isinstance(settings, VideoSettings):
+            raise ValueError(f"settings must be VideoSettings, got {type(settings).__name__}")
+        self.settings = settings
+        self.count = 0                          # frames taken so far
+        self._cc = _video_encoder(settings)
+        self._convert = YuvConverter(settings)
+        self._flushed = False
+
+    def encode(self, image) -> list[Packet]:
+        import av
+        from av.video.frame import PictureType
+
+        if self._flushed:
+            raise ValueError("this SegmentEncoder was flushed; make a new one")
+        settings = self.settings
+        frame = _check_yuv(image, settings) if isinstance(image, av.VideoFrame) \
+            else self._convert(image)
+        frame.pts = self.count
+        frame.time_base = settings.time_base
+        # Forcing the type as well as setting the GOP length: a keyframe lands on
+        # every gop-th frame whatever the encoder's own decisions.
+        # (A repeated frame is the same object: its type is set every time.)
+        frame.pict_type = PictureType.I if self.count % settings.gop == 0 else PictureType.NONE
+        self.count += 1
+        return self._packets(self._cc.encode(frame))
+
+    def flush(self) -> list[Packet]:
+        if self._flushed:
+            return []
+        self._flushed = True
+        return self._packets(self._cc.encode(None))
+
+    @staticmethod
+    def _packets(packets) -> list[Packet]:
+        return [Packet(kind="video", pts=int(p.pts), dts=int(p.pts), duration=1,
+                       keyframe=bool(p.is_keyframe), data=bytes(p)) for p in packets]
+
+
 def encode_segment(frames: Iterable[np.ndarray], settings: VideoSettings) -> list[Packet]:
     """Encode `frames` ((H, W, 3) uint8 RGB at the output size) as one closed-GOP segment.
 
@@ -221,39 +269,18 @@ def encode_segment(frames: Iterable[np.ndarray], settings: VideoSettings) -> lis
     YuvConverter, or a crossfade blended in yuv420p, which is half the pixels of RGB
     and skips the conversion); its pts and picture type are overwritten.
     """
-    import av
-    from av.video.frame import PictureType
-
     if not isinstance(settings, VideoSettings):
         raise ValueError(f"settings must be VideoSettings, got {type(settings).__name__}")
-
-    cc = _video_encoder(settings)
-    gop = settings.gop
+    encoder = SegmentEncoder(settings)
     out: list[Packet] = []
-
-    def take(packets) -> None:
-        for p in packets:
-            out.append(Packet(kind="video", pts=int(p.pts), dts=int(p.pts), duration=1,
-                              keyframe=bool(p.is_keyframe), data=bytes(p)))
-
-    convert = YuvConverter(settings)
-    count = 0
     for image in frames:
-        frame = _check_yuv(image, settings) if isinstance(image, av.VideoFrame) \
-            else convert(image)
-        frame.pts = count
-        frame.time_base = settings.time_base
-        # Forcing the type as well as setting the GOP length: a keyframe lands on
-        # every gop-th frame whatever the encoder's own decisions.
-        # (A repeated frame is the same object: its type is set every time.)
-        frame.pict_type = PictureType.I if count % gop == 0 else PictureType.NONE
-        take(cc.encode(frame))
-        count += 1
-    if count == 0:
+        out += encoder.encode(image)
+    if encoder.count == 0:
         raise ValueError("encode_segment needs at least one frame, got none")
-    take(cc.encode(None))
-    if len(out) != count:
-        raise RuntimeError(f"the H.264 encoder returned {len(out)} packets for {count} frames")
+    out += encoder.flush()
+    if len(out) != encoder.count:
+        raise RuntimeError(f"the H.264 encoder returned {len(out)} packets for "
+                           f"{encoder.count} frames")
     out.sort(key=lambda p: p.pts)
     return out
 

@@ -22,8 +22,10 @@ writer while it lives, so start-up cleaning removes only those of dead writers.
 
 Anything found broken at start (truncated frames, unreadable metadata, metadata
 without frames, frames without metadata) is moved into `corrupt/` with a warning.
-Frames are decoded only by get(); a frames file that fails its checksum or does not
-decode is moved aside there too, and get() raises CorruptLoopError (a KeyError).
+Frames are decoded only by get(), open() and standby(); a frames file that fails
+its checksum or does not decode is moved aside there too, and they raise
+CorruptLoopError (a KeyError). open() hands the loop over before its frames are all
+decoded (a scene asked for by hand starts at once) and checks the file after.
 
 The library imports the ground floor (scene, loop) and never a generator.
 """
@@ -44,6 +46,7 @@ import secrets
 import threading
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -227,6 +230,63 @@ class Library:
                                    f"moved into {CORRUPT_DIR}/")
         spec = SceneSpec.from_dict(doc["spec"])
         return Loop.from_metadata(doc, frames, spec)
+
+    def open(self, key: str, standby: "Standby | None" = None) -> Loop:
+        """The loop stored under `key`, to play at once: its frames are decoded in a
+        background thread, in order, into the loop's own array, and
+        `loop.wait_frame(i)` blocks until frame i is there (raising CorruptLoopError
+        if the frames turn out damaged; they are then moved aside as get() does).
+
+        A `standby` of the loop (from standby()) makes its first frames readable at
+        once, and its array becomes the loop's (a standby is used once): opening a
+        frames file and decoding its first picture takes a tenth of a second or more,
+        which a scene change asked for by hand should not wait. KeyError if there is
+        no such loop."""
+        doc = self.meta(key)
+        n, height, width = doc["n_frames"], doc["height"], doc["width"]
+        known = 0
+        if standby is None:
+            frames = np.empty((n, height, width, 3), dtype=np.uint8)
+        elif not isinstance(standby, Standby) or standby.key != key \
+                or standby.frames.shape != (n, height, width, 3):
+            raise ValueError(f"open standby must be a Standby of loop {key} from "
+                             f"standby({key!r}), got {standby!r}")
+        else:
+            frames, known = standby.frames, standby.count
+        loop = Loop.from_metadata(doc, frames, SceneSpec.from_dict(doc["spec"]))
+        loader = _FrameLoader(self, key, doc, frames, known)
+        loop.key = key
+        loop.wait_frame = loader.wait
+        loop.loader = loader
+        loader.start()
+        return loop
+
+    def standby(self, key: str, count: int) -> "Standby":
+        """The loop stored under `key` with its first `count` frames (fewer if it is
+        shorter) decoded now, for open() to start it at once. The array has room for
+        every frame, but memory is taken only by those decoded (the rest is never
+        touched until open() decodes them). KeyError if absent; CorruptLoopError if
+        they do not decode."""
+        doc = self.meta(key)
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ValueError(f"standby count must be a whole number >= 1, got {count!r}")
+        count = min(count, doc["n_frames"])
+        frames = np.empty((doc["n_frames"], doc["height"], doc["width"], 3), dtype=np.uint8)
+        try:
+            for index, image in _decoded_frames(self._frames_path(key), doc):
+                if index >= count:
+                    break
+                frames[index] = image
+        except FileNotFoundError:
+            raise KeyError(f"no loop {key} in {self.root} (removed meanwhile)") from None
+        except MemoryError:
+            raise
+        except Exception as exc:
+            problem = f"its frames do not decode ({type(exc).__name__}: {exc})"
+            self._quarantine_entry(key, doc, problem)
+            raise CorruptLoopError(f"loop {key} in {self.root} is damaged: {problem}; "
+                                   f"moved into {CORRUPT_DIR}/") from None
+        return Standby(key=key, frames=frames, count=count)
 
     def meta(self, key: str) -> dict:
         """The loop's metadata without loading its frames: Loop.metadata() plus "key",
@@ -547,6 +607,113 @@ def _decode_frames(data: bytes, doc: dict) -> np.ndarray:
     if count != n:
         raise ValueError(f"{count} frames, expected {n}")
     return frames
+
+
+def _decoded_frames(path: Path, doc: dict) -> Iterator[tuple[int, np.ndarray]]:
+    """(index, RGB frame) of a frames file as they decode, checked against `doc`."""
+    import av
+
+    n, height, width = doc["n_frames"], doc["height"], doc["width"]
+    with av.open(str(path), mode="r") as container:
+        stream = container.streams.video[0]
+        for index, vf in enumerate(container.decode(stream)):
+            if index >= n:
+                raise ValueError(f"more than the {n} frames recorded")
+            if (vf.width, vf.height) != (width, height):
+                raise ValueError(f"frame {index} is {vf.width}x{vf.height}, "
+                                 f"expected {width}x{height}")
+            yield index, vf.to_ndarray(format="rgb24")
+
+
+@dataclass
+class Standby:
+    """A stored loop's first `count` frames, decoded ahead, in an array with room for
+    all of them: what Library.open() plays at once."""
+    key: str
+    frames: np.ndarray
+    count: int
+
+    def __repr__(self) -> str:
+        return f"Standby({self.key}, {self.count} of {len(self.frames)} frames)"
+
+
+class _FrameLoader:
+    """Decodes a loop's frames file into its array in a thread of its own, so the loop
+    can start playing before the last frame is there (see Library.open)."""
+
+    def __init__(self, library: Library, key: str, doc: dict, frames: np.ndarray, known: int):
+        self.library, self.key, self.doc, self.frames = library, key, doc, frames
+        self.count = known                  # frames readable so far
+        self.error: Exception | None = None
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name=f"library load {key}",
+                                        daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    @property
+    def done(self) -> bool:
+        return self.count >= len(self.frames) or self.error is not None
+
+    def wait(self, index: int, timeout: float | None = 30.0) -> None:
+        """Return once frame `index` is decoded; raise the loading error if there was
+        one, TimeoutError if it does not come in `timeout` seconds."""
+        if index < self.count:
+            return
+        with self._cond:
+            if not self._cond.wait_for(lambda: index < self.count or self.error is not None,
+                                       timeout=timeout):
+                raise TimeoutError(f"frame {index} of loop {self.key} was not decoded "
+                                   f"within {timeout} s")
+        if index >= self.count:
+            raise self.error
+
+    def _run(self) -> None:
+        if self.count:
+            # A standby's first frames cover the first moments: the rest can yield the
+            # CPU to the first frames of the crossfade being encoded.
+            try:
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 5)
+            except (AttributeError, OSError):
+                pass
+        path = self.library._frames_path(self.key)
+        storage = self.doc["storage"]
+        problem = None
+        try:
+            decoded = 0
+            for index, image in _decoded_frames(path, self.doc):
+                if index >= self.count:       # a standby's frames are there already
+                    self.frames[index] = image
+                    with self._cond:
+                        self.count = index + 1
+                        self._cond.notify_all()
+                decoded = index + 1
+            if decoded != len(self.frames):
+                raise ValueError(f"{decoded} frames, expected {len(self.frames)}")
+            # Checked after decoding, not before: the first frames are wanted at once.
+            size, digest = _file_digest(path)
+            if size != storage["bytes"]:
+                problem = f"its frames file has {size} bytes, expected {storage['bytes']}"
+            elif digest != storage["sha256"]:
+                problem = "its frames file does not match its checksum"
+        except FileNotFoundError:
+            problem = "its frames file is missing"
+        except MemoryError as exc:
+            self._fail(exc)
+            return
+        except Exception as exc:
+            problem = f"its frames do not decode ({type(exc).__name__}: {exc})"
+        if problem is not None:
+            with contextlib.suppress(Exception):
+                self.library._quarantine_entry(self.key, self.doc, problem)
+            self._fail(CorruptLoopError(f"loop {self.key} in {self.library.root} is damaged: "
+                                        f"{problem}; moved into {CORRUPT_DIR}/"))
+
+    def _fail(self, error: Exception) -> None:
+        with self._cond:
+            self.error = error
+            self._cond.notify_all()
 
 
 # ---------------------------------------------------------------------- metadata files

@@ -747,7 +747,7 @@ def load_motion_adapter(ref: ModelRef, dtype=None, config=None):
     return adapter
 
 
-def _variant_of(folder: Path) -> str | None:
+def variant_of(folder: Path) -> str | None:
     """"fp16" when a pipeline folder holds only fp16 weight files (as `pull` fetches them)."""
     unet = Path(folder) / "unet"
     if any(unet.glob("diffusion_pytorch_model.safetensors")) or any(unet.glob("diffusion_pytorch_model.bin")):
@@ -762,7 +762,7 @@ def _unet_channels(checkpoint: ModelRef) -> tuple[int, ...]:
     return unet_channels_of_checkpoint(read_header(Path(checkpoint.path)))
 
 
-def _config_folder_for(checkpoint: ModelRef, config_dirs=None) -> Path:
+def config_folder_for(checkpoint: ModelRef, config_dirs=None) -> Path:
     """A local diffusers pipeline folder whose configs and tokenizer fit a single-file checkpoint."""
     keys = read_header(Path(checkpoint.path))
     chans = unet_channels_of_checkpoint(keys)
@@ -854,16 +854,16 @@ def load_pipeline(checkpoint: ModelRef, motion_adapter: ModelRef, device="cpu", 
 
                 unet = UNet2DConditionModel.from_pretrained(
                     str(path), subfolder="unet", dtype=dtype, local_files_only=True,
-                    variant=_variant_of(path))
+                    variant=variant_of(path))
                 extra["unet"] = _motion_unet(unet, adapter)
             # SD repos also hold a safety checker and an image processor; AnimateDiff
             # needs neither, and loading them costs time and memory.
             pipe = AnimateDiffPipeline.from_pretrained(
                 str(path), motion_adapter=adapter, dtype=dtype, local_files_only=True,
-                feature_extractor=None, image_encoder=None, variant=_variant_of(path), **extra,
+                feature_extractor=None, image_encoder=None, variant=variant_of(path), **extra,
             )
         else:
-            cfg_dir = Path(config) if config else _config_folder_for(checkpoint, config_dirs)
+            cfg_dir = Path(config) if config else config_folder_for(checkpoint, config_dirs)
             extra = {}
             if family == "sdxl":
                 from diffusers import UNet2DConditionModel

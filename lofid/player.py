@@ -16,6 +16,17 @@ thread while the current loop keeps playing, and the crossfade starts at the fir
 planned keyframe after that is done: the clock never waits on an encoder. Unpaced
 (files, benchmarks) the clock waits instead and crosses where the loop arrived.
 
+A loop the source marks urgent (a scene asked for over the control socket or by
+the music) cannot wait for that: the player starts a live crossfade at the very next
+output frame. A live segment begins with a keyframe (closed GOP, so it joins onto
+whatever was sent before) and is encoded a frame at a time as it comes due, by a
+thread a few frames ahead of the clock: the outgoing picture goes on from where it
+was, the incoming loop enters at its first frame (its frames may still be decoding
+from the library; each is waited for). Meanwhile the incoming repetition is encoded
+in the background, at a lower priority; once it is ready and the crossfade is over,
+the clock goes back to re-sending cached packets at the next keyframe of that
+repetition. A rotation being prepared when an urgent loop comes is dropped.
+
 Outputs that encode for themselves (wants == "frames") get the composed picture of
 every output frame, made again from the source loop, and raw audio.
 """
@@ -25,6 +36,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -33,8 +45,8 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
-from lofid.encode import (AudioEncoder, VideoSettings, YuvConverter, encode_segment, scaled_yuv,
-                          video_stream_info)
+from lofid.encode import (AudioEncoder, SegmentEncoder, VideoSettings, YuvConverter,
+                          encode_segment, scaled_yuv, video_stream_info)
 from lofid.outputs.base import AUDIO_CHANNELS, AUDIO_RATE, AudioChunk, Output, Packet, VideoFrame
 
 log = logging.getLogger("lofid.player")
@@ -55,9 +67,21 @@ _PLAN_MARGIN_S = 0.3
 _PLAN_SAFETY = 1.25
 
 
+# A live segment is encoded this many frames ahead of the clock (more when the
+# encoder holds frames back for its threads): enough to absorb a slow frame, few
+# enough that a new request is not kept waiting behind pictures already made.
+_LIVE_AHEAD = 6
+# How often the paced clock, waiting for a frame's time, asks for an urgent loop.
+_URGENT_POLL_S = 0.005
+# How long the clock waits for a live frame before it counts the segment as failed.
+_LIVE_TIMEOUT_S = 20.0
+
+
 class LoopSource(Protocol):
     def first(self) -> Any: ...            # blocks until a first loop exists
     def next_ready(self) -> Any | None: ...  # a loop to crossfade to, or None; never blocks
+    # Optional: urgent() -> a loop to cross to at once, or None; polled every frame
+    # while no crossfade is on the air, so it must be cheap and never block.
 
 
 # --------------------------------------------------------------------------- settings
@@ -242,6 +266,8 @@ class _Prepared:
     keyframes: frozenset[int] = frozenset()     # repetition offsets where a GOP starts
     packets: list[Packet] | None = None         # pts/dts 0..length-1
     wall_s: float = 0.0                         # how long preparing took
+    # For a loop still decoding from the library: blocks until its frame i is there.
+    wait: Callable[[int], None] | None = None
 
     @property
     def length(self) -> int:
@@ -275,6 +301,8 @@ class _Pictures:
         key = p.frame_map[offset % p.length]
         if key != self._mixed_key:
             i, k, w = key
+            if p.wait is not None:
+                p.wait(i if w == 0 else max(i, k))
             self._mixed = p.source[i] if w == 0 else _blend(p.source[i], p.source[k], w)
             self._mixed_key = key
         return self._mixed
@@ -298,12 +326,13 @@ class _Pictures:
 
 def _crossfade_picture(outgoing: _Pictures, out_offset: int, incoming: _Pictures,
                        in_offset: int, k: int, length: int, convert: YuvConverter | None = None,
-                       cadence: int = 1):
+                       cadence: int = 1, phase: int = 0):
     """Frame k of a `length`-frame crossfade: outgoing from `out_offset` of its
     repetition, incoming from `in_offset` of its own. RGB at the output size, or, given
     `convert`, a yuv420p frame for the encoder. With a `cadence` above 1 the mix
-    moves on only every `cadence` frames, in step with the loops' own frames."""
-    step, steps = k // cadence, -(-length // cadence)
+    moves on only every `cadence` frames, in step with the loops' own frames, which
+    change where k + `phase` is a multiple of it."""
+    step, steps = (k + phase) // cadence, -(-(length + phase) // cadence)
     weight = round(_smoothstep((step + 1) / (steps + 1)) * _ONE)
     a, b = outgoing.prepared, incoming.prepared
     if a.source.shape[1:] == b.source.shape[1:]:
@@ -347,6 +376,7 @@ class _NextLoop:
 
     def __post_init__(self) -> None:
         self.done = threading.Event()
+        self.cancel = threading.Event()         # an urgent loop came first: drop this one
 
 
 @dataclass
@@ -356,6 +386,134 @@ class _Crossfade:
     start: int                                  # clock of its first frame
     out_pictures: _Pictures | None = None       # for frame outputs
     in_pictures: _Pictures | None = None
+
+
+@dataclass
+class _LivePlan:
+    """What a live segment shows from its `start` frame: a `length`-frame crossfade
+    from `outgoing` (at `out_offset` of its repetition) into `incoming`, which enters
+    at offset `in_offset` and then repeats on."""
+    start: int
+    outgoing: _Prepared
+    out_offset: int
+    incoming: _Prepared
+    in_offset: int
+    length: int
+    cadence: int = 1
+    phase: int = 0
+
+    @classmethod
+    def make(cls, start: int, outgoing: _Prepared, out_offset: int, incoming: _Prepared,
+             length: int) -> "_LivePlan":
+        # The incoming loop enters at its first frame, shown for as many clock ticks as
+        # the outgoing one has left of its current frame: both then change frames on
+        # the same ticks, and each crossfade picture is made once per loop frame.
+        cadence = outgoing.cadence
+        if incoming.cadence != cadence:
+            cadence = 1
+        phase = out_offset % cadence
+        return cls(start=start, outgoing=outgoing, out_offset=out_offset, incoming=incoming,
+                   in_offset=phase, length=length, cadence=cadence, phase=phase)
+
+    @property
+    def anchor(self) -> int:
+        """The clock at which the incoming loop's offset 0 falls."""
+        return self.start - self.in_offset
+
+    def crossfading(self, n: int) -> bool:
+        return n < self.start + self.length
+
+    def picture(self, n: int, out_pictures: _Pictures, in_pictures: _Pictures,
+                convert: YuvConverter | None = None):
+        """Frame n: RGB, or with `convert` (the pictures' own), a yuv420p frame."""
+        k = n - self.start
+        if k < self.length:
+            return _crossfade_picture(out_pictures, self.out_offset, in_pictures,
+                                      self.in_offset, k, self.length, convert,
+                                      self.cadence, self.phase)
+        offset = self.in_offset + k
+        return in_pictures.yuv(offset) if convert else in_pictures(offset)
+
+
+class _LiveSegment:
+    """A live plan encoded as one closed-GOP segment, a frame at a time, by a thread
+    that keeps a few frames ahead of the clock; packets carry the clock's pts."""
+
+    def __init__(self, plan: _LivePlan, video: VideoSettings, stop: threading.Event,
+                 encoder: SegmentEncoder | None = None):
+        self.plan = plan
+        self.video = video
+        self.error: BaseException | None = None
+        self.frames = 0                         # encoded so far
+        self.first_out = threading.Event()      # the first packet is made (or it failed)
+        self._encoder = encoder
+        self._player_stop = stop
+        self._packets: dict[int, Packet] = {}
+        self._clock = plan.start                # the frame the clock waits for
+        self._stopped = False
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="player live", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def packet(self, n: int, timeout: float = _LIVE_TIMEOUT_S) -> Packet:
+        """The packet of clock frame n, waiting for it if need be."""
+        with self._cond:
+            self._clock = n
+            self._cond.notify_all()
+            got = self._cond.wait_for(lambda: n in self._packets or self.error is not None
+                                      or self._stopped, timeout=timeout)
+            if n in self._packets:
+                return self._packets.pop(n)
+        if self.error is not None:
+            raise self.error
+        raise TimeoutError(f"the live encoder gave no frame {n} in {timeout:g} s" if not got
+                           else "the live encoder was stopped")
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        plan = self.plan
+        convert = YuvConverter(self.video)
+        out_pictures, in_pictures = _Pictures(plan.outgoing, convert), _Pictures(plan.incoming,
+                                                                                  convert)
+        try:
+            encoder = self._encoder or SegmentEncoder(self.video)
+            self._encoder = None
+            n = plan.start
+            while True:
+                with self._cond:
+                    # Ahead of the clock, but never holding back the packet it waits
+                    # for (an encoder with many threads keeps several frames in hand).
+                    self._cond.wait_for(lambda: self._stopped or self._player_stop.is_set()
+                                        or n <= self._clock + _LIVE_AHEAD
+                                        or self._clock not in self._packets)
+                    if self._stopped or self._player_stop.is_set():
+                        return
+                image = plan.picture(n, out_pictures, in_pictures, convert)
+                packets = encoder.encode(image)
+                self.frames += 1
+                with self._cond:
+                    for p in packets:
+                        at = plan.start + p.pts
+                        self._packets[at] = dataclasses.replace(p, pts=at, dts=at)
+                    self._cond.notify_all()
+                if packets:
+                    self.first_out.set()
+                n += 1
+        except BaseException as e:
+            with self._cond:
+                self.error = e
+                self._cond.notify_all()
+        finally:
+            self.first_out.set()
 
 
 # --------------------------------------------------------------------------- the player
@@ -392,7 +550,21 @@ class Player:
         self._pictures: _Pictures | None = None  # the current loop's, for frame outputs
         self._job: _NextLoop | None = None
         self._crossfade: _Crossfade | None = None
+        # Live: an urgent loop crossing (and then playing) before its packets are ready.
+        self._plan: _LivePlan | None = None
+        self._live: _LiveSegment | None = None       # its encoder, when outputs take packets
+        self._out_pictures: _Pictures | None = None  # the outgoing loop's, for frame outputs
+        self._background: list[threading.Thread] = []
+        # An encoder opened ahead for the next live segment: opening one at 1080p
+        # takes milliseconds a request should not wait for.
+        self._spare_encoder: SegmentEncoder | None = None
         self._audio_encoder: AudioEncoder | None = None
+        # Outputs added and removed while playing (add_output, remove_output): queued
+        # under the lock, applied by the clock thread between two frames.
+        self._output_lock = threading.Lock()
+        self._output_changes: list[tuple[str, Any]] = []
+        self._closing: list[threading.Thread] = []   # removed outputs being finalised
+        self._info = None                           # the stream description outputs start with
         self.frame: int = settings.start_frame   # the clock: the next frame to make
         # cpu_encode and cpu_crossfade count the process's time (the encoder's threads
         # are not Python's), so they overlap when a crossfade is encoded beside a
@@ -404,6 +576,7 @@ class Player:
             "cpu_total": 0.0,
             "ready_to_crossfade_frames": None, "asked_to_crossfade_frames": None,
             "late_max_s": 0.0, "dropped": {},
+            "live_crossfades": 0, "live_frames": 0, "live_failures": 0,
         }
 
     # --- public ---------------------------------------------------------------------
@@ -426,11 +599,85 @@ class Player:
             self._shutdown()
             self.stats["cpu_total"] += time.process_time() - cpu
 
+    # --- outputs added and removed while playing ---------------------------------------
+    # The clock thread alone changes the output lists (between two frames); others
+    # only queue a change. The lists are replaced, never changed in place, so a thread
+    # that holds one (status, a worker) never sees it change under it.
+
+    def add_output(self, out: Output) -> None:
+        """Start `out` between two frames. A packet output's picture starts at the
+        next keyframe (which carries the stream's headers), a frame output's at once."""
+        with self._output_lock:
+            self._output_changes.append(("add", out))
+
+    def remove_output(self, name: str) -> Output | None:
+        """Stop sending to the output called `name` from the next frame on; it is then
+        flushed and finalised on a thread of its own. Returns it, or None if no output
+        has that name."""
+        with self._output_lock:
+            for what, out in self._output_changes:
+                if what == "add" and out.name == name:   # not started yet: just forget it
+                    self._output_changes.remove((what, out))
+                    return out
+            out = next((o for o in self.outputs if o.name == name), None)
+            if out is not None:
+                self._output_changes.append(("remove", out))
+            return out
+
+    def _apply_output_changes(self) -> None:
+        with self._output_lock:
+            changes, self._output_changes = self._output_changes, []
+        outputs, later = list(self.outputs), []
+        for what, out in changes:
+            if what == "remove":
+                if out in outputs:
+                    outputs.remove(out)
+                    closer = threading.Thread(target=self._close_output, args=(out,),
+                                              daemon=True, name=f"close {out.name}")
+                    closer.start()
+                    self._closing.append(closer)
+            elif out.wants == "frames" and self._crossfade is not None:
+                later.append((what, out))    # its pictures start after the crossfade
+            else:
+                try:
+                    out._waiting_for_keyframe = out.wants == "packets"
+                    out.start(self._info)
+                except Exception as e:       # one output failing never stops the others
+                    self._error("output", e, output=getattr(out, "name", None))
+                    continue
+                outputs.append(out)
+        if later:
+            with self._output_lock:
+                self._output_changes[:0] = later
+        self.outputs = outputs
+        self._packet_outputs = [o for o in outputs if o.wants == "packets"]
+        self._frame_outputs = [o for o in outputs if o.wants == "frames"]
+        if self._frame_outputs and self._pictures is None and self._current is not None:
+            self._pictures = _Pictures(self._current)
+        if self._packet_outputs and not self._encoding:
+            # Until now only frame outputs played, so the loop on the air has no
+            # packets: encode it aside; the new output starts at its next keyframe.
+            self._encoding = True
+            job = self._job
+            pending = [self._current] + ([job.incoming] if job and job.done.is_set()
+                                         and job.incoming is not None else [])
+            threading.Thread(target=self._encode_aside, args=(pending,), daemon=True,
+                             name="player encode for a new output").start()
+
+    def _encode_aside(self, prepared: list[_Prepared]) -> None:
+        for p in prepared:
+            try:
+                if p.packets is None:
+                    self._encode_repetition(p)
+            except Exception as e:
+                if not self._stop.is_set():
+                    self._error("prepare", e, loop=p.id)
+
     # --- the three steps of run() ---------------------------------------------------
 
     def _startup(self) -> None:
         self._audio_encoder = AudioEncoder()
-        info = video_stream_info(self._video, self._audio_encoder)
+        info = self._info = video_stream_info(self._video, self._audio_encoder)
         for out in self.outputs:
             try:
                 out.start(info)
@@ -444,6 +691,8 @@ class Player:
         self._anchor = self.frame
         if self._frame_outputs:
             self._pictures = _Pictures(self._current)
+        if self._encoding and callable(getattr(self.source, "urgent", None)):
+            self._spare_encoder = SegmentEncoder(self._video)
         self._event("loop_started", self._loop_payload(self._current, self.frame))
 
     def _play(self) -> None:
@@ -454,14 +703,20 @@ class Player:
         t0 = time.monotonic()
         while not self._stop.is_set() and (end is None or self.frame < end):
             n = self.frame
-            if self.settings.realtime and not self._pace(n - n0, t0):
+            if self._output_changes:             # outputs added or removed while playing
+                self._apply_output_changes()
+            if self.settings.realtime and not self._pace(n - n0, t0, n):
                 break
-            if self._crossfade is None:
-                self._at_keyframe_maybe_switch(n)
-            if self._crossfade is not None:
-                self._crossfade_frame(n)
+            self._maybe_go_live(n)
+            if self._plan is not None:
+                self._live_frame(n)
             else:
-                self._repetition_frame(n)
+                if self._crossfade is None:
+                    self._at_keyframe_maybe_switch(n)
+                if self._crossfade is not None:
+                    self._crossfade_frame(n)
+                else:
+                    self._repetition_frame(n)
             self._audio_frame(n)
             self.frame = n + 1
             self.stats["frames"] += 1
@@ -470,6 +725,11 @@ class Player:
         self._stop.set()                        # also cancels a preparation under way
         if self._worker is not None:
             self._worker.join(timeout=30)
+        if self._live is not None:
+            self._live.stop()
+            self._live.join(timeout=30)
+        for t in self._background:
+            t.join(timeout=30)
         if self._audio_encoder is not None:
             try:
                 for p in self._audio_encoder.flush():
@@ -481,7 +741,7 @@ class Player:
                    for out in self.outputs]
         for t in closers:
             t.start()
-        for t in closers:
+        for t in closers + self._closing:       # removed outputs still finalising too
             t.join(timeout=15)
         self._count_dropped()
 
@@ -493,15 +753,32 @@ class Player:
 
     # --- the clock ------------------------------------------------------------------
 
-    def _pace(self, frames_since_start: int, t0: float) -> bool:
+    def _pace(self, frames_since_start: int, t0: float, n: int) -> bool:
         """Wait until this frame is due on the wall clock; False when stopped meanwhile.
-        Running late never skips a frame: the clock just catches up."""
+        Running late never skips a frame: the clock just catches up.
+
+        While it waits it keeps asking for an urgent loop: one that comes starts its
+        live segment (at frame n) there and then, so the encoder works while the
+        clock would only have slept."""
         due = t0 + float(frames_since_start / self._fps)
         delay = due - time.monotonic()
-        if delay > 0:
-            return not self._stop.wait(delay)
-        self.stats["late_max_s"] = max(self.stats["late_max_s"], -delay)
+        if delay <= 0:
+            self.stats["late_max_s"] = max(self.stats["late_max_s"], -delay)
+            return True
+        while delay > 0:
+            if self._stop.wait(min(delay, _URGENT_POLL_S)):
+                return False
+            self._maybe_go_live(n)
+            delay = due - time.monotonic()
         return True
+
+    def _maybe_go_live(self, n: int) -> None:
+        """Start crossing to an urgent loop at frame n, if one is there and no
+        crossfade is on the air."""
+        if self._crossfade is None and (self._plan is None or not self._plan.crossfading(n)):
+            loop = self._urgent_from_source()
+            if loop is not None:
+                self._go_live(loop, n)
 
     def _at_keyframe_maybe_switch(self, n: int) -> None:
         """At a keyframe of the current repetition: ask for a next loop, or start the
@@ -546,7 +823,8 @@ class Player:
         self.stats["asked_to_crossfade_frames"] = n - job.asked_at
         self._event("crossfade", {"from": outgoing.id, "to": incoming.id, "frame": n,
                                   "frames": job.length,
-                                  "seconds": float(job.length / self._fps)})
+                                  "seconds": float(job.length / self._fps),
+                                  "live": False, "wall": time.time()})
         self._event("loop_started", self._loop_payload(incoming, n))
         if job.length == 0:                     # no crossfade: a cut on a keyframe
             self._current, self._anchor = incoming, n
@@ -584,6 +862,144 @@ class Player:
             self._send_all(self._packet_outputs, cur.packets[offset], n - offset)
         if self._frame_outputs:
             self._send_all(self._frame_outputs, VideoFrame(index=n, image=self._pictures(offset)))
+
+    # --- urgent loops: live crossfades -------------------------------------------------
+
+    def _urgent_from_source(self):
+        urgent = getattr(self.source, "urgent", None)
+        if urgent is None:
+            return None
+        try:
+            return urgent()
+        except Exception as e:                  # a director hiccup never stops the picture
+            self._error("source", e)
+            return None
+
+    def _go_live(self, loop, n: int) -> None:
+        """Start crossing to `loop` at frame n, encoding as the frames come due."""
+        try:
+            incoming = self._prepare(loop, encode=False)
+        except Exception as e:
+            self.stats["loops_failed"] += 1
+            self._error("prepare", e, loop=_safe_id(loop))
+            return
+        incoming.wait = getattr(loop, "wait_frame", None)
+        if self._job is not None:               # a rotation on its way gives way
+            self._job.cancel.set()
+            self._job = None
+        outgoing, out_offset = self._current, (n - self._anchor) % self._current.length
+        length = math.floor(Fraction(self.settings.crossfade) * self._fps + Fraction(1, 2))
+        self._begin_live(_LivePlan.make(n, outgoing, out_offset, incoming, length))
+        self.stats["live_crossfades"] += 1
+        self._event("loop_started", self._loop_payload(incoming, n))
+
+    def _begin_live(self, plan: _LivePlan) -> None:
+        if self._live is not None:
+            self._live.stop()
+        self._live = None
+        if self._encoding:
+            encoder, self._spare_encoder = self._spare_encoder, None
+            self._live = _LiveSegment(plan, self._video, self._stop, encoder)
+            self._live.start()
+            cancel = threading.Event()
+            worker = threading.Thread(target=self._encode_in_background,
+                                      args=(plan.incoming, cancel, self._live.first_out),
+                                      daemon=True, name="player repetition")
+            worker.cancel = cancel
+            for t in self._background:          # an earlier incoming is no longer wanted
+                t.cancel.set()
+            self._background = [t for t in self._background if t.is_alive()] + [worker]
+            worker.start()
+        if self._frame_outputs:
+            self._out_pictures = _Pictures(plan.outgoing)
+            self._pictures = _Pictures(plan.incoming)
+        self._plan = plan
+        self._current, self._anchor = plan.incoming, plan.anchor
+
+    def _encode_in_background(self, prepared: _Prepared, cancel: threading.Event,
+                              after: threading.Event) -> None:
+        # Below the clock and the live encoder: on a busy machine the cached
+        # repetition comes later, the live frames do not. It starts once the first
+        # live frame is out, which it would otherwise slow down.
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        except (AttributeError, OSError):
+            pass
+        after.wait(_LIVE_TIMEOUT_S)
+        if prepared.packets is not None:        # back to a loop encoded before
+            return
+        try:
+            if self._spare_encoder is None:
+                self._spare_encoder = SegmentEncoder(self._video)
+            self._encode_repetition(prepared, cancel)
+        except _Cancelled:
+            pass
+        except Exception as e:
+            self.stats["loops_failed"] += 1
+            self._error("prepare", e, loop=prepared.id)
+
+    def _live_frame(self, n: int) -> None:
+        plan, cur = self._plan, self._current
+        offset = (n - self._anchor) % cur.length
+        if not plan.crossfading(n) and cur.is_keyframe(offset) and cur.packets is None \
+                and self._encoding and not self.settings.realtime and self._background:
+            # Not paced, the clock can wait for the cached repetition instead.
+            self._background[-1].join()
+        if not plan.crossfading(n) and (cur.packets is not None or not self._encoding) \
+                and cur.is_keyframe(offset):
+            # The cached repetition is ready: back to re-sending its packets, from a
+            # keyframe of it, so the stream joins there.
+            if self._live is not None:
+                self._live.stop()
+            self._live, self._plan, self._out_pictures = None, None, None
+            self._repetition_frame(n)
+            return
+        if self._live is not None:
+            try:
+                packet = self._live.packet(n)
+            except Exception as e:
+                self._live_failed(n, e)
+                return
+            self._send_all(self._packet_outputs, packet)
+            self.stats["live_frames"] += 1
+        if self._frame_outputs:
+            if self._out_pictures is None or self._pictures is None:   # an output added since
+                self._out_pictures = _Pictures(plan.outgoing)
+                self._pictures = _Pictures(plan.incoming)
+            try:
+                image = plan.picture(n, self._out_pictures, self._pictures)
+            except Exception as e:
+                self._live_failed(n, e, packets_sent=self._live is not None)
+                return
+            self._send_all(self._frame_outputs, VideoFrame(index=n, image=image))
+        if n == plan.start and plan.outgoing is not plan.incoming:
+            self._event("crossfade", {"from": plan.outgoing.id, "to": plan.incoming.id,
+                                      "frame": n, "frames": plan.length,
+                                      "seconds": float(plan.length / self._fps),
+                                      "live": True, "wall": time.time()})
+
+    def _live_failed(self, n: int, error: BaseException, packets_sent: bool = False) -> None:
+        """The incoming loop could not be shown (its frames did not decode, say): cut
+        back to the loop that was playing, live again, from this frame (from the next
+        one for packet outputs when frame n's packet went out already)."""
+        self.stats["live_failures"] += 1
+        self._error("live", error, loop=self._plan.incoming.id)
+        outgoing = self._plan.outgoing
+        if outgoing is self._plan.incoming or self.stats["live_failures"] > 3:
+            raise error
+        back = _LivePlan.make(n, outgoing, (n - self._plan.start + self._plan.out_offset)
+                              % outgoing.length, outgoing, 0)
+        back.in_offset = back.out_offset
+        if packets_sent:
+            # Frame n's packet went out: the new segment starts at n + 1, and frame
+            # outputs get frame n of the loop that plays on.
+            back.start, back.in_offset = n + 1, (back.out_offset + 1) % outgoing.length
+            self._begin_live(back)
+            self._send_all(self._frame_outputs,
+                           VideoFrame(index=n, image=self._pictures(back.in_offset - 1)))
+            return
+        self._begin_live(back)
+        self._live_frame(n)
 
     def _samples_before(self, n: int) -> int:
         """Audio samples before frame n: n * 48000 / fps, exactly, rounded down."""
@@ -662,7 +1078,8 @@ class Player:
         self.stats["loops_prepared"] += 1
         return prepared
 
-    def _encode_repetition(self, prepared: _Prepared) -> None:
+    def _encode_repetition(self, prepared: _Prepared,
+                           cancel: threading.Event | None = None) -> None:
         """Encode one repetition of a prepared loop, once, when any output takes packets."""
         if not self._encoding:
             return
@@ -674,7 +1091,7 @@ class Player:
         def images():
             nonlocal cpu_pictures
             for offset in range(prepared.length):
-                if self._stop.is_set():
+                if self._stop.is_set() or (cancel is not None and cancel.is_set()):
                     raise _Cancelled()
                 t = time.thread_time()
                 image = pictures.yuv(offset)
@@ -714,24 +1131,24 @@ class Player:
                 def encode_crossfade():
                     try:
                         crossfade["packets"] = self._encode_crossfade(
-                            outgoing, job.start, incoming, entry, length)
+                            outgoing, job.start, incoming, entry, length, job.cancel)
                     except BaseException as e:
                         crossfade["error"] = e
                 worker = threading.Thread(target=encode_crossfade, name="player crossfade",
                                           daemon=True)
                 worker.start()
-                self._encode_repetition(incoming)
+                self._encode_repetition(incoming, job.cancel)
                 worker.join()
                 if "error" in crossfade:
                     raise crossfade["error"]
                 job.packets = crossfade["packets"]
             else:
-                self._encode_repetition(incoming)
+                self._encode_repetition(incoming, job.cancel)
             self._prepare_wall_s = time.perf_counter() - job.handed_wall
             job.incoming, job.entry, job.length = incoming, entry, length
             job.ready_at = self.frame
         except Exception as e:
-            job.error = _Cancelled() if self._stop.is_set() else e
+            job.error = _Cancelled() if self._stop.is_set() or job.cancel.is_set() else e
         finally:
             job.done.set()
 
@@ -746,7 +1163,8 @@ class Player:
         return min(later) if later else 0
 
     def _encode_crossfade(self, outgoing: _Prepared, out_offset: int, incoming: _Prepared,
-                          in_offset: int, length: int) -> list[Packet]:
+                          in_offset: int, length: int,
+                          cancel: threading.Event | None = None) -> list[Packet]:
         cpu = time.process_time()
         out_pictures, in_pictures = _Pictures(outgoing), _Pictures(incoming)
         convert = YuvConverter(self._video)
@@ -760,7 +1178,7 @@ class Player:
         def images():
             picture = None
             for k in range(length):
-                if self._stop.is_set():
+                if self._stop.is_set() or (cancel is not None and cancel.is_set()):
                     raise _Cancelled()
                 if k % cadence == 0:
                     picture = _crossfade_picture(out_pictures, out_offset, in_pictures,

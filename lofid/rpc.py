@@ -15,12 +15,20 @@ the connection is closed. A client that does not read its notifications has its
 send buffer bounded and is then dropped. The socket is 0600 inside a 0700 folder of
 the user's; a symlink or someone else's folder is refused, a live daemon's socket is
 never taken over, and a dead one's is replaced.
+
+A TCP listener is opened only when asked for, and only with a token: the first
+request on a TCP connection must be `auth(token)`; anything else, or a wrong token,
+gets an error reply and the connection is closed. After that it is the same as the
+Unix socket. (`auth` on the Unix socket, whose file permissions already decide who
+may connect, is accepted and does nothing.) TCP carries the token and everything
+after it in clear text: on anything but the loopback, tunnel it (ssh -L).
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import hmac
 import logging
 import os
 import socket
@@ -36,11 +44,13 @@ log = logging.getLogger("lofid.rpc")
 REQUEST, RESPONSE, NOTIFICATION = 0, 1, 2
 MAX_MESSAGE = 4 * 1024 * 1024       # bytes a single message may take
 MAX_SEND_BUFFER = 1024 * 1024       # bytes queued for one client before it is dropped
+AUTH_TIMEOUT = 10.0                 # seconds a TCP client has to send auth(token)
 
 # error codes (the first element of an error)
 E_INVALID = 1       # not a valid message, or wrong params
 E_NO_METHOD = 2
 E_FAILED = 3        # the handler raised
+E_AUTH = 4          # TCP: no auth(token) first, or a wrong token
 
 
 class RpcError(Exception):
@@ -101,8 +111,9 @@ def prepare_socket_path(path: str | Path) -> Path:
 class _Connection(asyncio.Protocol):
     """One client: framing in, responses and notifications out."""
 
-    def __init__(self, server: "Server"):
+    def __init__(self, server: "Server", needs_auth: bool = False):
         self.server = server
+        self.needs_auth = needs_auth      # TCP: until a right auth(token)
         self.unpacker = msgpack.Unpacker(raw=False, max_buffer_size=MAX_MESSAGE,
                                          strict_map_key=False)
         self.transport: asyncio.Transport | None = None
@@ -113,6 +124,15 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport) -> None:
         self.transport = transport
         self.server.connections.add(self)
+        if self.needs_auth:
+            # A TCP client that never says who it is must not hold a connection open.
+            asyncio.get_running_loop().call_later(self.server.auth_timeout, self._auth_late)
+
+    def _auth_late(self) -> None:
+        if self.needs_auth and self.transport is not None and not self.transport.is_closing():
+            log.warning("closing a TCP control connection: no auth(token) within %g s",
+                        self.server.auth_timeout)
+            self.transport.abort()
 
     def connection_lost(self, exc) -> None:
         self.server.connections.discard(self)
@@ -134,7 +154,9 @@ class _Connection(asyncio.Protocol):
     def _handle(self, message: Any) -> None:
         kind = message[0] if isinstance(message, list) and message else None
         has_id = len(message) >= 2 and _is_int(message[1]) if kind is not None else False
-        if _is_int(kind) and kind == REQUEST and len(message) == 4 and has_id:
+        if self.needs_auth:
+            self._authenticate(message, kind, has_id)
+        elif _is_int(kind) and kind == REQUEST and len(message) == 4 and has_id:
             _, msgid, method, params = message
             error, result = self.server.call(self, method, params)
             self.reply(msgid, error, result)
@@ -149,6 +171,23 @@ class _Connection(asyncio.Protocol):
             # Nothing to answer by id: a response from a client, or not a message at all.
             self._close("a message that is neither [0, id, method, params] "
                         "nor [2, method, params]")
+
+    def _authenticate(self, message, kind, has_id: bool) -> None:
+        """The first message on a TCP connection: [0, id, "auth", [token]], or the
+        connection is answered with an error (where it has an id) and closed."""
+        is_request = _is_int(kind) and kind == REQUEST and len(message) == 4 and has_id
+        if is_request and message[2] == "auth" and isinstance(message[3], list) \
+                and len(message[3]) == 1 and self.server.token_matches(message[3][0]):
+            self.needs_auth = False
+            self.reply(message[1], None, True)
+            return
+        why = ("wrong token" if is_request and message[2] == "auth"
+               else "the first request on a TCP connection must be auth(token)")
+        if has_id:
+            self.reply(message[1], [E_AUTH, why], None)
+        log.warning("closing a TCP control connection: %s", why)
+        if self.transport is not None:
+            self.transport.close()        # after the reply has gone out
 
     def reply(self, msgid: int, error, result) -> None:
         self.send([RESPONSE, msgid, error, result])
@@ -185,17 +224,32 @@ Handler = Callable[[list], Any]
 
 class Server:
     """The msgpack-RPC server. `handlers` maps method names to callables taking the
-    params list; `subscribe` and `unsubscribe` are built in. Runs its own event loop
-    in a thread, so the daemon's other threads never wait on a client."""
+    params list; `subscribe`, `unsubscribe` and `auth` are built in. Runs its own
+    event loop in a thread, so the daemon's other threads never wait on a client.
 
-    def __init__(self, path: str | Path, handlers: dict[str, Handler]):
-        self.path = Path(path)
+    `path` is the Unix socket (None: none). `tcp` = (host, port) opens a TCP
+    listener too, which needs `token`: the secret each TCP client sends first."""
+
+    def __init__(self, path: str | Path | None, handlers: dict[str, Handler],
+                 tcp: tuple[str, int] | None = None, token: str | None = None):
+        if path is None and tcp is None:
+            raise ValueError("a control server needs a socket path, a TCP address or both")
+        if tcp is not None and not token:
+            raise SocketError("refusing a TCP control listener without a token: anyone who "
+                              "can reach the port could drive lofid (set control_token_file)")
+        self.path = None if path is None else Path(path)
+        self.tcp = tcp
+        self._token = None if token is None else token.encode()
         self.handlers = dict(handlers)
         self.handlers.setdefault("subscribe", None)
         self.handlers.setdefault("unsubscribe", None)
+        self.handlers.setdefault("auth", lambda params: True)   # the Unix socket needs none
         self.connections: set[_Connection] = set()
+        self.tcp_address: tuple[str, int] | None = None   # where TCP listens (port 0: the one picked)
+        self.auth_timeout = AUTH_TIMEOUT
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server = None
+        self._tcp_server = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
@@ -203,33 +257,48 @@ class Server:
     # --- lifecycle --------------------------------------------------------------------
 
     def start(self) -> None:
-        prepare_socket_path(self.path)
+        if self.path is not None:
+            prepare_socket_path(self.path)
         self._thread = threading.Thread(target=self._run, name="control socket", daemon=True)
         self._thread.start()
         self._ready.wait()
         if self._error is not None:
-            raise SocketError(f"cannot listen on {self.path}: {self._error}") from self._error
+            where = self.path if self._tcp_server is not None or self.tcp is None \
+                else f"{self.tcp[0]}:{self.tcp[1]}"
+            raise SocketError(f"cannot listen on {where}: {self._error}") from self._error
 
     def _run(self) -> None:
         loop = self._loop = asyncio.new_event_loop()
         try:
-            self._server = loop.run_until_complete(
-                loop.create_unix_server(lambda: _Connection(self), str(self.path)))
-            # No one else could reach it before this: its folder is 0700 and ours.
-            os.chmod(self.path, 0o600)
+            if self.tcp is not None:
+                host, port = self.tcp
+                self._tcp_server = loop.run_until_complete(loop.create_server(
+                    lambda: _Connection(self, needs_auth=True), host, port))
+                self.tcp_address = self._tcp_server.sockets[0].getsockname()[:2]
+            if self.path is not None:
+                self._server = loop.run_until_complete(
+                    loop.create_unix_server(lambda: _Connection(self), str(self.path)))
+                # No one else could reach it before this: its folder is 0700 and ours.
+                os.chmod(self.path, 0o600)
         except BaseException as e:
             self._error = e
+            for listener in (self._tcp_server, self._server):
+                if listener is not None:
+                    listener.close()
             self._ready.set()
             return
         self._ready.set()
+        listeners = [x for x in (self._server, self._tcp_server) if x is not None]
         try:
             loop.run_forever()
         finally:
-            self._server.close()
+            for listener in listeners:
+                listener.close()
             for conn in list(self.connections):
                 if conn.transport is not None:
                     conn.transport.abort()
-            loop.run_until_complete(self._server.wait_closed())
+            for listener in listeners:
+                loop.run_until_complete(listener.wait_closed())
             loop.close()
 
     def stop(self) -> None:
@@ -239,10 +308,18 @@ class Server:
                 self._loop.call_soon_threadsafe(self._loop.stop)
                 self._thread.join(timeout=5)
         finally:
-            try:
-                self.path.unlink()
-            except FileNotFoundError:
-                pass
+            if self.path is not None and self._server is not None:   # ours, not another's
+                try:
+                    self.path.unlink()
+                except FileNotFoundError:
+                    pass
+
+    def token_matches(self, given) -> bool:
+        """Constant-time: how much of a wrong token was right never shows in the time."""
+        if isinstance(given, str):
+            given = given.encode()
+        return isinstance(given, bytes) and self._token is not None \
+            and hmac.compare_digest(given, self._token)
 
     # --- calls and events -------------------------------------------------------------
 

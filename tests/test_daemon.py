@@ -1,12 +1,15 @@
-"""A running `lofid run --socket`, driven by `lofid ctl` and by pynvim's client."""
+"""A running `lofid run --socket`, driven by `lofid ctl` and by pynvim's client; the
+daemon's outputs with a real player."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+import threading
 import time
 
+import numpy as np
 import pytest
 from waiting import wait_for
 from media import write_tone_wav
@@ -179,3 +182,354 @@ def test_generate_on_request_fills_the_library_without_changing_the_picture(daem
             session.request("generate", "x", {"seed": -1})
     finally:
         session.close()
+
+
+# --- outputs added and removed while playing ----------------------------------------
+
+def read_video(path):
+    """Decoded frames, pts (in frames) and which packets are keyframes, read back with PyAV."""
+    import av
+    import numpy as np
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        fps = v.average_rate or v.guessed_rate
+        frames, pts, keys = [], [], []
+        for packet in c.demux(v):
+            if packet.pts is None:
+                continue
+            keys.append(packet.is_keyframe)
+            for f in packet.decode():
+                frames.append(f.to_ndarray(format="rgb24"))
+                pts.append(round(f.pts * v.time_base * fps))
+        return np.stack(frames), pts, keys
+
+
+def events_until(session, predicate, timeout=60):
+    """Notifications from `session` until one satisfies `predicate`; all of them."""
+    seen = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        message = session.next_message()
+        if message is not None:
+            seen.append(message)
+            if predicate(message):
+                return seen
+    raise AssertionError(f"no such event within {timeout} s; seen {seen}")
+
+
+def start_run(tmp_path, *args):
+    sock = tmp_path / "run" / "lofid.sock"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lofid.cli", "--library", str(tmp_path / "lib"), "run",
+         "--realtime", "--size", "160x90", "--socket", str(sock), "--scene", "study room",
+         *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: proc.poll() is not None or lofid("ctl", "--socket", str(sock),
+                                                      "status").returncode == 0)
+    assert proc.poll() is None, proc.stderr.read()
+    return proc, sock
+
+
+def test_an_output_added_and_removed_live_leaves_the_others_untouched(tmp_path):
+    from pynvim.msgpack_rpc import socket_session
+    import numpy as np
+    first, second = tmp_path / "first.mp4", tmp_path / "second.mkv"
+    proc, sock = start_run(tmp_path, "-o", str(first), "--duration", "10")
+    session = socket_session(str(sock))
+    try:
+        session.request("subscribe", ["output_changed"])
+        added = session.request("output.add", str(second))
+        assert added["name"] == str(second)
+        events_until(session, lambda m: m[2][0] == {"output": str(second), "state": "running",
+                                                    "detail": None})
+        names = [o["name"] for o in session.request("output.list")]
+        assert names == [str(first), str(second)]
+        # Bad targets are refused with their name; the outputs playing go on.
+        for target, says in ((str(second), "already playing"), ("ftp://example.org/x", "ftp://"),
+                             (str(tmp_path / "no" / "such" / "x.mp4"), "no/such"),
+                             ("null", "fullscreen")):
+            with pytest.raises(Exception, match=says):
+                session.request("output.add", target, *([{"fullscreen": "yes"}]
+                                                        if target == "null" else []))
+        with pytest.raises(Exception, match="no output called 'nothing'"):
+            session.request("output.remove", "nothing")
+        # Long enough for the first keyframe (one every 2 s) and 2.5 s more to reach it.
+        t = status(sock)["clock"]["seconds"]
+        wait_for(lambda: status(sock)["clock"]["seconds"] > t + 4.5)
+        assert session.request("output.remove", str(second))["state"] == "closing"
+        events_until(session, lambda m: m[2][0]["output"] == str(second)
+                     and m[2][0]["state"] == "closed")
+        assert [o["name"] for o in status(sock)["outputs"]] == [str(first)]
+    finally:
+        session.close()
+    assert proc.wait(timeout=60) == 0
+
+    whole, pts, keys = read_video(first)
+    assert len(whole) == 10 * 30 and pts == list(range(10 * 30))   # no gap, no repeat
+    part, part_pts, part_keys = read_video(second)
+    assert part_keys[0] and len(part) >= 60
+    assert part_pts == list(range(len(part)))                       # its own zero
+    # The very same pictures as the first file's, from one of its keyframes on.
+    starts = [i for i in range(0, len(whole) - len(part) + 1, 60)
+              if np.array_equal(whole[i], part[0])]
+    assert starts and np.array_equal(whole[starts[0]:starts[0] + len(part)], part)
+
+
+def test_a_reloaded_config_adds_and_removes_outputs(tmp_path):
+    first, second = tmp_path / "first.mkv", tmp_path / "second.mkv"
+    cfg = tmp_path / "lofid.toml"
+    cfg.write_text(f'outputs = ["{first}"]\n')
+    proc, sock = start_run(tmp_path, "--config", str(cfg), "--duration", "30")
+    try:
+        cfg.write_text(f'outputs = ["{first}", "{second}", "ftp://example.org/x"]\n')
+        # (The file watcher may have reloaded it first: then this one says "no change".)
+        r = lofid("ctl", "--socket", str(sock), "reload")
+        assert r.returncode == 0 and "needs a restart" not in r.stdout
+        assert wait_for(lambda: [(o["name"], o["state"]) for o in status(sock)["outputs"]]
+                        == [(str(first), "running"), (str(second), "running")])
+        t = status(sock)["clock"]["seconds"]
+        wait_for(lambda: status(sock)["clock"]["seconds"] > t + 4.5)
+        cfg.write_text(f'outputs = ["{first}"]\n')
+        assert lofid("ctl", "--socket", str(sock), "reload").returncode == 0
+        assert wait_for(lambda: [o["name"] for o in status(sock)["outputs"]] == [str(first)])
+        assert lofid("ctl", "--socket", str(sock), "stop").returncode == 0
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0 and "ftp://example.org/x" in err
+        assert "changed ['outputs'], needs_restart []" in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+    whole, pts, _ = read_video(first)
+    assert pts == list(range(len(whole)))
+    part, _, keys = read_video(second)
+    assert keys[0] and len(part) >= 60
+
+
+def test_ctl_output_add_list_remove(daemon, tmp_path):
+    _, sock = daemon
+    out = tmp_path / "extra.mkv"
+    ctl = ("ctl", "--socket", str(sock), "output")
+    r = lofid(*ctl, "add", str(out))
+    assert r.returncode == 0 and f"added output {out}" in r.stdout
+    assert wait_for(lambda: f"output {out}: running" in lofid(*ctl, "list").stdout)
+    bad = lofid(*ctl, "add", "ftp://example.org/x")
+    assert bad.returncode == 2 and "ftp://example.org/x" in bad.stderr
+    assert lofid(*ctl, "frobnicate").returncode == 2
+    r = lofid(*ctl, "remove", str(out))
+    assert r.returncode == 0 and "removing output" in r.stdout
+    assert wait_for(lambda: str(out) not in lofid(*ctl, "list").stdout)
+    # A window or a stream needs a paced run: this one is (a null output, --realtime).
+    r = lofid("ctl", "--socket", str(sock), "prompt", "snowy", "balcony")
+    assert r.returncode == 0 and "balcony" in r.stdout
+
+
+def test_an_unpaced_run_refuses_a_live_output(tmp_path):
+    from pynvim.msgpack_rpc import socket_session
+    sock = tmp_path / "run" / "lofid.sock"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lofid.cli", "--library", str(tmp_path / "lib"), "run",
+         "-o", str(tmp_path / "fast.mkv"), "--size", "160x90", "--socket", str(sock),
+         "--duration", "600"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: proc.poll() is not None or sock.exists())
+        session = socket_session(str(sock))
+        try:
+            with pytest.raises(Exception, match="udp://127.0.0.1:5999.*--realtime"):
+                session.request("output.add", "udp://127.0.0.1:5999")
+        finally:
+            session.close()
+    finally:
+        lofid("ctl", "--socket", str(sock), "stop")
+        proc.wait(timeout=60)
+
+
+# --- control over TCP: only when configured, only with a token -------------------------
+
+def tcp_listeners(pid) -> list[int]:
+    """Ports process `pid` listens on over TCP (from /proc)."""
+    import os
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    ports = []
+    for table in ("tcp", "tcp6"):
+        for line in open(f"/proc/net/{table}").read().splitlines()[1:]:
+            f = line.split()
+            if f[3] == "0A" and f[9] in inodes:
+                ports.append(int(f[1].split(":")[1], 16))
+    return ports
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_no_tcp_listener_by_default(daemon):
+    proc, _ = daemon
+    assert tcp_listeners(proc.pid) == []
+
+
+def test_control_over_tcp_takes_the_token(tmp_path):
+    import os
+    token = tmp_path / "token"
+    token.write_text("tok-" + os.urandom(12).hex() + "\n")
+    token.chmod(0o600)
+    port = free_port()
+    cfg = tmp_path / "lofid.toml"
+    cfg.write_text(f'control_tcp = "127.0.0.1:{port}"\ncontrol_token_file = "{token}"\n')
+    # TCP only: no Unix socket.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lofid.cli", "--library", str(tmp_path / "lib"), "run",
+         "-o", "null", "--realtime", "--size", "160x90", "--config", str(cfg)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    tcp = ("ctl", "--tcp", f"127.0.0.1:{port}")
+    try:
+        assert wait_for(lambda: proc.poll() is not None or port in tcp_listeners(proc.pid))
+        r = lofid(*tcp, "--token-file", str(token), "--json", "status")
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["scene"]["scene"] == "study_room"
+        assert tcp_listeners(proc.pid) == [port]
+        # The token from the environment, as a script would give it.
+        env_run = subprocess.run([sys.executable, "-m", "lofid.cli", *tcp, "scene", "library"],
+                                 capture_output=True, text=True, timeout=60,
+                                 env={**os.environ, "LOFID_TOKEN": token.read_text()})
+        assert env_run.returncode == 0 and "library" in env_run.stdout
+        wrong = tmp_path / "wrong"
+        wrong.write_text("not-the-token-0123456789")
+        wrong.chmod(0o600)
+        r = lofid(*tcp, "--token-file", str(wrong), "status")
+        assert r.returncode == 2 and "wrong token" in r.stderr
+        r = subprocess.run([sys.executable, "-m", "lofid.cli", *tcp, "status"],
+                           capture_output=True, text=True, timeout=60,
+                           env={k: v for k, v in os.environ.items() if k != "LOFID_TOKEN"})
+        assert r.returncode == 2 and "--token-file" in r.stderr
+        assert lofid(*tcp, "--token-file", str(token), "stop").returncode == 0
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+
+
+@pytest.mark.parametrize("config, mode, says", [
+    ('control_tcp = "127.0.0.1:7601"\n', 0o600, "control_tcp = '127.0.0.1:7601' needs "
+                                                "control_token_file"),
+    ('control_tcp = "127.0.0.1:7601"\ncontrol_token_file = "TOKEN"\n', 0o644,
+     "is readable by others"),
+    ('control_tcp = "localhost"\ncontrol_token_file = "TOKEN"\n', 0o600, "expected HOST:PORT"),
+])
+def test_a_tcp_listener_without_a_safe_token_is_refused(tmp_path, config, mode, says):
+    token = tmp_path / "token"
+    token.write_text("tok-0123456789abcdef0123")
+    token.chmod(mode)
+    cfg = tmp_path / "lofid.toml"
+    cfg.write_text(config.replace("TOKEN", str(token)))
+    r = lofid("--library", str(tmp_path / "lib"), "run", "-o", "null", "--duration", "1",
+              "--config", str(cfg))
+    assert r.returncode == 2 and says in r.stderr and "Traceback" not in r.stderr
+
+
+def test_relative_paths_are_the_clients(daemon, tmp_path):
+    from pynvim.msgpack_rpc import socket_session
+    _, sock = daemon
+    session = socket_session(str(sock))
+    try:
+        with pytest.raises(Exception, match="'rel.mkv' is a relative path"):
+            session.request("output.add", "rel.mkv")
+    finally:
+        session.close()
+    # ctl makes it absolute from where it runs.
+    r = subprocess.run([sys.executable, "-m", "lofid.cli", "ctl", "--socket", str(sock),
+                        "output", "add", "rel.mkv"], capture_output=True, text=True,
+                       timeout=60, cwd=tmp_path)
+    assert r.returncode == 0 and f"added output {tmp_path / 'rel.mkv'}" in r.stdout
+    assert wait_for(lambda: [o["state"] for o in status(sock)["outputs"]] == ["running"] * 2)
+
+
+# --- OutputSet with a real player, in this process --------------------------------------
+
+class OneLoop:
+    """A loop source that plays one painted loop for ever."""
+
+    def __init__(self):
+        from lofid.generators import get
+        from lofid.scene import parse
+        self.loop = get("procedural")(parse("rainy window"), 3, (160, 90), 20, 10.0)
+
+    def first(self):
+        return self.loop
+
+    def next_ready(self):
+        return None
+
+
+def test_outputs_join_a_player_that_makes_no_packets_yet(tmp_path):
+    """A player with only a WebM file (frames, no H.264) gets an MKV (packets) added:
+    the loop on the air is encoded aside, and the MKV starts at its next keyframe."""
+    from fractions import Fraction
+    from lofid.daemon import OutputSet
+    from lofid.outputs.base import OutputError
+    from lofid.player import Player, PlayerSettings
+    webm, mkv = tmp_path / "frames.webm", tmp_path / "packets.mkv"
+    outputs = OutputSet()
+    player = Player(OneLoop(), outputs.open([str(webm)]), None,
+                    PlayerSettings(fps=Fraction(30), size=(160, 90), realtime=True))
+    outputs.player = player
+    runner = threading.Thread(target=player.run)
+    runner.start()
+    try:
+        wait_for(lambda: player.frame > 10)
+        added = outputs.add(str(mkv))
+        assert wait_for(lambda: added.state == "running")
+        # The first keyframe (one every 2 s) and then some.
+        n = player.frame
+        wait_for(lambda: player.frame > n + 4 * 30)
+        outputs.remove(str(mkv))
+        # Removed, not yet finalised: the same file is not opened by a second writer.
+        with pytest.raises(OutputError, match="still being finalised"):
+            outputs.add(str(mkv))
+        assert wait_for(lambda: added.state == "closed")
+        assert [o["name"] for o in outputs.describe()] == [str(webm)]
+    finally:
+        player.stop()
+        runner.join(60)
+    frames, pts, keys = read_video(mkv)
+    assert keys[0] and len(frames) >= 30 and pts == list(range(len(frames)))
+    whole, whole_pts, _ = read_video(webm)
+    assert whole_pts == list(range(len(whole))) and len(whole) == player.frame
+
+
+def test_a_frame_output_joins_a_player_that_made_only_packets(tmp_path):
+    from fractions import Fraction
+    from lofid.daemon import OutputSet
+    from lofid.player import Player, PlayerSettings
+    webm = tmp_path / "late.webm"
+    outputs = OutputSet()
+    player = Player(OneLoop(), outputs.open(["null"]), None,
+                    PlayerSettings(fps=Fraction(30), size=(160, 90), realtime=True))
+    outputs.player = player
+    runner = threading.Thread(target=player.run)
+    runner.start()
+    try:
+        wait_for(lambda: player.frame > 10)
+        added = outputs.add(str(webm))
+        assert wait_for(lambda: added.state == "running")
+        n = player.frame
+        wait_for(lambda: player.frame > n + 30)
+        outputs.remove(str(webm))
+        assert wait_for(lambda: added.state == "closed")
+    finally:
+        player.stop()
+        runner.join(60)
+    frames, pts, _ = read_video(webm)
+    assert len(frames) >= 30 and pts == list(range(len(frames)))
+    # The painted loop, not a blank: the picture moves.
+    assert np.abs(frames[0].astype(int) - frames[15].astype(int)).mean() > 0.5

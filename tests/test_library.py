@@ -524,3 +524,58 @@ def test_writers_in_parallel_threads(root):
     assert leftovers(root) == [] and not (root / "corrupt").exists()
     for key, loop in zip(keys, loops):
         np.testing.assert_array_equal(again.get(key).frames, loop.frames)
+
+
+# ------------------------------------------------------------------ opening a loop to play at once
+
+def test_open_hands_the_loop_over_while_its_frames_decode(root):
+    lib = Library(root)
+    stored = make_loop(frames=painted(n=24, h=72, w=96))
+    key = lib.put(stored)
+    loop = lib.open(key)
+    assert loop.key == key and loop.spec == stored.spec and loop.fps == stored.fps
+    assert loop.metrics["seam_ratio"] == pytest.approx(stored.metrics["seam_ratio"])
+    loop.wait_frame(0)
+    assert np.array_equal(loop.frames[0], stored.frames[0])
+    loop.wait_frame(23)
+    assert np.array_equal(loop.frames, stored.frames)            # bit-exact, in place
+    with pytest.raises(TimeoutError):
+        lib.open(key).wait_frame(24, timeout=0.5)               # there is no frame 24
+
+
+def test_a_standby_starts_a_loop_with_its_first_frames_already_there(root):
+    lib = Library(root)
+    stored = make_loop(frames=painted(n=12))
+    key = lib.put(stored)
+    standby = lib.standby(key, 3)
+    assert standby.count == 3 and standby.frames.shape == stored.frames.shape
+    assert np.array_equal(standby.frames[:3], stored.frames[:3])
+    assert lib.standby(key, 50).count == 12                      # never more than it has
+    loop = lib.open(key, standby=standby)
+    assert loop.frames is standby.frames                          # no copy
+    loop.wait_frame(11)
+    assert np.array_equal(loop.frames, stored.frames)
+    other = lib.put(make_loop(seed=2))
+    with pytest.raises(ValueError, match="standby"):
+        lib.open(other, standby=lib.standby(key, 2))
+    with pytest.raises(ValueError, match="count"):
+        lib.standby(key, 0)
+    with pytest.raises(KeyError):
+        lib.open("0123456789abcdef")
+
+
+def test_open_finds_damaged_frames_after_playing_them_and_moves_them_aside(root, caplog):
+    lib = Library(root)
+    flipped, undecodable = (lib.put(make_loop(seed=s)) for s in (1, 2))
+    path = root / f"{flipped}.mkv"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    (root / f"{undecodable}.mkv").write_bytes(b"x" * (root / f"{undecodable}.mkv").stat().st_size)
+    with caplog.at_level(logging.WARNING, logger=LOG):
+        for key in (flipped, undecodable):
+            loop = lib.open(key)
+            with pytest.raises(CorruptLoopError):
+                loop.wait_frame(len(loop.frames))                # waits for the whole check
+            assert isinstance(loop.loader.error, CorruptLoopError)
+            assert key not in lib and (root / "corrupt" / f"{key}.mkv").exists()

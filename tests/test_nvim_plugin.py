@@ -140,9 +140,11 @@ def test_commands_drive_the_daemon_and_events_come_back(daemon, nvim):
     assert sorted(subcommands) == ["start", "status", "stop"]
     assert "rainy window" in nvim.call("getcompletion", "LofiVision scene ra", "cmdline")
 
-    # open: this daemon plays to null only, and a running one keeps its outputs.
+    # open: a running daemon is asked to add a window; this one has no display for it,
+    # and says so (the picture on its other outputs goes on).
     nvim.command("LofiVision open")
-    assert wait_for(lambda: any("runs without a window" in m for m in messages(nvim)))
+    assert wait_for(lambda: any("output.add: window: no display" in m for m in messages(nvim)))
+    assert ctl_status(sock)["outputs"][0]["state"] == "running"
 
     nvim.command("LofiVision stop")
     assert proc.wait(timeout=30) == 0
@@ -215,11 +217,93 @@ def test_the_editor_never_waits_and_reconnects_after_a_restart(daemon, nvim, tmp
         stop(proc2)
 
 
+def test_open_adds_an_output_to_a_running_daemon_and_close_removes_it(daemon, nvim, tmp_path):
+    import av
+    _, sock = daemon
+    setup(nvim, sock)
+    # A file stands in for the window (no display here): the same output.add call.
+    target = tmp_path / "opened.mkv"
+    assert "window" in nvim.call("getcompletion", "LofiVision open w", "cmdline")
+    nvim.command(f"LofiVision open {target}")
+    assert wait_for(lambda: any(f"opened {target}" in m for m in messages(nvim)))
+    assert wait_for(lambda: [(o["name"], o["state"]) for o in ctl_status(sock)["outputs"]]
+                    == [("null", "running"), (str(target), "running")])
+    nvim.command(f"LofiVision open {target}")
+    assert wait_for(lambda: any("already playing" in m for m in messages(nvim)))
+    # The first keyframe (one every 2 s) and 2.5 s more into the file, then close it.
+    t = ctl_status(sock)["clock"]["seconds"]
+    wait_for(lambda: ctl_status(sock)["clock"]["seconds"] > t + 4.5)
+    nvim.command(f"LofiVision close {target}")
+    assert wait_for(lambda: any(f"closing {target}" in m for m in messages(nvim)))
+    assert wait_for(lambda: [o["name"] for o in ctl_status(sock)["outputs"]] == ["null"])
+    with av.open(str(target)) as c:
+        packets = [p for p in c.demux(c.streams.video[0]) if p.pts is not None]
+        assert packets[0].is_keyframe and len(packets) >= 60
+        assert sum(len(p.decode()) for p in packets) == len(packets)
+    nvim.command("LofiVision close window")
+    assert wait_for(lambda: any("no output called 'window'" in m for m in messages(nvim)))
+
+
+def test_open_without_a_daemon_starts_one_with_that_output(nvim, tmp_path):
+    sock = tmp_path / "run" / "lofid.sock"
+    nvim.exec_lua("vim.env.LOFID_LIBRARY = ...", str(tmp_path / "lib"))
+    setup(nvim, sock, lofid_cmd=str(Path(sys.executable).parent / "lofid"),
+          run_args=["--size", "160x90"])
+    target = tmp_path / "recording.mkv"
+    try:
+        nvim.command(f"LofiVision open {target}")
+        assert wait_for(lambda: any(f"starting lofid: {target}" in m for m in messages(nvim)))
+        assert wait_for(lambda: ctl(sock, "status").returncode == 0)
+        assert [o["name"] for o in ctl_status(sock)["outputs"]] == [str(target)]
+        # Paced to the clock (a file alone would be written as fast as it can be): a
+        # window or stream can join it later.
+        wait_for(lambda: ctl_status(sock)["clock"]["seconds"] > 2)
+        s = ctl_status(sock)
+        assert s["clock"]["seconds"] <= s["uptime_s"] + 0.5
+    finally:
+        ctl(sock, "stop")
+
+
+# The API of Neovim 0.9, as far as this plugin could reach past it: no vim.uv (0.9 has
+# only vim.loop), no vim.system, vim.iter, vim.keycode, vim.ringbuf (0.10), and health
+# checks named report_start, report_ok ... (0.10 renamed them start, ok ...). No 0.9
+# binary is packaged for pip, so the current Neovim is narrowed to 0.9's surface.
+NVIM_09_SURFACE = """
+for _, name in ipairs({ "uv", "system", "iter", "keycode", "ringbuf", "snippet" }) do
+  rawset(vim, name, nil)
+end
+local h = vim.health
+for _, f in ipairs({ "start", "ok", "warn", "error", "info" }) do
+  h["report_" .. f], h[f] = h[f], nil
+end
+"""
+
+
+def test_the_plugin_keeps_to_the_api_of_neovim_0_9(daemon, nvim, tmp_path):
+    _, sock = daemon
+    nvim.exec_lua(NVIM_09_SURFACE)
+    assert nvim.exec_lua("return vim.uv == nil and vim.system == nil and vim.health.ok == nil")
+    setup(nvim, sock, lofid_cmd=str(Path(sys.executable).parent / "lofid"))
+    nvim.command("LofiVision scene rooftop night")
+    assert wait_for(lambda: ctl_status(sock)["scene"]["scene"] == "rooftop_night")
+    target = tmp_path / "opened.mkv"
+    nvim.command(f"LofiVision open {target}")
+    assert wait_for(lambda: str(target) in [o["name"] for o in ctl_status(sock)["outputs"]])
+    nvim.command(f"LofiVision close {target}")
+    assert wait_for(lambda: any(f"closing {target}" in m for m in messages(nvim)))
+    nvim.command("LofiVision status")
+    assert wait_for(lambda: any("outputs:" in m for m in messages(nvim)))
+    nvim.exec_lua("require('lofi_vision.health').check()")
+    assert not [m for m in messages(nvim) if "failed" in m]
+
+
 def test_checkhealth_reports_the_daemon_and_lofi(daemon, nvim):
     _, sock = daemon
     setup(nvim, sock, lofid_cmd=str(Path(sys.executable).parent / "lofid"))
     nvim.command("checkhealth lofi_vision")
     report = "\n".join(nvim.current.buffer[:])
+    version = nvim.exec_lua("local v = vim.version() return v.major .. '.' .. v.minor")
+    assert f"Neovim {version}." in report
     assert "lofid found" in report
     assert f"socket {sock}" in report
     assert "answers: scene: study room" in report

@@ -441,3 +441,150 @@ def test_stop_from_another_thread_leaves_a_playable_file(tmp_path):
 def test_bad_settings_are_refused_by_name(kwargs, words):
     with pytest.raises(ValueError, match=words):
         PlayerSettings(**kwargs)
+
+
+# --------------------------------------------------------------------------- urgent loops: live crossfades
+
+class UrgentSource(Source):
+    """A source whose loop `urgent_loop` becomes urgent once the clock has run `at` s."""
+
+    def __init__(self, first, urgent_at, urgent_loop, upcoming=()):
+        super().__init__(first, upcoming)
+        self.urgent_at, self.urgent_loop = urgent_at, urgent_loop
+
+    def urgent(self):
+        if self.urgent_loop is not None and self.player.seconds >= self.urgent_at:
+            loop, self.urgent_loop = self.urgent_loop, None
+            return loop
+        return None
+
+
+def colour_ramp_loop(channel, frames=12, fps=10.0, size=(160, 90), seed=5) -> Loop:
+    """Frame i: grey 40 with `channel` at 60 + 15 i, so each frame is told apart."""
+    video = np.full((frames, size[1], size[0], 3), 40, np.uint8)
+    for i in range(frames):
+        video[i, ..., channel] = 60 + 15 * i
+    return Loop(frames=video, fps=fps, spec=SceneSpec(), seed=seed, generator="test")
+
+
+def ffmpeg_errors(path: Path) -> str:
+    import subprocess
+    r = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-f", "null", "-"],
+                       capture_output=True, text=True, timeout=60)
+    return r.stderr.strip()
+
+
+def test_an_urgent_loop_crosses_live_at_the_next_frame_and_joins_its_cached_packets(tmp_path):
+    from lofid.library import Library
+    library = Library(tmp_path / "library")
+    red = colour_ramp_loop(0)                        # 36 output frames a repetition
+    key = library.put(colour_ramp_loop(2, seed=6))
+    blue = library.open(key)                         # frames still decoding as it starts
+    path = tmp_path / "urgent.mp4"
+    recorder = Recorder()
+    events = []
+    source = UrgentSource(red, 50 / 30, blue)
+    player = Player(source, [recorder, FileOutput(path)], None,
+                    PlayerSettings(size=SIZE, crossfade=0.5, duration=8.0),
+                    on_event=lambda name, payload: events.append((name, payload)))
+    source.player = player
+    player.run()
+
+    (fade,) = [e for name, e in events if name == "crossfade"]
+    c, length = fade["frame"], fade["frames"]
+    assert fade["live"] is True and c == 50 and length == 15   # the very next frame
+    assert player.stats["live_crossfades"] == 1 and player.stats["live_failures"] == 0
+
+    # One stream: every frame once, in order, a keyframe where the crossfade starts.
+    video = recorder.video()
+    assert [p.pts for p in video] == list(range(240))
+    assert video[c].keyframe and not video[c - 1].keyframe
+    frames, keyframes, _ = decode(path)
+    assert len(frames) == 240 and ffmpeg_errors(path) == ""
+    assert c / 30 in keyframes
+
+    # Before: the red loop's repetition, to the frame (offset 50 % 36 = 14, frame 4).
+    reds = [mean_rgb(frames[n]) for n in range(c)]
+    assert all(abs(reds[n][0] - (60 + 15 * ((n % 36) // 3))) < 4 for n in range(c))
+    # The crossfade blends, red out and blue in, one smooth way.
+    mix = [mean_rgb(frames[c + k]) for k in range(length)]
+    assert all(b2[2] >= b1[2] - 3 and r2[0] <= r1[0] + 3 for b1, b2, r1, r2 in
+               zip(mix, mix[1:], mix, mix[1:]))
+    assert 50 < mix[length // 2][2] and 50 < mix[length // 2][0]
+    # After: the blue loop from its first frame, entering in step with red's frames
+    # (red was 2 ticks into its frame at 50, so blue's frame 0 shows for 1 tick).
+    anchor = c - (c % 36) % 3
+    for n in range(c + length, 240):
+        expected = 60 + 15 * (((n - anchor) % 36) // 3)
+        assert abs(mean_rgb(frames[n])[2] - expected) < 4, n
+        assert mean_rgb(frames[n])[0] < 48
+    # Back to cached packets at a keyframe of blue's repetition: from there on each
+    # repetition is the same bytes.
+    cut = next(n for n in range(c + length, 240 - 36)
+               if (n - anchor) % 36 == 0 and video[n].data == video[n + 36].data)
+    assert video[cut].keyframe
+    assert all(video[n].data == video[n + 36].data for n in range(cut, 240 - 36))
+    assert player.stats["live_frames"] == cut - c
+
+
+def test_an_urgent_loop_reaches_frame_outputs_too():
+    red, blue = colour_ramp_loop(0), colour_ramp_loop(2, seed=6)
+    frames_seen = Recorder("frames")
+    source = UrgentSource(red, 1.0, blue)
+    events = []
+    player = Player(source, [frames_seen], None,
+                    PlayerSettings(size=SIZE, crossfade=0.5, duration=3.0),
+                    on_event=lambda name, payload: events.append((name, payload)))
+    source.player = player
+    player.run()
+    (fade,) = [e for name, e in events if name == "crossfade"]
+    images = frames_seen.images()
+    assert [f.index for f in images] == list(range(90)) and fade["frame"] == 30
+    assert mean_rgb(images[29].image)[0] > 100 and mean_rgb(images[29].image)[2] < 45
+    assert mean_rgb(images[89].image)[2] > 55 and mean_rgb(images[89].image)[0] < 45
+
+
+def test_rotation_still_crosses_on_cached_packets_after_a_live_crossfade():
+    red, blue = colour_ramp_loop(0), colour_ramp_loop(2, seed=6)
+    green = colour_ramp_loop(1, seed=7)
+    recorder = Recorder()
+    events = []
+    source = UrgentSource(red, 0.5, blue, upcoming=[(4.0, green)])
+    player = Player(source, [recorder], None,
+                    PlayerSettings(size=SIZE, crossfade=0.5, duration=8.0),
+                    on_event=lambda name, payload: events.append((name, payload)))
+    source.player = player
+    player.run()
+    fades = [e for name, e in events if name == "crossfade"]
+    assert [e["live"] for e in fades] == [True, False]
+    assert player.stats["crossfades"] == 1 and player.stats["live_crossfades"] == 1
+    assert [p.pts for p in recorder.video()] == list(range(240))
+
+
+def test_an_urgent_loop_that_cannot_be_read_never_stops_the_picture(tmp_path):
+    from lofid.library import Library
+    library = Library(tmp_path / "library")
+    key = library.put(colour_ramp_loop(2, seed=6))
+    frames_file = tmp_path / "library" / f"{key}.mkv"
+    frames_file.write_bytes(b"not a video" * (frames_file.stat().st_size // 11))
+    broken = library.open(key)                       # its metadata is fine; its frames not
+    path = tmp_path / "broken.mp4"
+    recorder = Recorder()
+    events = []
+    source = UrgentSource(colour_ramp_loop(0), 1.0, broken)
+    player = Player(source, [recorder, FileOutput(path)], None,
+                    PlayerSettings(size=SIZE, crossfade=0.5, duration=4.0),
+                    on_event=lambda name, payload: events.append((name, payload)))
+    source.player = player
+    player.run()
+    errors = [e for name, e in events if name == "player_error"]
+    # The live crossfade and the background encode of its repetition both find the
+    # damage; which says so first depends on the threads.
+    assert errors and all("damaged" in e["error"] for e in errors)
+    assert "live" in {e["where"] for e in errors}
+    assert [p.pts for p in recorder.video()] == list(range(120))
+    frames, _, _ = decode(path)
+    assert len(frames) == 120 and ffmpeg_errors(path) == ""
+    # The red loop plays on, to the frame.
+    assert all(abs(mean_rgb(frames[n])[0] - (60 + 15 * ((n % 36) // 3))) < 4
+               for n in range(120))

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lofid.rpc import (E_FAILED, E_INVALID, E_NO_METHOD, MAX_MESSAGE, AlreadyRunning, RpcError,
-                       Server, SocketError, prepare_socket_path)
+from lofid.rpc import (E_AUTH, E_FAILED, E_INVALID, E_NO_METHOD, MAX_MESSAGE, AlreadyRunning,
+                       RpcError, Server, SocketError, prepare_socket_path)
 
 
 def handlers():
@@ -46,6 +46,14 @@ class Client:
         self.sock.connect(str(path))
         self.unpacker = msgpack.Unpacker(raw=False)
         self.next_id = 1
+
+    @classmethod
+    def tcp(cls, address):
+        c = cls.__new__(cls)
+        c.sock = socket.create_connection(address, timeout=5)
+        c.unpacker = msgpack.Unpacker(raw=False)
+        c.next_id = 1
+        return c
 
     def send(self, message):
         self.sock.sendall(msgpack.packb(message, use_bin_type=True))
@@ -225,3 +233,74 @@ def test_unsafe_places_are_refused(tmp_path):
         os.chown(theirs, 12345, 12345)
         with pytest.raises(SocketError, match="belongs to uid 12345"):
             prepare_socket_path(theirs / "lofid.sock")
+
+
+# --- TCP: only when configured, and only with a token ---------------------------------
+
+TOKEN = "s3cret-token-0123456789abcdef"
+
+
+@pytest.fixture
+def tcp_server(tmp_path):
+    s = Server(tmp_path / "run" / "lofid.sock", handlers(), tcp=("127.0.0.1", 0), token=TOKEN)
+    s.start()
+    yield s
+    s.stop()
+
+
+def test_no_tcp_listener_unless_asked(server):
+    assert server.tcp_address is None
+    listening = open("/proc/net/tcp").read() + open("/proc/net/tcp6").read()
+    pid_inodes = {os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
+                  if os.path.exists(f"/proc/self/fd/{fd}")}
+    sockets = {i.split("[")[1].rstrip("]") for i in pid_inodes if i.startswith("socket:")}
+    # No listening TCP socket (state 0A) belongs to this process.
+    for line in listening.splitlines()[1:]:
+        fields = line.split()
+        assert not (fields[3] == "0A" and fields[9] in sockets)
+
+
+def test_a_tcp_listener_needs_a_token_to_start():
+    with pytest.raises(SocketError, match="without a token"):
+        Server(None, handlers(), tcp=("127.0.0.1", 0))
+
+
+def test_tcp_wants_the_right_token_first(tcp_server):
+    address = tcp_server.tcp_address
+    # Anything before auth: an error reply, then the connection is closed.
+    c = Client.tcp(address)
+    err, _ = c.request("status")
+    assert err == [E_AUTH, "the first request on a TCP connection must be auth(token)"]
+    assert c.receive() is None
+    # A wrong token (or none): the same.
+    for wrong in ([TOKEN[:-1] + "x"], [], [b"bytes-not-the-token"], [None]):
+        c = Client.tcp(address)
+        err, _ = c.request("auth", *wrong)
+        assert err[0] == E_AUTH and c.receive() is None
+    # A notification first: nothing to answer, closed.
+    c = Client.tcp(address)
+    c.send([2, "status", []])
+    assert c.receive() is None
+    # The right token: then everything as on the Unix socket, events too.
+    c = Client.tcp(address)
+    assert c.request("auth", TOKEN) == (None, True)
+    assert c.request("status") == (None, {"ok": True, "n": 0})
+    assert c.request("subscribe", ["scene_changed"]) == (None, ["scene_changed"])
+    tcp_server.notify("scene_changed", {"scene": "library"})
+    assert c.receive() == [2, "scene_changed", [{"scene": "library"}]]
+    c.close()
+    # The Unix socket takes no token, and auth there is accepted.
+    u = Client(tcp_server.path)
+    assert u.request("status")[0] is None and u.request("auth", "anything") == (None, True)
+    u.close()
+
+
+def test_a_tcp_client_that_never_authenticates_is_dropped(tcp_server):
+    tcp_server.auth_timeout = 0.3
+    good = Client.tcp(tcp_server.tcp_address)
+    assert good.request("auth", TOKEN) == (None, True)
+    silent = Client.tcp(tcp_server.tcp_address)
+    silent.sock.settimeout(10)
+    assert silent.receive() is None           # closed by the server, not by a timeout here
+    # The one that authenticated, connected earlier, is past its limit too and stays.
+    assert good.request("status")[0] is None

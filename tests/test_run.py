@@ -135,3 +135,43 @@ def test_run_makes_its_loops_with_animatediff_from_the_config(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "generator animatediff" in r.stderr
     assert len(read_back(out)["frames"]) == 60
+
+
+def _playing(tmp_path, out, *extra):
+    sock = tmp_path / "run" / "lofid.sock"
+    p = subprocess.Popen([sys.executable, "-m", "lofid.cli", "--library", str(tmp_path / "lib"),
+                          "run", "-o", str(out), *SMALL, "--realtime", "--socket", str(sock),
+                          *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (out.exists() and out.stat().st_size > 20000):
+        time.sleep(0.1)
+    return p, sock
+
+
+def test_sigterm_stops_cleanly_and_removes_the_socket(tmp_path):
+    out = tmp_path / "terminated.mkv"
+    p, sock = _playing(tmp_path, out)
+    try:
+        assert sock.exists()
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 0, err
+    assert "stopping" in err and not sock.exists()
+    assert len(read_back(out)["frames"]) > 10
+
+
+def test_a_second_signal_forces_the_stop(tmp_path):
+    out = tmp_path / "forced.mkv"
+    p, _ = _playing(tmp_path, out)
+    try:
+        # Two signals back to back: the second arrives while the first stop is under way.
+        os.kill(p.pid, signal.SIGTERM)
+        os.kill(p.pid, signal.SIGINT)
+        _, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 130 and "forced stop" in err

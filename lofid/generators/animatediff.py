@@ -263,16 +263,18 @@ def _offloaded(pipe) -> bool:
 def speed_up(pipe, device, *, channels_last: bool | None = None, compile: bool = False) -> dict:
     """Faster kernels for the pipeline's UNet and VAE on a GPU, applied once per pipeline.
 
-    channels_last (default on CUDA) lays the convolutions' activations out the way
-    the tensor cores read them. compile wraps the UNet in torch.compile: the first
-    loop at a new shape (frames per call, size) pays the compilation, each later one
-    runs faster; worth it for a daemon that makes loop after loop at one size.
-    Returns what is in effect.
+    Both are off by default. channels_last lays the convolutions' activations out
+    the way cuDNN's NHWC kernels read them; measured on an H100 (bench/RESULTS.md)
+    it made a 16-frame loop 13% slower with diffusers' motion UNet, whose temporal
+    layers reshape the activations back and forth. compile wraps the UNet in
+    torch.compile: the first loop at a new shape (frames per call, size) pays the
+    compilation (over 100 s on an H100), so it is only for a daemon that makes loop
+    after loop at one size, and not yet measured. Returns what is in effect.
     """
     import torch
 
     if channels_last is None:
-        channels_last = torch.device(device).type == "cuda"
+        channels_last = False
     done = getattr(pipe, "_lofid_speed", {"channels_last": False, "compile": False})
     if channels_last and not done["channels_last"]:
         pipe.unet.to(memory_format=torch.channels_last)
@@ -500,8 +502,8 @@ def generate(spec, seed, size, frames, fps, progress=None, *, model=None, motion
     `progress(done, total)` is called after each denoising step; `events(name,
     info)` hears of memory fallbacks ("oom_retry"). `stride` spaces the context
     windows (default: half a window); `dtype` is "fp16" (CUDA default), "bf16"
-    or "fp32" (always on CPU). `channels_last` (default: on CUDA) and `compile`
-    (torch.compile of the UNet) are the GPU speed options of speed_up().
+    or "fp32" (always on CPU). `channels_last` and `compile` (torch.compile of the
+    UNet) are the GPU speed options of speed_up(), both off by default.
     """
     import torch
 

@@ -20,6 +20,15 @@ function M.check()
   local lofi_vision = require("lofi_vision")
   local config = lofi_vision.config
 
+  start("Neovim")
+  local v = vim.version()
+  local version = string.format("%d.%d.%d", v.major, v.minor, v.patch)
+  if vim.fn.has("nvim-0.9") == 1 then
+    ok("Neovim " .. version)
+  else
+    error("Neovim " .. version .. ": lofi_vision needs 0.9 or later")
+  end
+
   start("lofid")
   local exe = vim.fn.exepath(config.lofid_cmd)
   if exe ~= "" then

@@ -41,7 +41,8 @@ M.config = {
   timeout_ms = 3000,
 }
 
-M.subcommands = { "start", "stop", "status", "scene", "prompt", "next", "pause", "resume", "open" }
+M.subcommands = { "start", "stop", "status", "scene", "prompt", "next", "pause", "resume", "open",
+  "close" }
 
 -- Scene words lofid knows (for completion of :LofiVision scene).
 H.scene_words = {
@@ -58,6 +59,7 @@ H.scene_words = {
 --- Apply options, define :LofiVision and follow lofi.nvim.
 ---@param config table|nil
 function M.setup(config)
+  if vim.fn.has("nvim-0.9") ~= 1 then H.error("needs Neovim 0.9 or later") end
   config = H.setup_config(config)
   H.apply_config(config)
   H.create_user_commands()
@@ -149,19 +151,33 @@ function M.next() M.request("next", {}, H.reporter()) end
 function M.pause() M.request("pause", {}, H.reporter("paused")) end
 function M.resume() M.request("resume", {}, H.reporter("playing")) end
 
---- Show the picture in a window: starts lofid with a window output when none runs.
---- (A running daemon keeps the outputs it was started with.)
-function M.open()
-  H.send({ kind = "request", method = "status", params = {}, no_start = true,
-    callback = function(err, status)
-      if err ~= nil then return H.spawn({ "window" }) end
-      for _, o in ipairs(status.outputs or {}) do
-        if o.name == "window" then
-          return H.notify("the window output is " .. tostring(o.state), vim.log.levels.INFO)
-        end
-      end
-      H.notify("lofid runs without a window: `:LofiVision stop`, then `:LofiVision open`",
-        vim.log.levels.WARN)
+--- Show the picture on `target` (default "window"; any target `lofid run -o` takes):
+--- a running lofid adds it to its outputs, the others playing on; when none
+--- answers, one is started with it.
+---@param target string|nil
+function M.open(target)
+  target = target or "window"
+  H.check_text("open", target)
+  if target ~= "window" and target ~= "null" and not target:find("://", 1, true) then
+    target = vim.fn.fnamemodify(vim.fn.expand(target), ":p")   -- lofid's cwd is not ours
+  end
+  H.send({ kind = "request", method = "output.add", params = { target }, no_start = true,
+    on_no_daemon = function() H.spawn({ target }) end,
+    callback = function(err, result)
+      if err ~= nil then return H.notify(err, vim.log.levels.WARN) end
+      H.notify("opened " .. tostring(result.name), vim.log.levels.INFO)
+    end })
+end
+
+--- Stop one output of the running lofid (default "window"); a file is finalised.
+---@param name string|nil  an output's name, as |:LofiVision| status lists them
+function M.close(name)
+  name = name or "window"
+  H.check_text("close", name)
+  H.send({ kind = "request", method = "output.remove", params = { name }, no_start = true,
+    callback = function(err, result)
+      if err ~= nil then return H.notify(err, vim.log.levels.WARN) end
+      H.notify("closing " .. tostring(result.name), vim.log.levels.INFO)
     end })
 end
 
@@ -261,10 +277,13 @@ function H.command(opts)
   local sub = opts.fargs[1]
   local text = vim.trim(opts.args:sub(#sub + 1))
   local simple = { start = M.start, stop = M.stop, status = M.status, next = M.next,
-    pause = M.pause, resume = M.resume, open = M.open }
+    pause = M.pause, resume = M.resume }
   if simple[sub] then
     if text ~= "" then return H.notify(sub .. " takes no argument", vim.log.levels.ERROR) end
     return simple[sub]()
+  end
+  if sub == "open" or sub == "close" then
+    return M[sub](text ~= "" and text or nil)
   end
   if sub == "scene" or sub == "prompt" then
     if text == "" then
@@ -281,8 +300,13 @@ function H.complete(arglead, cmdline, _)
   local words = vim.split(cmdline, "%s+", { trimempty = false })
   local candidates = M.subcommands
   if #words > 2 then
-    if words[2] ~= "scene" and words[2] ~= "prompt" then return {} end
-    candidates = H.scene_words
+    if words[2] == "open" or words[2] == "close" then
+      candidates = { "window" }
+    elseif words[2] == "scene" or words[2] == "prompt" then
+      candidates = H.scene_words
+    else
+      return {}
+    end
   end
   return vim.tbl_filter(function(c) return vim.startswith(c, arglead) end, candidates)
 end
@@ -304,6 +328,8 @@ function H.send(message)
       elseif (m.retries or 0) > 0 then
         m.retries = m.retries - 1   -- a daemon is starting: its socket comes soon
         H.defer(100, function() H.send(m) end)
+      elseif m.on_no_daemon ~= nil then
+        vim.schedule(function() m.on_no_daemon(err) end)
       elseif M.config.auto_start and not m.no_start then
         -- The first command that finds no daemon starts one; it and those after it
         -- wait for the socket (without blocking), then are sent.
@@ -443,7 +469,9 @@ function H.spawn(outputs)
     return H.notify(string.format("cannot start lofid: %q is not an executable (option lofid_cmd)",
       M.config.lofid_cmd), vim.log.levels.ERROR)
   end
-  local cmd = { M.config.lofid_cmd, "run", "--socket", M.socket_path() }
+  -- Paced to the clock, whatever the outputs: a daemon started from the editor is a
+  -- live picture (a file alone would otherwise be written as fast as it can be).
+  local cmd = { M.config.lofid_cmd, "run", "--socket", M.socket_path(), "--realtime" }
   for _, o in ipairs(outputs) do vim.list_extend(cmd, { "-o", o }) end
   vim.list_extend(cmd, M.config.run_args)
   -- Detached: the daemon outlives this editor, as a service would.
