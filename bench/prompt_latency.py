@@ -2,7 +2,7 @@
 
     python bench/prompt_latency.py [--sizes 1280x720,1920x1080] [--count 8] [--every 12]
                                    [--baseline-count 4] [--baseline-every 20]
-                                   [--baseline-rev HEAD]
+                                   [--baseline-rev 7478440]
 
 Two scenes' loops are painted first into a temporary library, at the size `lofid run`
 paints them for that output (at most 1280 wide, 60 frames at 10 fps). Then, for each
@@ -17,8 +17,8 @@ The MP4 written beside the null output is read back afterwards: at each frame an
 names there must be a keyframe, and the picture must move from one scene to the other
 over the crossfade that starts there.
 
-The baseline is the code at `--baseline-rev` (default HEAD: the last commit) run the
-same way, whose requests go through the old path (load the whole loop, prepare and
+The baseline is the code at `--baseline-rev` (default 7478440: the last commit before
+live crossfades) run the same way, whose requests go through the old path (load the whole loop, prepare and
 encode it, cross at a planned keyframe); its events have no `wall`, so its figure is
 the event's arrival.
 """
@@ -235,7 +235,9 @@ def main() -> None:
     ap.add_argument("--baseline-count", type=int, default=4)
     ap.add_argument("--baseline-every", type=float, default=20.0,
                     help="seconds between the baseline's prompts (its switches take seconds)")
-    ap.add_argument("--baseline-rev", default="HEAD")
+    ap.add_argument("--baseline-rev", default="7478440",
+                    help="the commit whose lofid is the baseline (default: the last one "
+                         "before live crossfades)")
     a = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="prompt-latency-"))

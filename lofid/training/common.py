@@ -490,8 +490,8 @@ class Task:
 @dataclass
 class TrainResult:
     step: int                              # the last step done
-    start_step: int                        # where this session began (0, or the resumed step)
-    losses: list[float] = field(default_factory=list)      # this session's per-step losses
+    start_step: int                        # where this run began (0, or the resumed step)
+    losses: list[float] = field(default_factory=list)      # this run's per-step losses
     step_seconds: list[float] = field(default_factory=list)
     interrupted: bool = False
     checkpoint: Path | None = None         # the last checkpoint written
