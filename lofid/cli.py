@@ -552,7 +552,9 @@ def cmd_ctl(args) -> int:
     try:
         result = client.call(method, *params)
         if args.action == "events":
-            # Until interrupted: one line per event.
+            # Until interrupted: one line per event, however long the quiet between them
+            # (the timeout was for the answer to subscribe).
+            client.sock.settimeout(None)
             while True:
                 _, name, payload = client.receive()
                 print(json.dumps({"event": name, **(payload[0] if payload else {})})

@@ -86,6 +86,23 @@ def test_ctl_drives_the_daemon_and_subscribers_hear_it(daemon):
     assert not sock.exists()
 
 
+def test_ctl_events_waits_through_quiet_times(daemon):
+    proc, sock = daemon
+    watcher = subprocess.Popen([sys.executable, "-m", "lofid.cli", "ctl", "--socket", str(sock),
+                                "--json", "events", "scene_changed"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        # Longer than a request's timeout, with nothing to report: still listening.
+        time.sleep(6.5)
+        assert watcher.poll() is None, watcher.stderr.read()
+        assert lofid("ctl", "--socket", str(sock), "scene", "coffee shop").returncode == 0
+        line = json.loads(watcher.stdout.readline())
+        assert line["event"] == "scene_changed" and "coffee shop" in line["scene"]
+    finally:
+        watcher.kill()
+        watcher.wait(timeout=10)
+
+
 def test_a_second_daemon_on_the_same_socket_is_refused(daemon):
     _, sock = daemon
     r = lofid("run", "-o", "null", "--duration", "1", "--socket", str(sock))
