@@ -3,6 +3,7 @@ daemon's outputs with a real player."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import time
 
 import numpy as np
 import pytest
-from waiting import wait_for
+from waiting import holds_for, wait_for
 from media import write_tone_wav
 
 
@@ -93,8 +94,7 @@ def test_ctl_events_waits_through_quiet_times(daemon):
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         # Longer than a request's timeout, with nothing to report: still listening.
-        time.sleep(6.5)
-        assert watcher.poll() is None, watcher.stderr.read()
+        assert holds_for(lambda: watcher.poll() is None, 6.5), watcher.stderr.read()
         assert lofid("ctl", "--socket", str(sock), "scene", "coffee shop").returncode == 0
         line = json.loads(watcher.stdout.readline())
         assert line["event"] == "scene_changed" and "coffee shop" in line["scene"]
@@ -488,21 +488,32 @@ class OneLoop:
         return None
 
 
-def test_outputs_join_a_player_that_makes_no_packets_yet(tmp_path):
-    """A player with only a WebM file (frames, no H.264) gets an MKV (packets) added:
-    the loop on the air is encoded aside, and the MKV starts at its next keyframe."""
+@contextlib.contextmanager
+def playing(targets):
+    """A real-time player of OneLoop to `targets`, on its own thread, with the OutputSet
+    that adds and removes its outputs; stopped on leaving."""
     from fractions import Fraction
     from lofid.daemon import OutputSet
-    from lofid.outputs.base import OutputError
     from lofid.player import Player, PlayerSettings
-    webm, mkv = tmp_path / "frames.webm", tmp_path / "packets.mkv"
     outputs = OutputSet()
-    player = Player(OneLoop(), outputs.open([str(webm)]), None,
+    player = Player(OneLoop(), outputs.open(targets), None,
                     PlayerSettings(fps=Fraction(30), size=(160, 90), realtime=True))
     outputs.player = player
     runner = threading.Thread(target=player.run)
     runner.start()
     try:
+        yield outputs, player
+    finally:
+        player.stop()
+        runner.join(60)
+
+
+def test_outputs_join_a_player_that_makes_no_packets_yet(tmp_path):
+    """A player with only a WebM file (frames, no H.264) gets an MKV (packets) added:
+    the loop on the air is encoded aside, and the MKV starts at its next keyframe."""
+    from lofid.outputs.base import OutputError
+    webm, mkv = tmp_path / "frames.webm", tmp_path / "packets.mkv"
+    with playing([str(webm)]) as (outputs, player):
         wait_for(lambda: player.frame > 10)
         added = outputs.add(str(mkv))
         assert wait_for(lambda: added.state == "running")
@@ -515,9 +526,6 @@ def test_outputs_join_a_player_that_makes_no_packets_yet(tmp_path):
             outputs.add(str(mkv))
         assert wait_for(lambda: added.state == "closed")
         assert [o["name"] for o in outputs.describe()] == [str(webm)]
-    finally:
-        player.stop()
-        runner.join(60)
     frames, pts, keys = read_video(mkv)
     assert keys[0] and len(frames) >= 30 and pts == list(range(len(frames)))
     whole, whole_pts, _ = read_video(webm)
@@ -525,17 +533,8 @@ def test_outputs_join_a_player_that_makes_no_packets_yet(tmp_path):
 
 
 def test_a_frame_output_joins_a_player_that_made_only_packets(tmp_path):
-    from fractions import Fraction
-    from lofid.daemon import OutputSet
-    from lofid.player import Player, PlayerSettings
     webm = tmp_path / "late.webm"
-    outputs = OutputSet()
-    player = Player(OneLoop(), outputs.open(["null"]), None,
-                    PlayerSettings(fps=Fraction(30), size=(160, 90), realtime=True))
-    outputs.player = player
-    runner = threading.Thread(target=player.run)
-    runner.start()
-    try:
+    with playing(["null"]) as (outputs, player):
         wait_for(lambda: player.frame > 10)
         added = outputs.add(str(webm))
         assert wait_for(lambda: added.state == "running")
@@ -543,9 +542,6 @@ def test_a_frame_output_joins_a_player_that_made_only_packets(tmp_path):
         wait_for(lambda: player.frame > n + 30)
         outputs.remove(str(webm))
         assert wait_for(lambda: added.state == "closed")
-    finally:
-        player.stop()
-        runner.join(60)
     frames, pts, _ = read_video(webm)
     assert len(frames) >= 30 and pts == list(range(len(frames)))
     # The painted loop, not a blank: the picture moves.

@@ -14,3 +14,14 @@ def wait_for(predicate, timeout: float = 30.0, every: float = 0.02):
             return value
         time.sleep(every)
     raise AssertionError(f"condition not met within {timeout:g} s")
+
+
+def holds_for(predicate, seconds: float, every: float = 0.02) -> bool:
+    """True when predicate() stays truthy for `seconds`; False the moment it does not
+    (for "nothing happens meanwhile": a failure shows at once, not after the wait)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not predicate():
+            return False
+        time.sleep(every)
+    return bool(predicate())
