@@ -8,8 +8,9 @@ each keeps its own weight (`set_adapters`).
 Adapters are loaded once per pipeline and kept, keyed by file: switching LoRAs between
 loops only changes which adapters are active and with what weight. The base model is
 never reloaded, and adapters that have not been used for a while are deleted so that
-memory stays bounded. A LoRA at weight 0 is left out of the active set, so the picture
-is exactly the base picture.
+memory stays bounded. A LoRA at weight 0 is left out of the active set, and loading or
+deleting an adapter leaves the base weights exactly as they were (values and flags), so
+the picture is the base picture bit for bit on every CPU.
 
 `fuse(pipe)` merges the active adapters into the base weights (faster denoising when
 the same LoRAs are used loop after loop); `apply_loras` undoes that by itself when the
@@ -26,6 +27,7 @@ import os
 import re
 import weakref
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -240,7 +242,8 @@ def fuse(pipe) -> bool:
     if state.fused is not None:
         unfuse(pipe)
     state.saved = _save_base_weights(pipe, [n for n, _ in state.active])
-    pipe.fuse_lora(adapter_names=[n for n, _ in state.active], lora_scale=1.0)
+    with _base_untouched(pipe):
+        pipe.fuse_lora(adapter_names=[n for n, _ in state.active], lora_scale=1.0)
     state.fused = state.active
     return True
 
@@ -252,7 +255,8 @@ def unfuse(pipe) -> bool:
         return False
     import torch
 
-    pipe.unfuse_lora()
+    with _base_untouched(pipe):
+        pipe.unfuse_lora()
     with torch.no_grad():       # subtracting the merged delta leaves rounding: put the originals back
         for layer, original in state.saved:
             layer.weight.copy_(original.to(layer.weight.device, layer.weight.dtype))
@@ -396,13 +400,14 @@ def _ensure_loaded(pipe, state: _PipeLoras, path: Path, ref, role: str) -> str:
         unfuse(pipe)            # loading into fused layers would merge on top of a merge
     before = _pipeline_adapters(pipe)
     try:
-        if fmt == "original_motion":
-            pipe.load_lora_weights(_original_motion_to_diffusers(_load_state_dict(path)), adapter_name=name)
-        elif path.suffix == ".safetensors":
-            # By path, so that diffusers reads the LoRA's own config (rank, alpha) from the header.
-            pipe.load_lora_weights(str(path), adapter_name=name)
-        else:
-            pipe.load_lora_weights(_load_state_dict(path), adapter_name=name)
+        with _base_untouched(pipe):
+            if fmt == "original_motion":
+                pipe.load_lora_weights(_original_motion_to_diffusers(_load_state_dict(path)), adapter_name=name)
+            elif path.suffix == ".safetensors":
+                # By path, so that diffusers reads the LoRA's own config (rank, alpha) from the header.
+                pipe.load_lora_weights(str(path), adapter_name=name)
+            else:
+                pipe.load_lora_weights(_load_state_dict(path), adapter_name=name)
     except Exception as e:
         _remove_partial(pipe, name, before)
         raise LoraError(f"{path}: could not be loaded as a {fmt}-format {role} LoRA ({e}): "
@@ -456,10 +461,37 @@ def _drop(pipe, state: _PipeLoras, key: str) -> None:
 def _delete(pipe, names) -> None:
     import warnings
 
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _base_untouched(pipe):
         # peft warns when an active adapter goes; here that is the point.
         warnings.filterwarnings("ignore", message=r"Adapter .* was active which is now deleted")
         pipe.delete_adapters(list(names))
+
+
+@contextmanager
+def _base_untouched(pipe):
+    """Put back the requires_grad flag of every weight that was there before the block.
+
+    peft marks the base weights as frozen when it loads or deletes an adapter (a
+    training convenience). That flag is not only about training: for a batched input that
+    is not contiguous, torch's matmul makes one matrix product of it when the weight
+    requires grad and a batched product when not, so the flag picks the kernel, and on
+    some CPUs (AMD EPYC with MKL) the two round differently. Keeping the flags keeps the base layers computing exactly as before, so
+    that with no adapter active (all at weight 0, or none) the picture is the base
+    picture bit for bit.
+    """
+    flags = [(p, p.requires_grad) for model in _models(pipe) for p in model.parameters()]
+    try:
+        yield
+    finally:
+        for param, flag in flags:
+            if param.requires_grad != flag:
+                param.requires_grad_(flag)
+
+
+def _models(pipe) -> list:
+    """The torch modules of a pipeline (UNet, text encoders, VAE, ...)."""
+    components = getattr(pipe, "components", None) or {}
+    return [m for m in components.values() if hasattr(m, "parameters") and hasattr(m, "named_modules")]
 
 
 def _save_base_weights(pipe, names) -> list:
