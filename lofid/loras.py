@@ -174,7 +174,7 @@ class _PipeLoras:
     loaded: OrderedDict = field(default_factory=OrderedDict)   # file path -> _Adapter, LRU order
     active: tuple = ()             # ((adapter name, weight), ...) in effect now
     fused: tuple | None = None     # the `active` that is merged into the base weights
-    saved: list = field(default_factory=list)   # (base layer, its weight before fusing)
+    saved: list = field(default_factory=list)   # (base layer, its weight and bias before fusing)
 
 
 _STATE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
@@ -258,8 +258,10 @@ def unfuse(pipe) -> bool:
     with _base_untouched(pipe):
         pipe.unfuse_lora()
     with torch.no_grad():       # subtracting the merged delta leaves rounding: put the originals back
-        for layer, original in state.saved:
-            layer.weight.copy_(original.to(layer.weight.device, layer.weight.dtype))
+        for layer, weight, bias in state.saved:
+            layer.weight.copy_(weight.to(layer.weight.device, layer.weight.dtype))
+            if bias is not None:
+                layer.bias.copy_(bias.to(layer.bias.device, layer.bias.dtype))
     state.saved = []
     state.fused = None
     return True
@@ -475,9 +477,9 @@ def _base_untouched(pipe):
     training convenience). That flag is not only about training: for a batched input that
     is not contiguous, torch's matmul makes one matrix product of it when the weight
     requires grad and a batched product when not, so the flag picks the kernel, and on
-    some CPUs (AMD EPYC with MKL) the two round differently. Keeping the flags keeps the base layers computing exactly as before, so
-    that with no adapter active (all at weight 0, or none) the picture is the base
-    picture bit for bit.
+    some CPUs (AMD EPYC with MKL) the two round differently. Keeping the flags keeps the
+    base layers computing exactly as before, so that with no adapter active (all at
+    weight 0, or none) the picture is the base picture bit for bit.
     """
     flags = [(p, p.requires_grad) for model in _models(pipe) for p in model.parameters()]
     try:
@@ -495,19 +497,19 @@ def _models(pipe) -> list:
 
 
 def _save_base_weights(pipe, names) -> list:
-    """(layer, CPU copy of its weight) for every base layer that fusing `names` changes."""
+    """(layer, CPU copy of its weight, of its bias or None) for every base layer that
+    fusing `names` changes, in every model of the pipeline (SDXL has two text encoders)."""
     import torch
 
     saved = []
     with torch.no_grad():
-        for component in ("unet", "text_encoder"):
-            model = getattr(pipe, component, None)
-            if model is None:
-                continue
+        for model in _models(pipe):
             for module in model.modules():
                 lora_a = getattr(module, "lora_A", None)
                 base = getattr(module, "base_layer", None)
                 if lora_a is None or base is None or not any(n in lora_a for n in names):
                     continue
-                saved.append((base, base.weight.detach().to("cpu", copy=True)))
+                bias = getattr(base, "bias", None)   # a LoRA with its own bias merges into it
+                saved.append((base, base.weight.detach().to("cpu", copy=True),
+                              None if bias is None else bias.detach().to("cpu", copy=True)))
     return saved

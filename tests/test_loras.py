@@ -369,3 +369,34 @@ def test_loading_and_unloading_loras_leaves_the_base_model_as_it_was(world, pipe
     loras.unload_all(pipe)
     same_as_before()
     assert torch.equal(_render(pipe), world["base"])
+
+
+def test_unfusing_restores_every_text_encoder_of_an_sdxl_pipeline(tmp_path):
+    # SDXL has a second text encoder; a style LoRA on it is merged by fuse like the rest
+    # and must come back bit for bit too (subtracting the merge would leave rounding).
+    from diffusers import AnimateDiffSDXLPipeline
+
+    zoo = tmp_path / "zoo"
+    sdxl = models.load_pipeline(models.describe(tiny_models.tiny_sdxl_pipeline_dir(zoo)),
+                                models.describe(tiny_models.tiny_sdxl_motion_adapter_dir(zoo)),
+                                "cpu", torch.float32)
+    path = tmp_path / "xl" / "xl_style.safetensors"
+    AnimateDiffSDXLPipeline.save_lora_weights(
+        path.parent, weight_name=path.name,
+        unet_lora_layers=_peft_lora(sdxl.unet, SPATIAL, seed=5),
+        text_encoder_lora_layers=_peft_lora(sdxl.text_encoder, TEXT, seed=6),
+        text_encoder_2_lora_layers=_peft_lora(sdxl.text_encoder_2, TEXT, seed=7))
+    def base_weights(part):
+        # peft's wrapper moves a layer's weight under .base_layer: name it as before
+        return {k.replace(".base_layer", ""): v.clone() for k, v in getattr(sdxl, part).state_dict().items()
+                if "lora_" not in k}
+
+    before = {part: base_weights(part) for part in ("unet", "text_encoder", "text_encoder_2")}
+    apply_loras(sdxl, [(ModelRef("lora", path, "xl_style", "peft"), 0.9)], [])
+    assert fuse(sdxl) is True
+    merged = base_weights("text_encoder_2")
+    assert any(not torch.equal(merged[k], v) for k, v in before["text_encoder_2"].items())
+    assert unfuse(sdxl) is True
+    for part, want in before.items():
+        got = base_weights(part)
+        assert [k for k, v in want.items() if not torch.equal(got[k], v)] == [], part
