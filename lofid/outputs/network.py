@@ -253,8 +253,9 @@ class NetworkOutput(Output):
 
     def _set_state(self, state: str, detail: str | None = None) -> None:
         # The base marks an output running once its worker is up; for a network
-        # output "running" means connected, which only the child can tell.
-        if state == "running":
+        # output "running" means connected, which only the child can tell. (The
+        # base's "running" after "stalled" is the state before the stall again.)
+        if state == "running" and self.state != "stalled":
             return
         self._report(state, detail)
 
