@@ -111,6 +111,24 @@ class OutputSet:
         with self._lock:
             return any(o.name == name for o in self._targets.values())
 
+    def all_failed(self) -> list[tuple[str, str]]:
+        """(name, error) of every output when all of them have failed (disk full, a
+        target that can never work), else []: a run with nothing left to play to."""
+        with self._lock:
+            outputs = list(self._targets.values())
+        if not outputs or any(o.state != "failed" for o in outputs):
+            return []
+        return [(o.name, o.stats.last_error or "failed") for o in outputs]
+
+    def _state_changed(self, name: str, state: str, detail) -> None:
+        if self.on_state is not None:
+            self.on_state(name, state, detail)
+        # The last output failing ends the run: playing on to nothing would only hide
+        # the failure (the caller reports it and exits non-zero).
+        if state == "failed" and self.player is not None and self.all_failed():
+            log.error("error: every output has failed; stopping")
+            self.player.stop()
+
     def describe(self) -> list[dict]:
         with self._lock:
             items = list(self._targets.items())
@@ -161,7 +179,7 @@ class OutputSet:
         with self._lock:
             if isinstance(target, str) and target in self._targets:
                 raise OutputError(f"output {target!r} is already playing")
-        out = open_output(target, on_state=self.on_state, **{**self.options, **opts})
+        out = open_output(target, on_state=self._state_changed, **{**self.options, **opts})
         self._pace(out)
         with self._lock:
             if any(o.name == out.name for o in self._targets.values()):
