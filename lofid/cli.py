@@ -481,6 +481,11 @@ def cmd_run(args) -> int:
     seconds = (player.frame - start_frame) / cfg.fps
     print(f"played {seconds:.1f} s ({player.frame - start_frame} frames) in "
           f"{time.monotonic() - t0:.1f} s to {', '.join(o.name for o in player.outputs)}")
+    failed = output_set.all_failed()
+    if failed:
+        print("lofid: error: every output failed: "
+              + "; ".join(f"{name}: {error}" for name, error in failed), file=sys.stderr)
+        return 1
     return 0
 
 

@@ -41,11 +41,32 @@ class OutputSet:
     def __init__(self, options: dict | None = None, on_state=None, realtime: bool = True):
         self.options = dict(options or {})     # for every output (window: fullscreen ...)
         self.on_state = on_state
-        self.realtime = realtime               # whether the picture is paced to the wall clock
         self.player = None                     # set once the player exists
         self._targets: dict[str, object] = {}  # target text -> its Output
         self._removed: list = []               # outputs removed, until they are finalised
         self._lock = threading.Lock()
+        self.realtime = realtime
+
+    @property
+    def realtime(self) -> bool:
+        """Whether the picture is paced to the wall clock. It decides what a file does
+        with a full queue: unpaced, it waits for room (the run slows down and the
+        file gets every frame); paced, it drops and counts for itself alone, like a
+        stream, so a stuck file never stops the clock or the other outputs."""
+        return self._realtime
+
+    @realtime.setter
+    def realtime(self, value: bool) -> None:
+        self._realtime = bool(value)
+        with self._lock:
+            outputs = list(self._targets.values())
+        for out in outputs:
+            self._pace(out)
+
+    def _pace(self, out) -> None:
+        from lofid.outputs.file import RecordingOutput
+        if isinstance(out, RecordingOutput):
+            out.lossless = not self._realtime
 
     def open(self, targets: list[str]) -> list:
         """The outputs for `targets`, not yet started; one that cannot open is logged
@@ -89,6 +110,24 @@ class OutputSet:
     def is_playing(self, name: str) -> bool:
         with self._lock:
             return any(o.name == name for o in self._targets.values())
+
+    def all_failed(self) -> list[tuple[str, str]]:
+        """(name, error) of every output when all of them have failed (disk full, a
+        target that can never work), else []: a run with nothing left to play to."""
+        with self._lock:
+            outputs = list(self._targets.values())
+        if not outputs or any(o.state != "failed" for o in outputs):
+            return []
+        return [(o.name, o.stats.last_error or "failed") for o in outputs]
+
+    def _state_changed(self, name: str, state: str, detail) -> None:
+        if self.on_state is not None:
+            self.on_state(name, state, detail)
+        # The last output failing ends the run: playing on to nothing would only hide
+        # the failure (the caller reports it and exits non-zero).
+        if state == "failed" and self.player is not None and self.all_failed():
+            log.error("error: every output has failed; stopping")
+            self.player.stop()
 
     def describe(self) -> list[dict]:
         with self._lock:
@@ -140,7 +179,8 @@ class OutputSet:
         with self._lock:
             if isinstance(target, str) and target in self._targets:
                 raise OutputError(f"output {target!r} is already playing")
-        out = open_output(target, on_state=self.on_state, **{**self.options, **opts})
+        out = open_output(target, on_state=self._state_changed, **{**self.options, **opts})
+        self._pace(out)
         with self._lock:
             if any(o.name == out.name for o in self._targets.values()):
                 raise OutputError(f"output {target!r}: an output called {out.name!r} is "

@@ -65,7 +65,11 @@ def open_output(target: str | os.PathLike,
 
 
 def _check_address(text: str, scheme: str) -> None:
-    url = urlsplit(text)
+    try:
+        url = urlsplit(text)
+        url.hostname
+    except ValueError as e:          # a malformed [IPv6] address
+        raise OutputError(f"output {text!r}: {e}; expected {_FORMS[scheme]}") from None
     try:
         port = url.port
     except ValueError:

@@ -1,10 +1,19 @@
 """What every output shares: the stream description, packets, and a bounded queue.
 
-An output never stalls the player's clock: the player hands it items with `send()`,
-which never blocks; a worker thread of the output's own takes them from a bounded
-queue and writes them. When the queue is full the output is behind (or dead) and
-the item is dropped and counted. Video is dropped in whole GOPs -- after a drop the
-output waits for the next keyframe -- so what it does write stays decodable.
+An output never stalls the player's clock, nor the other outputs: the player hands
+it items with `send()`; a worker thread of the output's own takes them from a
+bounded queue and writes them. When the queue is full the output is behind (or its
+writer is stuck: a FIFO nobody reads, a hung network file system) and the item is
+dropped and counted for that output alone, whose state becomes "stalled" until its
+worker catches up. Video is dropped in whole GOPs -- after a drop the output waits
+for the next keyframe -- so what it does write stays decodable.
+
+The one exception is `lossless` (files in a run that is not paced to the wall
+clock; see lofid.outputs.file.RecordingOutput): send() then waits for room, so a
+slow muxer or encoder slows the run down instead of losing frames -- but only while
+the worker makes progress. A writer that has written nothing for `stall_timeout`
+seconds is stuck, not slow: the output turns "stalled" and drops like any other, so
+one frozen file cannot hold up the run forever.
 """
 
 from __future__ import annotations
@@ -100,15 +109,20 @@ class Output:
 
     wants = "packets"
     queue_size = 512                  # items; about 8 s of 1080p30 video + audio packets
+    lossless = False                  # wait for room instead of dropping (see above)
+    stall_timeout = 10.0              # s without a write that make a lossless output stalled
 
     def __init__(self, name: str, on_state: Callable[[str, str, str | None], None] | None = None):
         self.name = name
-        self.state = "new"            # new, starting, running, reconnecting, failed, closed
+        # new, starting, running, stalled, reconnecting, failed, closed
+        self.state = "new"
         self.stats = OutputStats()
         self._on_state = on_state
         self._queue: queue.Queue = queue.Queue(self.queue_size)
         self._thread: threading.Thread | None = None
         self._waiting_for_keyframe = False
+        self._progress = time.monotonic()     # when the worker last wrote (or opened)
+        self._stall_lock = threading.Lock()   # stalled <-> running, from two threads
 
     # --- the player's side: never blocks -----------------------------------------
 
@@ -132,9 +146,47 @@ class Output:
             self._queue.put_nowait(item)
             return True
         except queue.Full:
-            self.stats.dropped += 1
-            self._waiting_for_keyframe = True
+            pass
+        if self.lossless and self.state != "stalled" and self._wait_for_room(item):
+            return True
+        if self.state in ("failed", "closed"):
             return False
+        self.stats.dropped += 1
+        self._waiting_for_keyframe = True
+        self._mark_stalled()
+        return False
+
+    def _wait_for_room(self, item) -> bool:
+        """Waits while the worker makes progress; False once it has made none for
+        stall_timeout seconds (or has ended)."""
+        while True:
+            try:
+                self._queue.put(item, timeout=0.25)
+                return True
+            except queue.Full:
+                if self.state in ("failed", "closed") or self._thread is None \
+                        or not self._thread.is_alive() \
+                        or time.monotonic() - self._progress > self.stall_timeout:
+                    return False
+
+    def _mark_stalled(self) -> None:
+        with self._stall_lock:
+            if self.state in ("stalled", "failed", "closed"):
+                return
+            self._state_before_stall = self.state
+            detail = (f"its queue of {self.queue_size} is full: dropping until it catches up; "
+                      f"{self.stats.dropped} dropped")
+            self._set_state("stalled", detail)
+
+    def _mark_caught_up(self) -> None:
+        """On the worker, after a write: a stalled output whose queue has drained to
+        half is running again."""
+        if self.state != "stalled" or self._queue.qsize() > self.queue_size // 2:
+            return
+        with self._stall_lock:
+            if self.state == "stalled":
+                self._set_state(getattr(self, "_state_before_stall", "running"),
+                                f"caught up; {self.stats.dropped} dropped in all")
 
     def close(self, timeout: float = 10.0) -> None:
         """Flush what is queued, finalise, and stop the worker (at most `timeout` s)."""
@@ -155,13 +207,20 @@ class Output:
     def _run(self) -> None:
         try:
             self._open(self.info)
-            self._set_state("running")
+            self._progress = time.monotonic()
+            with self._stall_lock:
+                if self.state == "stalled":   # opening took long: the state says so
+                    self._state_before_stall = "running"
+                else:
+                    self._set_state("running")
             while True:
                 item = self._queue.get()
                 if item is _STOP:
                     break
                 self._write(item)
                 self.stats.written += 1
+                self._progress = time.monotonic()
+                self._mark_caught_up()
         except Exception as e:  # an output failing must never take the player down
             self.stats.errors += 1
             self.stats.last_error = f"{type(e).__name__}: {e}"

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 from fractions import Fraction
 from pathlib import Path
 from types import SimpleNamespace
@@ -46,32 +45,20 @@ _MKV_OPTIONS = {"flush_packets": "1"}
 
 
 class RecordingOutput(Output):
-    """An output that records everything: when its queue is full, send() waits for room
-    instead of dropping, because a recording with holes is broken.
+    """An output that records: what a full queue means depends on the run.
 
-    The player runs unpaced when only files and null are open, far faster than a muxer
-    or a VP9 encoder; waiting there is what keeps every frame. (With streams open the
-    clock is paced to the wall clock, and a file that cannot keep up slows it down:
-    `lossless = False` turns waiting off, and the output then drops like any other.)
+    Not paced (only files and null play), the player runs as fast as the machine
+    allows, far faster than a muxer or a VP9 encoder, and a recording with holes is
+    broken: `lossless`, send() waits for room, so the file gets every frame -- for as
+    long as its writer makes progress (see lofid.outputs.base).
+
+    Paced (a stream or a window plays, or --realtime), the clock belongs to the
+    wall and to the other outputs: a file that cannot keep up, or is stuck writing
+    into a FIFO nobody reads, drops and counts for itself and says "stalled", like
+    every other output. lofid.daemon.OutputSet sets `lossless` for the run.
     """
 
     lossless = True
-
-    def send(self, item) -> bool:
-        if not self.lossless:
-            return super().send(item)
-        if self.state in ("failed", "closed"):
-            return False
-        self.stats.sent += 1
-        while True:
-            try:
-                self._queue.put(item, timeout=0.5)
-                return True
-            except queue.Full:
-                if self.state in ("failed", "closed") or self._thread is None \
-                        or not self._thread.is_alive():
-                    self.stats.dropped += 1
-                    return False
 
 
 class PacketWriter:

@@ -23,8 +23,10 @@ and the retry delay), "failed" (the target can never work, e.g. port in use),
 from __future__ import annotations
 
 import fcntl
+import ipaddress
 import logging
 import os
+import re
 import select
 import socket
 import subprocess
@@ -68,7 +70,11 @@ def parse_target(target: str) -> Target:
     """Checks a network target and says how to open it; NetworkTargetError if it cannot work."""
     if not isinstance(target, str):
         raise NetworkTargetError(f"network output target must be a string, got {target!r}")
-    parts = urlsplit(target)
+    try:
+        parts = urlsplit(target)
+        parts.hostname
+    except ValueError as e:          # e.g. an unclosed or malformed [IPv6] address
+        raise NetworkTargetError(f"network output {target!r}: {e}") from None
     scheme = parts.scheme.lower()
     if scheme not in SCHEMES:
         raise NetworkTargetError(
@@ -76,6 +82,9 @@ def parse_target(target: str) -> Target:
             f"expected one of {', '.join(s + '://' for s in SCHEMES)}")
     if not parts.hostname:
         raise NetworkTargetError(f"network output {target!r}: no host; expected {scheme}://HOST:PORT...")
+    problem = _bad_host(parts.hostname)
+    if problem:
+        raise NetworkTargetError(f"network output {mask(target)!r}: {problem}")
     try:
         port = parts.port
     except ValueError:
@@ -101,6 +110,65 @@ def parse_target(target: str) -> Target:
             f"network output {target!r}: a tcp output listens for OBS to connect; "
             f"expected tcp://HOST:PORT?listen")
     return Target(target, target, "mpegts", True)
+
+
+_LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
+
+
+def _bad_host(host: str) -> str | None:
+    """What is wrong with `host` as written (None if nothing): a number that is no
+    IPv4 address (256.256.256.256), or a name no resolver could look up."""
+    if ":" in host:                  # urlsplit has taken the brackets off an IPv6 address
+        try:
+            ipaddress.IPv6Address(host.split("%", 1)[0])
+            return None
+        except ValueError:
+            return f"host {host!r} is not a valid IPv6 address"
+    labels = host.rstrip(".").split(".")
+    if all(label.isdigit() for label in labels):
+        try:
+            ipaddress.IPv4Address(host)
+            return None
+        except ValueError:
+            return (f"host {host!r} is not a valid IPv4 address (four numbers from 0 to "
+                    f"255, e.g. 127.0.0.1)")
+    if len(host) > 253 or not all(_LABEL.match(label) for label in labels):
+        return f"host {host!r} is not a valid host name"
+    return None
+
+
+def check_resolves(host: str, target: str, timeout: float = 5.0) -> None:
+    """NetworkTargetError when the resolver says `host` does not exist. A resolver
+    that does not answer in time, or fails for now, says nothing about the host:
+    the output starts and its connections are retried like any other failure."""
+    try:
+        ipaddress.ip_address(host)
+        return                       # an address: nothing to look up
+    except ValueError:
+        pass
+    result: list = []
+
+    def look_up():
+        try:
+            socket.getaddrinfo(host, None)
+            result.append(None)
+        except socket.gaierror as e:
+            result.append(e)
+        except Exception as e:  # noqa: BLE001 - anything else says nothing about the host
+            result.append(None)
+    worker = threading.Thread(target=look_up, name=f"resolve {host}", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    error = result[0] if result else None
+    if isinstance(error, socket.gaierror) and error.errno in _NO_SUCH_HOST:
+        raise NetworkTargetError(f"network output {target!r}: cannot resolve host {host!r} "
+                                 f"({error.strerror or error}); check the name")
+
+
+# getaddrinfo's answers that mean "no such name" (NXDOMAIN, no address), as opposed
+# to EAI_AGAIN (no answer for now), which a later try may get past
+_NO_SUCH_HOST = {getattr(socket, name) for name in ("EAI_NONAME", "EAI_NODATA")
+                 if hasattr(socket, name)}
 
 
 def mask(target: str) -> str:
@@ -185,9 +253,11 @@ class NetworkOutput(Output):
         if not isinstance(opts["rebase"], bool):
             raise NetworkTargetError(
                 f"network output {self.target.name!r}: rebase must be True or False, got {opts['rebase']!r}")
+        parts = urlsplit(self.target.url)
         if self.target.listen:
-            parts = urlsplit(self.target.url)
             _check_port_free(parts.hostname, parts.port, self.target.name)
+        else:
+            check_resolves(parts.hostname, self.target.name)
         super().__init__(self.target.name, on_state)
         self.stall_timeout = float(opts["stall_timeout"])
         self.connect_timeout = float(opts["connect_timeout"])
@@ -253,8 +323,9 @@ class NetworkOutput(Output):
 
     def _set_state(self, state: str, detail: str | None = None) -> None:
         # The base marks an output running once its worker is up; for a network
-        # output "running" means connected, which only the child can tell.
-        if state == "running":
+        # output "running" means connected, which only the child can tell. (The
+        # base's "running" after "stalled" is the state before the stall again.)
+        if state == "running" and self.state != "stalled":
             return
         self._report(state, detail)
 

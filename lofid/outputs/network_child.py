@@ -108,7 +108,7 @@ class Timeline:
     audio origin is the same instant on the 48 kHz timeline (exact arithmetic, so
     audio and video stay in step). Without it the daemon's timestamps go out as they
     are; the muxers take care of their own fields (RTMP's extended timestamps past
-    2^24 ms, MPEG-TS's 33-bit 90 kHz wrap)."""
+    2^24 ms, MPEG-TS's 33-bit 90 kHz wrap), and FlvRelay of RTMP's 32-bit one."""
 
     def __init__(self, fps: Fraction, audio_rate: int, rebase: bool):
         self.fps = fps
@@ -138,6 +138,106 @@ class Timeline:
         return pts - self.audio_origin, dts - self.audio_origin
 
 
+class FlvRelay:
+    """The file libavformat's FLV muxer writes into: passes the FLV on to an RTMP
+    server, every tag with its full 32-bit timestamp.
+
+    The FLV muxer writes timestamps as signed 32-bit numbers: it keeps their lower
+    31 bits and clears the top one (flvenc.c: `(ts >> 24) & 0x7F`). Past 2^31 ms of
+    one stream (24.8 days of a 24/7 stream, or a daemon clock that far on) the
+    timestamps would jump back 24.8 days. RTMP timestamps are 32-bit and wrap at
+    2^32 ms (49.7 days), and servers and players follow the wrap (libavformat's FLV
+    reader unwraps it; nginx-rtmp subtracts its epoch modulo 2^32). So each tag gets
+    its top bit back: its timestamp is the one with the muxer's lower 31 bits that is
+    nearest `near_ms`, the time of the packet being muxed (the muxer writes a
+    packet's tag, or the few it held back to interleave, within seconds of it), sent
+    modulo 2^32.
+
+    The stream's first tags (metadata and the codec headers, written before any
+    packet) carry the time of its first packet rather than 0: a server takes the
+    first message's time as the stream's epoch (nginx-rtmp records from it, and cuts
+    what lies more than 2^31 ms after it to 0), so a stream whose headers said 0 and
+    whose pictures said day 49 would begin with a 49-day jump.
+
+    libavformat's RTMP client takes FLV written to it (its file header skipped, each
+    tag sent as an RTMP message with the tag's 32-bit timestamp), so the fixed bytes
+    go there through the "data" muxer, which writes what it is given as it is.
+    """
+
+    def __init__(self, target: str):
+        import av
+
+        self.sink = av.open(target, "w", format="data", options={"flush_packets": "1"})
+        try:
+            self.stream = self.sink.add_data_stream()
+            self.sink.start_encoding()   # the RTMP handshake and publish
+        except BaseException:
+            self.sink.close()
+            raise
+        self.near_ms = None            # None until the first packet: tags are held
+        self._skip = 13                # the FLV file header and the first previous-tag size
+        self._head = bytearray()
+        self._held: list = []          # what came before the first packet
+        self._held_heads: list[bytearray] = []
+        self._last_ts: int | None = None
+
+    def write(self, data) -> int:
+        import av
+
+        data = bytes(data)
+        out = self._held
+        i = 0
+        while i < len(data):
+            if self._skip:
+                n = min(self._skip, len(data) - i)
+                out.append(data[i:i + n])
+                i += n
+                self._skip -= n
+                continue
+            n = min(11 - len(self._head), len(data) - i)
+            self._head += data[i:i + n]
+            i += n
+            if len(self._head) < 11:
+                break
+            head, self._head = self._head, bytearray()
+            out.append(head)
+            self._skip = int.from_bytes(head[1:4], "big") + 4   # the tag's data, its size
+            if self.near_ms is None:
+                self._held_heads.append(head)
+                continue
+            if head[0] == 9 and head[1:4] == b"\x00\x00\x05" and self._last_ts is not None:
+                # the trailer's AVC end-of-sequence tag (a video tag of 5 bytes, no
+                # picture): the muxer stamps it with the largest timestamp it saw as
+                # a 32-bit number, which across 2^32 is not the last; it goes last
+                ts = self._last_ts
+                head[4:7] = (ts & 0xFFFFFF).to_bytes(3, "big")
+            else:
+                ts = full_timestamp(head, self.near_ms)
+            head[7] = ts >> 24
+            self._last_ts = ts
+            for held in self._held_heads:         # the stream starts at its first packet
+                held[4:8] = (ts & 0xFFFFFF).to_bytes(3, "big") + bytes([ts >> 24])
+            self._held_heads = []
+        if self.near_ms is not None and out:
+            self._held = []
+            packet = av.Packet(b"".join(out))
+            packet.stream = self.stream
+            self.sink.mux(packet)
+        return len(data)
+
+    def close(self) -> None:
+        self.sink.close()
+
+
+def full_timestamp(tag_header: bytes, near_ms) -> int:
+    """The 32-bit RTMP timestamp (ms, modulo 2^32) of an FLV tag whose header carries
+    only the lower 31 bits of it: the one nearest `near_ms`."""
+    low = int.from_bytes(tag_header[4:7], "big") | (tag_header[7] & 0x7F) << 24
+    half = 1 << 31
+    full = low + round((near_ms - low) / half) * half
+    return full % (1 << 32)
+
+
 def open_stream(header: dict, reporter: Reporter):
     """Opens the target and writes the stream header; blocks until connected."""
     import av
@@ -146,7 +246,13 @@ def open_stream(header: dict, reporter: Reporter):
     target = header["target"]
     if header.get("listen"):
         reporter.event("listening", detail=f"waiting for a client on {header.get('name', target)}")
-    container = av.open(target, "w", format=fmt, options=dict(header.get("options") or {}))
+    relay = None
+    if fmt == "flv":
+        # connects now; the FLV muxer below writes through the relay
+        relay = FlvRelay(target)
+        container = av.open(relay, "w", format=fmt, options=dict(header.get("options") or {}))
+    else:
+        container = av.open(target, "w", format=fmt, options=dict(header.get("options") or {}))
     try:
         fps = Fraction(*header["fps"])
         video = container.add_stream(header["video_codec"], rate=fps)
@@ -170,15 +276,17 @@ def open_stream(header: dict, reporter: Reporter):
         audio.time_base = Fraction(1, int(header["audio_rate"]))
     except (ValueError, TypeError, KeyError, av.error.FFmpegError) as e:
         container.close()
+        if relay is not None:
+            relay.close()
         raise _Fatal(f"cannot set up the {fmt} streams from the header: {e}") from e
-    container.start_encoding()  # connects (rtmp), or accepts a client (tcp listen)
-    return container, video, audio
+    container.start_encoding()  # connects (tcp listen: accepts a client); writes the header
+    return container, video, audio, relay
 
 
 def run(header: dict, messages, reporter: Reporter) -> int:
     import av
 
-    container, vstream, astream = open_stream(header, reporter)
+    container, vstream, astream, relay = open_stream(header, reporter)
     reporter.event("connected", detail=f"streaming to {header.get('name', header['target'])}")
     fps = Fraction(*header["fps"])
     timeline = Timeline(fps, int(header["audio_rate"]), bool(header.get("rebase", True)))
@@ -213,10 +321,14 @@ def run(header: dict, messages, reporter: Reporter) -> int:
         packet.dts = dts
         packet.duration = int(msg.get("duration") or 0)
         packet.is_keyframe = bool(msg.get("keyframe"))
+        if relay is not None:
+            relay.near_ms = dts * tb * 1000   # what the tags it writes are near
         container.mux(packet)
         reporter.ack()
     reporter.ack_now()
     container.close()  # end of input: flush the interleaver and finish the stream
+    if relay is not None:
+        relay.close()
     return EXIT_OK
 
 

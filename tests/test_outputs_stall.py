@@ -1,0 +1,133 @@
+"""A stuck output holds up nobody: `lofid run` with a file written into a FIFO whose
+reader never reads, beside a UDP stream and a normal MP4. Real process, real FIFO,
+real socket, the control socket's status as a user reads it."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import av
+import pytest
+
+from lofid.ctl import Client
+from waiting import wait_for
+
+SMALL = ["--size", "320x180", "--scene", "rainy night, coffee shop"]
+_F_SETPIPE_SZ = 1031
+
+
+class UdpCounter(threading.Thread):
+    """Counts the datagrams lofid sends, with the time of the last one."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.datagrams = 0
+        self.halt = threading.Event()
+
+    def run(self):
+        while not self.halt.is_set():
+            try:
+                self.sock.recv(65536)
+            except (socket.timeout, OSError):
+                continue
+            self.datagrams += 1
+
+    def stop(self):
+        self.halt.set()
+        self.join(5)
+        self.sock.close()
+
+
+def _outputs(client) -> dict:
+    return {o["name"]: o for o in client.call("status")["outputs"]}
+
+
+@pytest.mark.slow
+def test_a_file_stuck_on_a_frozen_fifo_drops_for_itself_while_the_others_play_on(tmp_path):
+    fifo = tmp_path / "stuck.mkv"
+    os.mkfifo(fifo)
+    # The reader: opened, never read. A small pipe fills at once.
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        fcntl.fcntl(reader, _F_SETPIPE_SZ, 4096)
+    except OSError:
+        pass
+    mp4 = tmp_path / "ok.mp4"
+    udp = UdpCounter()
+    udp.start()
+    sock = tmp_path / "run" / "lofid.sock"
+    duration = 24
+    p = subprocess.Popen(
+        [sys.executable, "-m", "lofid.cli", "--library", str(tmp_path / "lib"), "run",
+         "-o", str(fifo), "-o", f"udp://127.0.0.1:{udp.port}", "-o", str(mp4),
+         "--duration", str(duration), *SMALL, "--socket", str(sock)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    client = None
+    try:
+        wait_for(sock.exists, 90)
+        client = Client(str(sock), timeout=10)
+        # The FIFO's queue fills within seconds of stream: it says so, and counts.
+        stuck = wait_for(lambda: (o := _outputs(client)[str(fifo)])["state"] == "stalled"
+                         and o["dropped"] > 0 and o, 60)
+        at_stall = client.call("status")["clock"]["seconds"]
+        datagrams = udp.datagrams
+        # Meanwhile the clock moves on, the stream gets its packets, and the other
+        # outputs neither drop nor stall.
+        wait_for(lambda: client.call("status")["clock"]["seconds"] >= at_stall + 3, 30)
+        assert udp.datagrams > datagrams + 50
+        outputs = _outputs(client)
+        assert outputs[str(mp4)]["state"] == "running" and outputs[str(mp4)]["dropped"] == 0
+        udp_out = next(o for n, o in outputs.items() if n.startswith("udp://"))
+        assert udp_out["state"] == "running" and udp_out["dropped"] == 0
+        assert outputs[str(fifo)]["dropped"] >= stuck["dropped"]
+        # What a user reads from `lofid ctl status`.
+        shown = subprocess.run([sys.executable, "-m", "lofid.cli", "ctl", "--socket", str(sock),
+                                "status"], capture_output=True, text=True, timeout=60)
+        assert shown.returncode == 0, shown.stderr
+        line = next(ln for ln in shown.stdout.splitlines() if str(fifo) in ln)
+        assert "stalled" in line and "dropped" in line, shown.stdout
+        client.close()
+        client = None
+        _, err = p.communicate(timeout=duration + 90)
+    finally:
+        if client is not None:
+            client.close()
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+        udp.stop()
+        os.close(reader)
+    assert p.returncode == 0, err
+    assert f"output {fifo}: stalled" in err
+    # The MP4 beside it is whole: every frame of the run, one after the other.
+    with av.open(str(mp4)) as c:
+        v = c.streams.video[0]
+        frames = sorted(round(pk.pts * v.time_base * 30) for pk in c.demux(v)
+                        if pk.pts is not None)
+    assert frames == list(range(duration * 30))
+
+
+@pytest.mark.slow
+def test_an_unpaced_run_waits_for_a_slow_file_and_loses_nothing(tmp_path):
+    # Without a stream or --realtime a file gets every frame, however fast the player
+    # runs: the run waits for the muxer. Two files, nothing dropped, all frames there.
+    a, b = tmp_path / "a.mkv", tmp_path / "b.webm"
+    r = subprocess.run([sys.executable, "-m", "lofid.cli", "--library", str(tmp_path / "lib"),
+                        "run", "-o", str(a), "-o", str(b), "--duration", "6", *SMALL],
+                       capture_output=True, text=True, timeout=400)
+    assert r.returncode == 0, r.stderr
+    assert "stalled" not in r.stderr
+    for path in (a, b):
+        with av.open(str(path)) as c:
+            frames = sum(1 for _ in c.decode(video=0))
+        assert frames == 6 * 30, path
