@@ -371,7 +371,9 @@ def cmd_run(args) -> int:
         loop_size = size_of(cfg.loop_size, "loop_size")
     print(f"lofid: generator {name}" + (" (auto)" if cfg.generator == "auto" else ""),
           file=sys.stderr)
-    director = Director(Library(cfg.library), spec,
+    from lofid.config import byte_size_of
+    director = Director(Library(cfg.library, max_bytes=byte_size_of(cfg.library_max_size)),
+                        spec,
                         DirectorSettings(loop_size=loop_size, frames=loop_frames,
                                          fps=cfg.loop_fps or loop_fps_for(cfg.fps),
                                          rotate=cfg.rotate,
