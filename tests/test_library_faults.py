@@ -200,14 +200,21 @@ class Clock:
 
 
 def test_a_director_keeps_its_capped_library_under_the_cap_and_its_loops_in_use(tmp_path):
-    probe = Library(tmp_path / "probe")
-    one = probe.meta(probe.put(paint(parse("coffee shop"), 1, (64, 36), 6, 12.0)))["bytes"]
-    # Room for about six loops: more than the director has in use at once (playing,
-    # fading out, two queued, one on standby), far fewer than it makes.
-    cap = int(one * 6.5)
+    spec = parse("coffee shop")
+    # Seven loops made long ago and never played fill most of the cap (seven and a
+    # half loops): the director plays each once before it makes new ones, so when the
+    # first new one comes the last of them is queued, unplayed and the oldest in the
+    # library, first in line for eviction.
+    old = Library(tmp_path / "loops")
+    for seed in range(2, 9):
+        loop = paint(spec, seed, (64, 36), 6, 12.0)
+        loop.created = 1000.0 + seed
+        old.put(loop)
+    # More than the director has in use at once (playing, fading out, two queued, one
+    # on standby) with the one just made, far fewer than it plays.
+    cap = int(old.total_bytes() * 7.5 / 7)
     lib = Library(tmp_path / "loops", max_bytes=cap)
-    d = Director(lib, parse("coffee shop"),
-                 DirectorSettings(loop_size=(64, 36), frames=6, fps=12.0, rotate=1.0),
+    d = Director(lib, spec, DirectorSettings(loop_size=(64, 36), frames=6, fps=12.0, rotate=1.0),
                  generate=paint)
     clock = Clock()
     d.attach_clock(clock)
@@ -220,10 +227,11 @@ def test_a_director_keeps_its_capped_library_under_the_cap_and_its_loops_in_use(
             wait_for(lambda: len(d._ready) >= 2)
             assert d.next_ready() is not None
             played.append(d.current_key)
-            # Everything the player may still read is in the library, and the rest
-            # of the library fits the cap.
-            in_use = {d.current_key, played[-2]} | {k for k, _ in d._ready}
-            assert in_use <= {e["key"] for e in lib.entries()}
+            wait_for(lambda: len(d._ready) >= 2)      # refilled: new loops were kept
+            # Everything the player may still read is in the library, and all of it
+            # fits the cap.
+            in_use = {d.current_key, played[-2]} | {k for k, _ in d._ready} | set(d._standby)
+            assert in_use <= {e["key"] for e in lib.entries()}, i
             assert lib.total_bytes() <= cap
         assert len(set(played)) == 16 and len(lib) < 16
     finally:
