@@ -119,6 +119,7 @@ class Library:
         self._thread_lock = threading.RLock()
         self._lock_fd: int | None = None
         self._in_use: Callable[[], Iterable[str]] | None = None
+        self._loading: list[str] = []   # keys whose frames open() is decoding now
         self._check_folder()
 
     def __repr__(self) -> str:
@@ -273,6 +274,8 @@ class Library:
         loop.key = key
         loop.wait_frame = loader.wait
         loop.loader = loader
+        with self._thread_lock:
+            self._loading.append(key)    # never evicted while its frames are read
         loader.start()
         return loop
 
@@ -400,7 +403,7 @@ class Library:
             docs = [d for d in (self._read_meta(k) for k in self._keys()) if d is not None]
             total = sum(d["bytes"] for d in docs)
             docs.sort(key=_eviction_order)
-            kept = {keep}
+            kept = {keep, *self._loading}
             if self._in_use is not None and total > cap:
                 kept.update(self._in_use())
             for doc in docs:
@@ -694,6 +697,13 @@ class _FrameLoader:
             raise self.error
 
     def _run(self) -> None:
+        try:
+            self._load()
+        finally:
+            with self.library._thread_lock:
+                self.library._loading.remove(self.key)
+
+    def _load(self) -> None:
         if self.count:
             # A standby's first frames cover the first moments: the rest can yield the
             # CPU to the first frames of the crossfade being encoded.

@@ -272,3 +272,19 @@ def test_library_max_size_is_checked_and_shown_by_default(tmp_path):
         assert r.returncode == 2, (bad, r.stderr)
         assert "library_max_size" in r.stderr and "Traceback" not in r.stderr
         assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_a_loop_being_opened_is_not_evicted_while_its_frames_decode(tmp_path):
+    lib = Library(tmp_path / "loops")
+    # Noise is slow to decode: its frames are still coming when the prune runs.
+    noise = np.random.default_rng(3).integers(0, 256, (120, 180, 320, 3), dtype=np.uint8)
+    key = lib.put(make_loop(seed=1, frames=noise))
+    other = lib.put(make_loop(seed=2, created=1.0))
+    loop = lib.open(key)
+    assert loop.loader.count < len(noise)          # still decoding
+    assert lib.prune(0) == [other]                 # everything else goes, not this one
+    loop.wait_frame(len(noise) - 1)
+    np.testing.assert_array_equal(loop.frames, noise)
+    wait_for(lambda: loop.loader.done)
+    assert loop.loader.error is None and key in lib
+    assert lib.prune(0) == [key]                   # decoded: no longer held
