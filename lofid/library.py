@@ -815,6 +815,8 @@ def _check_meta(doc: Any, key: str) -> dict:
                              or not math.isfinite(last)):
         raise ValueError(f"'last_played' must be a unix time or null, got {last!r}")
     doc.setdefault("last_played", None)
+    if "scene" not in doc["spec"]:     # what loops are listed and found by
+        raise ValueError("its spec names no scene")
     try:
         SceneSpec.from_dict(doc["spec"])   # a spec this version cannot read is unusable
     except (TypeError, ValueError) as exc:

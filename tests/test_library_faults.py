@@ -53,6 +53,7 @@ DAMAGE = {
     "n_frames 10^7": _edit(lambda d: d.update(n_frames=10**7)),
     "seam_ratio text": _edit(lambda d: d["metrics"].update(seam_ratio="smooth")),
     "empty params.size": _edit(lambda d: d["params"].update(size=[])),
+    "spec without a scene": _edit(lambda d: d["spec"].pop("scene")),
     "a folder named KEY.json": _folder,
 }
 
