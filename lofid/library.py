@@ -22,6 +22,10 @@ writer while it lives, so start-up cleaning removes only those of dead writers.
 
 Anything found broken at start (truncated frames, unreadable metadata, metadata
 without frames, frames without metadata) is moved into `corrupt/` with a warning.
+Metadata is checked by one set of rules (_check_meta) before it is written and each
+time it is read, so metadata damaged later (a frame rate of 0, a frame count no memory
+holds, a folder under its name) is moved aside when it is next read, and the rest of
+the library goes on.
 Frames are decoded only by get(), open() and standby(); a frames file that fails
 its checksum or does not decode is moved aside there too, and they raise
 CorruptLoopError (a KeyError). open() hands the loop over before its frames are all
@@ -104,7 +108,9 @@ def default_root() -> Path:
 
 
 class Library:
-    """Loops on disk under `root`, capped at `max_bytes` of frames (None: no cap)."""
+    """Loops on disk under `root`, capped at `max_bytes` of frames (None: no cap):
+    put() evicts the least recently played past it, never a loop in use (those
+    keep_in_use() names, and those open() is decoding)."""
 
     def __init__(self, root: str | os.PathLike | None = None,
                  max_bytes: int | None = None) -> None:
