@@ -147,12 +147,13 @@ def frame_count(path: Path) -> int:
 
 
 @pytest.mark.slow
-def test_run_with_damaged_loops_of_its_scene_still_makes_and_rotates_new_ones(tmp_path):
+@pytest.mark.parametrize("names", [["fps 0"], list(DAMAGE)], ids=["fps 0", "every damage"])
+def test_run_with_damaged_loops_of_its_scene_still_makes_and_rotates_new_ones(tmp_path, names):
     root = tmp_path / "loops"
     lib = Library(root)
     spec = parse("rooftop night")
     damaged = []
-    for seed, damage in enumerate(DAMAGE.values(), start=1):
+    for seed, damage in enumerate((DAMAGE[name] for name in names), start=1):
         key = lib.put(paint(spec, seed, (64, 36), 6, 10.0))
         damage(root / f"{key}.json")
         damaged.append(key)
