@@ -218,9 +218,11 @@ def cmd_generate(args) -> int:
 def _format_entry(e: dict) -> str:
     spec = e.get("spec", {})
     size = e.get("params", {}).get("size", ["?", "?"])
+    seam = e.get("metrics", {}).get("seam_ratio")
+    seam = float("inf") if seam is None else seam   # stored as null when infinite
     return (f"{e['key']}  {spec.get('scene', '?'):<15} {spec.get('weather', ''):<6} "
             f"{spec.get('time_of_day', ''):<11} {e.get('generator', '?'):<11} "
-            f"{size[0]}x{size[1]} {e.get('n_frames', '?')}f  seam {e.get('metrics', {}).get('seam_ratio', float('nan')):.3f}"
+            f"{size[0]}x{size[1]} {e.get('n_frames', '?')}f  seam {seam:.3f}"
             f"  {e.get('bytes', 0) / 1e6:.1f} MB")
 
 
@@ -371,7 +373,9 @@ def cmd_run(args) -> int:
         loop_size = size_of(cfg.loop_size, "loop_size")
     print(f"lofid: generator {name}" + (" (auto)" if cfg.generator == "auto" else ""),
           file=sys.stderr)
-    director = Director(Library(cfg.library), spec,
+    from lofid.config import byte_size_of
+    director = Director(Library(cfg.library, max_bytes=byte_size_of(cfg.library_max_size)),
+                        spec,
                         DirectorSettings(loop_size=loop_size, frames=loop_frames,
                                          fps=cfg.loop_fps or loop_fps_for(cfg.fps),
                                          rotate=cfg.rotate,

@@ -48,6 +48,8 @@ class RunConfig:
     borderless: bool = False      # window: no decorations
     close_stops: bool = False     # window: closing it stops lofid
     library: str | None = None    # loop library folder
+    library_max_size: str = "2GB"  # the library's cap, kept as loops are made: the least
+                                  # recently played go first, never one playing or queued
     socket: str | None = None     # control socket path; "" = the default; None = no socket
     control_tcp: str | None = None  # "HOST:PORT": answer control requests on TCP too (needs
                                   # control_token_file); clear text, so keep it on 127.0.0.1
@@ -127,6 +129,27 @@ def size_of(text: str, key: str = "size") -> tuple[int, int]:
     return w, h
 
 
+def byte_size_of(value, key: str = "library_max_size") -> int:
+    """Bytes from a size such as "2GB", "500M", "1.5GiB" or a whole number of bytes."""
+    import math
+    units = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+    expected = 'a size such as "2GB" or "500MB", or bytes'
+    if isinstance(value, int) and not isinstance(value, bool):
+        number, unit = float(value), ""
+    elif isinstance(value, str):
+        text = value.strip().lower().removesuffix("b").removesuffix("i")
+        unit = text[-1:] if text[-1:] in units else ""
+        try:
+            number = float(text[: len(text) - len(unit)])
+        except ValueError:
+            raise ConfigError(f"{key} = {value!r}: expected {expected}") from None
+    else:
+        raise ConfigError(f"{key} = {value!r}: expected {expected}")
+    if not math.isfinite(number) or number < 0:
+        raise ConfigError(f"{key} = {value!r}: expected {expected}, 0 or more")
+    return int(number * units[unit])
+
+
 def loop_fps_for(output_fps: int) -> float:
     """A lofi frame rate (8-15) that divides the output's, so each loop frame is shown a
     whole number of times: no blended in-between frames to make, and crossfades that
@@ -172,6 +195,7 @@ def validate(cfg: RunConfig) -> RunConfig:
          and 1 <= cfg.scene_history <= 1000, "scene_history", "a whole number, 1..1000")
     need(isinstance(cfg.standby_scenes, int) and not isinstance(cfg.standby_scenes, bool)
          and 0 <= cfg.standby_scenes <= 64, "standby_scenes", "a whole number, 0..64")
+    byte_size_of(cfg.library_max_size, "library_max_size")
     size_of(cfg.size)
     if cfg.loop_size is not None:
         size_of(cfg.loop_size, "loop_size")

@@ -129,6 +129,23 @@ class Director:
         self.history: deque = deque(maxlen=max(1, settings.history))
         self._standby: dict[str, object] = {}  # loop key -> its Standby
         self._standby_stale = True
+        library.keep_in_use(self.keys_in_use)   # a capped library never evicts these
+
+    def keys_in_use(self) -> set[str]:
+        """Keys of the loops playing (and the one fading out), queued, requested or on
+        standby: their frames may still be decoding from the library's files."""
+        # The library asks with its lock held; the director never calls the library
+        # with its own lock held, so taking it here cannot deadlock. History and
+        # standby change outside the lock: list() copies them in one step.
+        with self._lock:
+            keys = {key for _, _, key, _ in list(self.history)[-2:]}
+            keys.update(key for key, _ in self._ready)
+            keys.update(list(self._standby))
+            keys.add(self.current_key)
+            if self._pending is not None:
+                keys.add(self._pending.key)
+        keys.discard(None)
+        return keys
 
     # --- the player's side ---------------------------------------------------------
 

@@ -22,6 +22,10 @@ writer while it lives, so start-up cleaning removes only those of dead writers.
 
 Anything found broken at start (truncated frames, unreadable metadata, metadata
 without frames, frames without metadata) is moved into `corrupt/` with a warning.
+Metadata is checked by one set of rules (_check_meta) before it is written and each
+time it is read, so metadata damaged later (a frame rate of 0, a frame count no memory
+holds, a folder under its name) is moved aside when it is next read, and the rest of
+the library goes on.
 Frames are decoded only by get(), open() and standby(); a frames file that fails
 its checksum or does not decode is moved aside there too, and they raise
 CorruptLoopError (a KeyError). open() hands the loop over before its frames are all
@@ -43,9 +47,10 @@ import math
 import os
 import re
 import secrets
+import stat
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -53,7 +58,7 @@ from typing import Any
 
 import numpy as np
 
-from lofid.loop import Loop
+from lofid.loop import Loop, _check_metrics
 from lofid.scene import SCENES, SceneSpec
 
 log = logging.getLogger(__name__)
@@ -103,7 +108,9 @@ def default_root() -> Path:
 
 
 class Library:
-    """Loops on disk under `root`, capped at `max_bytes` of frames (None: no cap)."""
+    """Loops on disk under `root`, capped at `max_bytes` of frames (None: no cap):
+    put() evicts the least recently played past it, never a loop in use (those
+    keep_in_use() names, and those open() is decoding)."""
 
     def __init__(self, root: str | os.PathLike | None = None,
                  max_bytes: int | None = None) -> None:
@@ -117,10 +124,20 @@ class Library:
             raise LibraryError(f"library root {self.root} is not a folder")
         self._thread_lock = threading.RLock()
         self._lock_fd: int | None = None
+        self._in_use: Callable[[], Iterable[str]] | None = None
+        self._loading: list[str] = []   # keys whose frames open() is decoding now
         self._check_folder()
 
     def __repr__(self) -> str:
         return f"Library({str(self.root)!r}, max_bytes={self.max_bytes!r})"
+
+    def keep_in_use(self, keys: Callable[[], Iterable[str]] | None) -> None:
+        """Never evict the loops whose keys `keys()` returns when asked (the player's:
+        playing, queued, on standby): their frames may still be read from disk. It is
+        called with the library's lock held, so it must not use the library."""
+        if keys is not None and not callable(keys):
+            raise ValueError(f"keep_in_use needs a callable returning keys, got {keys!r}")
+        self._in_use = keys
 
     # ------------------------------------------------------------------ keys
 
@@ -160,7 +177,8 @@ class Library:
 
     def put(self, loop: Loop) -> str:
         """Store `loop` (once: a key already stored is left as it is) and return its
-        key; then evict least recently played loops past max_bytes, never this one."""
+        key; then evict least recently played loops past max_bytes, never this one
+        nor those in use (see keep_in_use)."""
         if not isinstance(loop, Loop):
             raise ValueError(f"Library.put needs a Loop, got {type(loop).__name__}")
         key = self.key_for(loop.spec, loop.seed, loop.generator, loop.params)
@@ -184,6 +202,10 @@ class Library:
                 "storage": {"file": frames_path.name, "format": FRAMES_FORMAT,
                             "version": FORMAT_VERSION, "bytes": size, "sha256": digest},
             })
+            try:
+                _check_meta(doc, key)    # never write what reading would refuse
+            except ValueError as exc:
+                raise LibraryError(f"loop {key} cannot be stored: {exc}") from None
             with self._temp_file(key, META_SUFFIX) as meta_tmp:
                 _write_json(meta_tmp, doc)
                 with self._locked():
@@ -258,6 +280,8 @@ class Library:
         loop.key = key
         loop.wait_frame = loader.wait
         loop.loader = loader
+        with self._thread_lock:
+            self._loading.append(key)    # never evicted while its frames are read
         loader.start()
         return loop
 
@@ -370,7 +394,8 @@ class Library:
     def prune(self, max_bytes: int | None = None) -> list[str]:
         """Evict least recently played loops (never played: oldest created first) until
         the frames total at most `max_bytes` (default: the library's max_bytes; with
-        neither, nothing is evicted). Returns the removed keys, in eviction order."""
+        neither, nothing is evicted), sparing those in use (see keep_in_use). Returns
+        the removed keys, in eviction order."""
         cap = _check_max_bytes(max_bytes)
         if cap is None:
             cap = self.max_bytes
@@ -384,10 +409,13 @@ class Library:
             docs = [d for d in (self._read_meta(k) for k in self._keys()) if d is not None]
             total = sum(d["bytes"] for d in docs)
             docs.sort(key=_eviction_order)
+            kept = {keep, *self._loading}
+            if self._in_use is not None and total > cap:
+                kept.update(self._in_use())
             for doc in docs:
                 if total <= cap:
                     break
-                if doc["key"] == keep:
+                if doc["key"] in kept:
                     continue
                 self._delete(doc["key"])
                 total -= doc["bytes"]
@@ -417,11 +445,11 @@ class Library:
                     self._clear_temp(Path(entry.path))
                     continue
                 stem, suffix = os.path.splitext(name)
-                if not _KEY_RE.match(stem) or not entry.is_file(follow_symlinks=False):
+                if not _KEY_RE.match(stem):
                     continue           # not ours (the lock file, corrupt/, a user's note)
                 if suffix == META_SUFFIX:
-                    metas.add(stem)
-                elif suffix == FRAMES_SUFFIX:
+                    metas.add(stem)    # whatever it is: _read_meta moves aside a non-file
+                elif suffix == FRAMES_SUFFIX and entry.is_file(follow_symlinks=False):
                     frames.add(stem)
             listed = set()
             for key in sorted(metas):
@@ -488,19 +516,24 @@ class Library:
         Read afresh every time: another Library may have changed it, and file times
         are too coarse to tell a rewrite within the same few milliseconds."""
         path = self._meta_path(key)
+        raw = None                   # stays None for a folder or FIFO under that name
         try:
-            raw = path.read_bytes()
+            raw = _meta_bytes(path)
+            return _parse_meta(raw, key)
         except FileNotFoundError:
             return None
-        try:
-            return _parse_meta(raw, key)
         except ValueError as exc:
             with self._locked():
-                with contextlib.suppress(FileNotFoundError):
-                    if path.read_bytes() == raw:     # not replaced meanwhile
-                        why = f"unreadable metadata ({exc})"
-                        self._move_aside(path, why)
-                        self._move_aside(self._frames_path(key), why)
+                try:
+                    again = _meta_bytes(path)
+                except FileNotFoundError:
+                    return None
+                except ValueError:
+                    again = None
+                if again == raw:     # not replaced meanwhile
+                    why = f"unusable metadata ({exc})"
+                    self._move_aside(path, why)
+                    self._move_aside(self._frames_path(key), why)
             return None
 
     def _quarantine_entry(self, key: str, doc: dict, why: str) -> None:
@@ -670,6 +703,13 @@ class _FrameLoader:
             raise self.error
 
     def _run(self) -> None:
+        try:
+            self._load()
+        finally:
+            with self.library._thread_lock:
+                self.library._loading.remove(self.key)
+
+    def _load(self) -> None:
         if self.count:
             # A standby's first frames cover the first moments: the rest can yield the
             # CPU to the first frames of the crossfade being encoded.
@@ -720,16 +760,21 @@ class _FrameLoader:
 
 _REQUIRED = {"key": str, "spec": dict, "seed": int, "generator": str, "params": dict,
              "fps": (int, float), "n_frames": int, "width": int, "height": int,
-             "created": (int, float), "bytes": int, "storage": dict}
+             "created": (int, float), "bytes": int, "storage": dict, "metrics": dict}
+
+# Decoded frames of one loop, at most: reading a loop allocates them all at once, so a
+# damaged frame count (10^7) must not reach the allocator. 8 GiB is 2,900 frames at
+# 1280x720, far beyond any loop lofid makes (60 frames by default).
+MAX_LOOP_BYTES = 8 << 30
+# Metadata takes about 1 KiB; a file far larger is not one of ours.
+_MAX_META_BYTES = 1 << 20
 
 
-def _parse_meta(raw: bytes, key: str) -> dict:
-    """A metadata file's content, checked enough that the rest of the library can
-    trust its fields. ValueError naming what is wrong."""
-    try:
-        doc = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"not JSON: {exc}") from None
+def _check_meta(doc: Any, key: str) -> dict:
+    """The rules a loop's metadata record follows: checked before it is written and
+    every time it is read, so what the library hands out was valid when stored and
+    still is. The rules on values are Loop's own (Loop.__post_init__), so a record
+    that passes here rebuilds into a Loop. ValueError naming what is wrong."""
     if not isinstance(doc, dict):
         raise ValueError(f"expected a JSON object, got {type(doc).__name__}")
     for field, kind in _REQUIRED.items():
@@ -739,6 +784,28 @@ def _parse_meta(raw: bytes, key: str) -> dict:
             raise ValueError(f"{field!r} has the wrong type ({type(doc[field]).__name__})")
     if doc["key"] != key:
         raise ValueError(f"it names key {doc['key']!r}, its file name says {key!r}")
+    if not math.isfinite(doc["fps"]) or doc["fps"] <= 0:
+        raise ValueError(f"'fps' must be a finite number > 0, got {doc['fps']!r}")
+    if not doc["generator"]:
+        raise ValueError("'generator' is empty")
+    n, height, width = doc["n_frames"], doc["height"], doc["width"]
+    if n < 2:
+        raise ValueError(f"'n_frames' must be at least 2, got {n}")
+    if height < 1 or width < 1:
+        raise ValueError(f"the frames must be at least 1x1 pixels, got {width}x{height}")
+    if n * height * width * 3 > MAX_LOOP_BYTES:
+        raise ValueError(f"{n} frames of {width}x{height} would take "
+                         f"{n * height * width * 3 / 2**30:.1f} GiB decoded, more than the "
+                         f"{MAX_LOOP_BYTES / 2**30:g} GiB a loop may")
+    if not math.isfinite(doc["created"]):
+        raise ValueError(f"'created' must be a unix time, got {doc['created']!r}")
+    # None in stored metrics is an infinite seam ratio (see Loop.metadata).
+    _check_metrics({k: math.inf if v is None else v for k, v in doc["metrics"].items()})
+    size = doc["params"].get("size")
+    if size is not None and not (
+            isinstance(size, list) and len(size) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in size)):
+        raise ValueError(f"'params' size must be [width, height], got {size!r}")
     storage = doc["storage"]
     if storage.get("format") != FRAMES_FORMAT or storage.get("version") != FORMAT_VERSION:
         raise ValueError(f"frames stored as {storage.get('format')!r} version "
@@ -746,12 +813,54 @@ def _parse_meta(raw: bytes, key: str) -> dict:
                          f"{FRAMES_FORMAT!r} version {FORMAT_VERSION}")
     if not isinstance(storage.get("bytes"), int) or not isinstance(storage.get("sha256"), str):
         raise ValueError("its storage record lacks the frames file's bytes or sha256")
+    if storage["bytes"] != doc["bytes"] or doc["bytes"] < 0:
+        raise ValueError(f"'bytes' says {doc['bytes']}, its storage record "
+                         f"{storage['bytes']}")
     last = doc.get("last_played")
-    if last is not None and (isinstance(last, bool) or not isinstance(last, (int, float))):
-        raise ValueError(f"'last_played' has the wrong type ({type(last).__name__})")
+    if last is not None and (isinstance(last, bool) or not isinstance(last, (int, float))
+                             or not math.isfinite(last)):
+        raise ValueError(f"'last_played' must be a unix time or null, got {last!r}")
     doc.setdefault("last_played", None)
-    SceneSpec.from_dict(doc["spec"])   # a spec this version cannot read is unusable
+    if "scene" not in doc["spec"]:     # what loops are listed and found by
+        raise ValueError("its spec names no scene")
+    try:
+        SceneSpec.from_dict(doc["spec"])   # a spec this version cannot read is unusable
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"its spec cannot be read: {exc}") from None
     return doc
+
+
+def _parse_meta(raw: bytes, key: str) -> dict:
+    """A metadata file's content, checked by _check_meta. ValueError naming what is
+    wrong."""
+    def no_constants(name: str):
+        raise ValueError(f"{name} is not a JSON number")
+    try:
+        doc = json.loads(raw, parse_constant=no_constants)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ValueError(f"not JSON: {exc}") from None
+    return _check_meta(doc, key)
+
+
+def _meta_bytes(path: Path) -> bytes:
+    """The content of the metadata file at `path`. FileNotFoundError if there is none;
+    ValueError if it is something else under that name (a folder, a FIFO, which would
+    block a plain read forever) or far too large to be metadata."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = "folder" if stat.S_ISDIR(mode) else "special file"
+            raise ValueError(f"a {kind}, not a file")
+        chunks, size = [], 0
+        while chunk := os.read(fd, 1 << 16):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > _MAX_META_BYTES:
+                raise ValueError(f"more than {_MAX_META_BYTES} bytes: not metadata")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def _write_json(path: Path, doc: dict) -> None:
