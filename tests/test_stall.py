@@ -185,3 +185,120 @@ def test_the_readme_no_generate_example_plays_stand_ins_to_the_end(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "crossfade" in r.stderr
     assert _frames(out) == 6 * 30
+
+
+# --------------------------------------------------------------------------- signals
+
+class _StalledRun:
+    """`lofid run` unpaced to an .mp4 and to an .mkv that is a FIFO: opened by a reader
+    that never reads (the muxer's write blocks, then the player's send to it), or
+    never opened at all (libavformat blocks opening it, holding the GIL: no Python
+    thread runs)."""
+
+    def __init__(self, tmp_path, reader_opens: bool):
+        lib = str(tmp_path / "lib")
+        _stand_ins(Library(lib))
+        self.mp4, self.fifo = tmp_path / "beside.mp4", tmp_path / "stalled.mkv"
+        os.mkfifo(self.fifo)
+        self.reader = os.open(self.fifo, os.O_RDONLY | os.O_NONBLOCK) if reader_opens else None
+        self.err_path = tmp_path / "stderr.txt"
+        with open(self.err_path, "w") as err:
+            self.p = subprocess.Popen(
+                [sys.executable, "-m", "lofid.cli", "--library", lib, "run", "--no-generate",
+                 "--scene", "library", "-o", str(self.mp4), "-o", str(self.fifo),
+                 "--duration", "3600", "--size", "320x180"],
+                stdout=subprocess.DEVNULL, stderr=err)
+
+    def err(self) -> str:
+        return self.err_path.read_text()
+
+    def wait_until_stalled(self) -> None:
+        if self.reader is not None:
+            # The mp4 grows until the FIFO's queue is full, then stops.
+            wait_for(lambda: self.mp4.exists() and self.mp4.stat().st_size > 0, timeout=60)
+            size = [-1]
+
+            def still():
+                now = self.mp4.stat().st_size
+                same, size[0] = now == size[0], now
+                return same
+            wait_for(lambda: holds_for(still, 1.5), timeout=60)
+        else:
+            wait_for(lambda: "stalled.mkv: running" in self.err(), timeout=60)
+            wait_for(lambda: holds_for(lambda: self.p.poll() is None, 1.0), timeout=10)
+        assert self.p.poll() is None, self.err()
+
+    def signal_and_time(self, sig=signal.SIGTERM, timeout: float = 30.0) -> float:
+        """Seconds from the signal to the end of the process (inf: still running)."""
+        sent = time.monotonic()
+        self.p.send_signal(sig)
+        try:
+            self.p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return float("inf")
+        return time.monotonic() - sent
+
+    def close(self) -> None:
+        if self.p.poll() is None:
+            self.p.kill()
+            self.p.wait()
+        if self.reader is not None:
+            os.close(self.reader)
+
+
+def _ffprobe_frames(path) -> int:
+    r = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0",
+                        "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0", str(path)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return int(r.stdout.strip() or 0)
+
+
+@pytest.mark.slow
+def test_sigterm_finishes_the_files_it_can_within_the_stop_timeout(tmp_path):
+    from lofid.stopping import STOP_TIMEOUT_S
+    run = _StalledRun(tmp_path, reader_opens=True)
+    try:
+        run.wait_until_stalled()
+        took = run.signal_and_time(timeout=STOP_TIMEOUT_S + 20)
+    finally:
+        run.close()
+    err = run.err()
+    # Within the stop timeout (and a margin for a busy machine), saying what is left.
+    assert took < STOP_TIMEOUT_S + 3, err
+    assert run.p.returncode == 1 and "could not finish" in err and "stalled.mkv" in err, err
+    # The mp4 beside it is finished: it plays, and ends with its index (mfro box).
+    assert _ffprobe_frames(run.mp4) > 0
+    assert run.mp4.read_bytes()[-12:-8] == b"mfro"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("reader_opens", [True, False], ids=["fifo-not-read", "fifo-not-opened"])
+def test_a_second_sigterm_ends_a_stalled_run_within_a_second(tmp_path, reader_opens):
+    run = _StalledRun(tmp_path, reader_opens=reader_opens)
+    try:
+        run.wait_until_stalled()
+        run.p.send_signal(signal.SIGTERM)
+        # The first stop is under way (or cannot even start: no Python thread runs).
+        assert holds_for(lambda: run.p.poll() is None, 1.0), run.err()
+        took = run.signal_and_time(timeout=20)
+    finally:
+        run.close()
+    # A second, and a little for a busy machine.
+    assert took < 1.5, f"{took:.2f} s; {run.err()}"
+    assert run.p.returncode != 0
+    if reader_opens:                            # Python could run: it said so and exited
+        assert run.p.returncode == 130 and "forced stop" in run.err()
+
+
+@pytest.mark.slow
+def test_a_single_sigterm_ends_a_run_where_no_python_thread_can_run(tmp_path):
+    from lofid.stopping import STOP_TIMEOUT_S
+    run = _StalledRun(tmp_path, reader_opens=False)
+    try:
+        run.wait_until_stalled()
+        took = run.signal_and_time(timeout=STOP_TIMEOUT_S + 20)
+    finally:
+        run.close()
+    assert took < STOP_TIMEOUT_S + 4, run.err()  # the watchdog's kill, 2 s after the timeout
+    assert run.p.returncode != 0 and "stuck" in run.err()
