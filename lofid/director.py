@@ -172,10 +172,7 @@ class Director:
             if req.loop is not None and not self.settings.live:
                 return self._take_request(req)
             return None
-        waited = self._clock() - self._since
-        if waited < self.settings.rotate and waited != float("inf"):
-            return None
-        if self.held and waited != float("inf"):
+        if not self._rotation_due():
             return None
         with self._lock:
             if not self._ready:
@@ -192,11 +189,23 @@ class Director:
         loop of this scene, for at most `wait_for_next` seconds: an unpaced player may
         wait for it (polling next_ready) rather than run ahead. False as soon as there
         is nothing to wait for. Cheap and never blocks."""
+        req = self._pending
+        if req is not None and time.monotonic() >= req.due or not self._rotation_due():
+            return False
         with self._lock:
             since = self._due_since
             return (since is not None and not self._stop.is_set() and not self._ready
                     and self._making is not None and self._making == self.spec
                     and time.monotonic() - since < self.settings.wait_for_next)
+
+    def _rotation_due(self) -> bool:
+        """The current loop has had its time (or was skipped), and is not held."""
+        if self._since is None:
+            return False
+        waited = self._clock() - self._since
+        if waited == float("inf"):
+            return True                         # skipped (skip()), held or not
+        return waited >= self.settings.rotate and not self.held
 
     def skip(self) -> None:
         """Offer the next loop at once instead of when the current one's time is up."""

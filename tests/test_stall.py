@@ -95,7 +95,7 @@ def test_coming_is_true_only_while_a_loop_is_made_and_for_a_bounded_time(tmp_pat
         return paint(spec, seed, size, frames, fps)
 
     d = Director(Library(tmp_path), parse("kitchen"),
-                 DirectorSettings(rotate=1.0, wait_for_next=1.0, **SMALL), generate=slow)
+                 DirectorSettings(rotate=1.0, wait_for_next=3.0, **SMALL), generate=slow)
     clock = Clock()
     d.attach_clock(clock)
     try:
@@ -105,6 +105,10 @@ def test_coming_is_true_only_while_a_loop_is_made_and_for_a_bounded_time(tmp_pat
         clock.now = 1.0
         assert d.next_ready() is None            # due, not made yet: never blocks ...
         assert d.coming()                        # ... but it is coming,
+        d.hold(True)
+        assert not d.coming()                    # (not while held: no rotation then)
+        d.hold(False)
+        assert d.coming()
         wait_for(lambda: not d.coming(), timeout=10)   # for wait_for_next seconds at most
         release.set()
         assert wait_for(d.next_ready, timeout=20) is not None
