@@ -395,14 +395,14 @@ def cmd_run(args) -> int:
     start_frame = settings.start_frame
     director.attach_clock(lambda: player.seconds)
 
-    # The first Ctrl-C (or SIGTERM) stops cleanly: files are finalised. A second forces.
-    def on_signal(signum, frame):
-        if getattr(on_signal, "seen", False):
-            print("lofid: forced stop", file=sys.stderr)
-            os._exit(130)
-        on_signal.seen = True
-        print("lofid: stopping (again to force)", file=sys.stderr)
+    # The first Ctrl-C (or SIGTERM) stops cleanly: files are finalised, within a stop
+    # timeout whatever any thread is doing. A second forces (lofid.stopping).
+    from lofid.stopping import SignalStop
+
+    def stop_playing() -> None:
         player.stop()
+        director.stop(timeout=0)                # its worker's waits end at once too
+    stopper = SignalStop(stop_playing, lambda: player.outputs)
     reloader = None
     if config is not None:
         from lofid.daemon import ConfigReloader
@@ -455,7 +455,8 @@ def cmd_run(args) -> int:
             if host not in ("127.0.0.1", "::1", "localhost"):
                 print("lofid: warning: control over TCP is clear text; beyond this machine, "
                       "tunnel it (ssh -L)", file=sys.stderr)
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    stopper.start()
+    previous = {}
     # SIGHUP reloads the config (systemctl --user reload lofid); never the default,
     # which would end the daemon.
     previous[signal.SIGHUP] = signal.signal(
@@ -476,12 +477,16 @@ def cmd_run(args) -> int:
         if reloader is not None:
             reloader.stop()
         notifier.stop()
-        director.stop()
+        # Stopped by a signal, a loop still being made is not waited for (the
+        # library's writes are atomic).
+        director.stop(timeout=1.0 if stopper.signals else 30.0)
         audio.close()
         if server is not None:
             server.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        stopper.done()
+        stopper.close()
     seconds = (player.frame - start_frame) / cfg.fps
     print(f"played {seconds:.1f} s ({player.frame - start_frame} frames) in "
           f"{time.monotonic() - t0:.1f} s to {', '.join(o.name for o in player.outputs)}")

@@ -3,7 +3,8 @@
 The director hands the player loops and never makes it wait: `first()` blocks once,
 at start, until there is something to show; after that `urgent()` and `next_ready()`
 only ever return a loop that can play now, or None, and the player keeps repeating
-what it has. A worker thread keeps the generator busy a loop or two ahead, from the
+what it has. (`coming()` tells an unpaced player, writing files faster than real
+time, that a loop it could wait for is being made right now.) A worker thread keeps the generator busy a loop or two ahead, from the
 library first (loops of the same scene not played lately), then by generating new ones.
 
 The rules, in order of priority:
@@ -73,8 +74,9 @@ class DirectorSettings:
     generator: str = "procedural"
     max_seam_ratio: float = 1.5    # a loop above it is made again (seam_attempts in all)
     seam_attempts: int = 3
-    # Files made faster than real time: when a loop's time is up, wait for the next
-    # one rather than let the output clock outrun the generator (bounded, seconds).
+    # Files made faster than real time: when a loop's time is up and the next one is
+    # being made, `coming()` says so for at most this many seconds, and an unpaced
+    # player may wait for it rather than let its clock outrun the generator.
     wait_for_next: float = 0.0
     live: bool = True              # requests cross at once (live); False: at a keyframe
     history: int = 8               # loops remembered, so rotation does not repeat them
@@ -111,8 +113,8 @@ class Director:
         self._ready: deque = deque()           # (key, Loop) made and waiting
         self._played: set[str] = set()          # keys played during this run
         self._lock = threading.Lock()
-        self._arrived = threading.Condition(self._lock)   # a loop joined _ready
-        self._idle = False                                # the worker has nothing to make
+        self._making = None                     # the spec the worker is making a loop of
+        self._due_since: float | None = None    # monotonic: rotation due, nothing ready
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._worker: threading.Thread | None = None
@@ -187,21 +189,40 @@ class Director:
             if req.loop is not None and not self.settings.live:
                 return self._take_request(req)
             return None
-        waited = self._clock() - self._since
-        if waited < self.settings.rotate and waited != float("inf"):
+        if not self._rotation_due():
             return None
-        if self.held and waited != float("inf"):
-            return None
-        with self._arrived:
-            if not self._ready and self.settings.wait_for_next > 0:
-                self._arrived.wait_for(lambda: self._ready or self._stop.is_set() or self._idle,
-                                       timeout=self.settings.wait_for_next)
+        with self._lock:
             if not self._ready:
+                if self._due_since is None:
+                    self._due_since = time.monotonic()
                 return None
             key, loop = self._ready.popleft()
         self._wake.set()
         self._started(key, loop, "rotation")
         return loop
+
+    def coming(self) -> bool:
+        """True while the current loop's time is up and the worker is making the next
+        loop of this scene, for at most `wait_for_next` seconds: an unpaced player may
+        wait for it (polling next_ready) rather than run ahead. False as soon as there
+        is nothing to wait for. Cheap and never blocks."""
+        req = self._pending
+        if req is not None and time.monotonic() >= req.due or not self._rotation_due():
+            return False
+        with self._lock:
+            since = self._due_since
+            return (since is not None and not self._stop.is_set() and not self._ready
+                    and self._making is not None and self._making == self.spec
+                    and time.monotonic() - since < self.settings.wait_for_next)
+
+    def _rotation_due(self) -> bool:
+        """The current loop has had its time (or was skipped), and is not held."""
+        if self._since is None:
+            return False
+        waited = self._clock() - self._since
+        if waited == float("inf"):
+            return True                         # skipped (skip()), held or not
+        return waited >= self.settings.rotate and not self.held
 
     def skip(self) -> None:
         """Offer the next loop at once instead of when the current one's time is up."""
@@ -259,13 +280,14 @@ class Director:
         return {"action": "switch" if due <= now else "scheduled",
                 "due_in": round(max(0.0, due - now), 3)}
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop the worker, waiting at most `timeout` seconds for a loop it is making
+        (0: not at all; the library's writes are atomic, an abandoned one leaves no
+        half loop)."""
         self._stop.set()
         self._wake.set()
-        with self._arrived:
-            self._arrived.notify_all()
-        if self._worker is not None:
-            self._worker.join(timeout=30)
+        if self._worker is not None and timeout > 0:
+            self._worker.join(timeout=timeout)
 
     # --- requests ----------------------------------------------------------------------
 
@@ -344,6 +366,7 @@ class Director:
 
     def _started(self, key, loop, reason: str) -> None:
         self._since = self._clock()
+        self._due_since = None
         changed = self._current_spec is None or _look(self._current_spec) != _look(loop.spec)
         self._current_spec = loop.spec
         self.current_key = key
@@ -381,8 +404,8 @@ class Director:
                                                  "error": f"{type(e).__name__}: {e}"})
             return None
 
-    def _take_from_library(self):
-        """A stored loop of the current scene, least recently played first.
+    def _take_from_library(self, spec=None):
+        """A stored loop of the current scene (or `spec`), least recently played first.
 
         While generating, each stored loop is played once per run and then new ones
         are made, so a long stream keeps getting new pictures; with generating off the
@@ -390,7 +413,7 @@ class Director:
         Without generating, loops of the same scene with other weather or time stand
         in when none matches the spec exactly."""
         with self._lock:
-            spec = self.spec
+            spec = self.spec if spec is None else spec
             skip = {k for k, _ in self._ready} | {self.current_key}
             recent = {key for _, _, key, _ in self.history}
         if self.settings.generate:
@@ -521,13 +544,19 @@ class Director:
                 self._wake.wait(timeout=5.0)
                 self._wake.clear()
                 continue
+            # The loop is taken or made for the scene as it is now; a request may
+            # change the scene meanwhile, and then the loop is not wanted.
+            with self._lock:
+                spec = self._making = self.spec
             try:
-                made = self._take_from_library()
+                made = self._take_from_library(spec)
                 if made is None and self.settings.generate:
-                    made = self._make()
+                    made = self._make(spec)
                     self._standby_stale = True   # a new loop may be a new scene
                 backoff = 1.0
             except Exception as e:  # a failed generation is reported, never fatal
+                with self._lock:
+                    self._making = None
                 self.failures += 1
                 log.error("generating a loop failed: %s: %s", type(e).__name__, e)
                 self._on_event("generation_failed", {"error": f"{type(e).__name__}: {e}"})
@@ -536,16 +565,16 @@ class Director:
                 continue
             if made is None:
                 # Nothing new to offer (library only, one loop): look again later.
-                with self._arrived:
-                    self._idle = True
-                    self._arrived.notify_all()
+                with self._lock:
+                    self._making = None
                 if self._standby_stale:
                     self._standby_stale = not self._fill_standby()
                 self._wake.wait(timeout=10.0)
                 self._wake.clear()
                 continue
-            with self._arrived:
-                self._idle = False
-                if made[1].spec == self.spec:
+            with self._lock:
+                self._making = None
+                # Compared with the spec it was taken for, not with its own: with
+                # generating off a loop of the scene in other weather stands in.
+                if spec == self.spec:
                     self._ready.append(made)
-                    self._arrived.notify_all()

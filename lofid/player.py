@@ -75,6 +75,8 @@ _LIVE_AHEAD = 6
 _URGENT_POLL_S = 0.005
 # How long the clock waits for a live frame before it counts the segment as failed.
 _LIVE_TIMEOUT_S = 20.0
+# How often an unpaced clock, waiting for a loop the source says is coming, asks again.
+_COMING_POLL_S = 0.02
 
 
 class LoopSource(Protocol):
@@ -82,6 +84,8 @@ class LoopSource(Protocol):
     def next_ready(self) -> Any | None: ...  # a loop to crossfade to, or None; never blocks
     # Optional: urgent() -> a loop to cross to at once, or None; polled every frame
     # while no crossfade is on the air, so it must be cheap and never block.
+    # Optional: coming() -> True while a next loop is being made that an unpaced
+    # player may wait for (it polls next_ready meanwhile); cheap, never blocks.
 
 
 # --------------------------------------------------------------------------- settings
@@ -791,6 +795,8 @@ class Player:
         job = self._job
         if job is None:
             loop = self._next_from_source()
+            if loop is None and not self.settings.realtime:
+                loop = self._wait_for_coming()
             if loop is None:
                 return
             job = self._job = _NextLoop(loop=loop, asked_at=n, handed_wall=time.perf_counter())
@@ -1050,6 +1056,25 @@ class Player:
         except Exception as e:                  # a director hiccup never stops the picture
             self._error("source", e)
             return None
+
+    def _wait_for_coming(self):
+        """Unpaced, the clock may wait for a loop the source is making (files would
+        otherwise outrun the generator): the source says for how long, by coming(),
+        and the wait ends at once on stop(). None: the current loop plays on."""
+        coming = getattr(self.source, "coming", None)
+        while callable(coming) and not self._stop.is_set():
+            try:
+                if not coming():
+                    return None
+            except Exception as e:              # a director hiccup never stops the picture
+                self._error("source", e)
+                return None
+            if self._stop.wait(_COMING_POLL_S):
+                return None
+            loop = self._next_from_source()
+            if loop is not None:
+                return loop
+        return None
 
     def _prepare(self, loop, encode: bool = True) -> _Prepared:
         """Fit, fps-convert and (when an output takes packets) encode one repetition."""
