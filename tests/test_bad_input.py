@@ -116,7 +116,7 @@ ROWS = [
     ("gen-animatediff-missing-model",
      G + ["--generator", "animatediff", "--model", "{w}/nomodel", "--motion-adapter", "{w}/noadapter"],
      None, "nomodel", 2),
-    ("gen-steps-procedural", G + ["--generator", "procedural", "--steps", "0"], None, "--steps", 2),
+    ("gen-steps-procedural", G + ["--generator", "procedural", "--steps", "5"], None, "--steps", 2),
     ("gen-lora-procedural", G + ["--generator", "procedural", "--lora", "x:abc"], None, "--lora", 2),
     ("gen-image-folder", G + ["--image", "{w}"], None, "--image", 2),
     ("gen-image-fifo", G + ["--image", "{w}/fifo"], None, "--image", 2),
@@ -201,7 +201,7 @@ ROWS = [
     ("lib-prune-nan", ["library", "prune", "--max-size", "nan"], None, "nan", 2),
     ("lib-prune-inf", ["library", "prune", "--max-size", "inf"], None, "inf", 2),
     ("lib-prune-1e400", ["library", "prune", "--max-size", "1e400"], None, "1e400", 2),
-    ("lib-prune-negative", ["library", "prune", "--max-size", "-5M"], None, "-5M", 2),
+    ("lib-prune-negative", ["library", "prune", "--max-size=-5M"], None, "-5M", 2),
     ("lib-prune-words", ["library", "prune", "--max-size", "lots"], None, "lots", 2),
     ("lib-prune-missing", ["library", "prune"], None, "--max-size", 2),
     ("lib-preview-columns-0", PV + ["--columns", "0"], None, "--columns", 2),
@@ -260,7 +260,7 @@ ROWS = [
     ("train-config-unknown-key", ["train", "motion", "--config", "{cfg}"], ["colour = 1"], "colour", 2),
     ("train-no-data", ["train", "style"], None, "data", 2),
     ("train-data-missing", ["train", "style", "--data", "{w}/nodata", "--output", "{w}/l.safetensors"], None, "nodata", 2),
-    ("train-learning-rate-nan", ["train", "motion", "--learning-rate", "nan"], None, "learning", 2),
+    ("train-temporal-lr-nan", ["train", "motion", "--temporal-lr", "nan"], None, "--temporal-lr", 2),
     ("train-unknown-kind", ["train", "voices"], None, "voices", 2),
 ]
 
