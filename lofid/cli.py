@@ -309,11 +309,11 @@ def _format_entry(e: dict) -> str:
 
 def cmd_library_list(args) -> int:
     import json
+    from lofid.scene import SCENES
+    if args.scene is not None and args.scene not in SCENES:
+        raise BadInput(f"--scene {args.scene!r} is not a scene: expected one of {', '.join(SCENES)}")
     lib = _library(args)
-    try:
-        entries = lib.entries(scene=args.scene)
-    except ValueError as e:       # an unknown scene
-        raise BadInput(f"--scene: {e}") from None
+    entries = lib.entries(scene=args.scene)
     if args.json:
         print(json.dumps(entries, indent=2))
         return 0
