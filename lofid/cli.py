@@ -7,6 +7,7 @@ command imports what it uses. Bad input ends in one line on stderr and exit code
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -31,35 +32,48 @@ class _Parser(argparse.ArgumentParser):
 
 # --- argument types: each names what was wrong -------------------------------------
 
+_SIZE_RANGE = "16..7680 x 16..4320"
+
+
+def _check_size(w: int, h: int, text: str | None = None) -> None:
+    if not (16 <= w <= 7680 and 16 <= h <= 4320):
+        raise BadInput(f"--size {text or f'{w}x{h}'!r} is out of range: expected {_SIZE_RANGE}")
+
+
 def parse_size(text: str) -> tuple[int, int]:
     parts = text.lower().split("x")
     try:
         w, h = (int(p) for p in parts)
     except ValueError:
         raise BadInput(f"--size {text!r} is not WIDTHxHEIGHT (for example 1280x720)") from None
-    if not (16 <= w <= 7680 and 16 <= h <= 4320):
-        raise BadInput(f"--size {text!r} is out of range: each side must be 16..7680 (height ..4320)")
+    _check_size(w, h, text)
     return w, h
 
 
-def parse_byte_size(text: str) -> int:
+def parse_byte_size(text: str, flag: str = "--max-size") -> int:
     units = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
     t = text.strip().lower().removesuffix("b").removesuffix("i")
     unit = t[-1:] if t[-1:] in units else ""
     try:
         value = float(t[: len(t) - len(unit)])
     except ValueError:
-        raise BadInput(f"{text!r} is not a size (for example 500M or 2G)") from None
+        raise BadInput(f"{flag} {text!r} is not a size (for example 500M or 2G)") from None
     if value < 0:
-        raise BadInput(f"{text!r} is not a size: it is negative")
+        raise BadInput(f"{flag} {text!r} is not a size: it is negative")
+    if not math.isfinite(value * units[unit]):    # nan, inf, 1e400
+        raise BadInput(f"{flag} {text!r} is not a size: expected a finite number "
+                       f"(for example 500M or 2G)")
     return int(value * units[unit])
 
 
 # --- commands ------------------------------------------------------------------------
 
 def _library(args):
-    from lofid.library import Library
-    return Library(args.library)
+    from lofid.library import Library, LibraryError
+    try:
+        return Library(args.library)
+    except LibraryError as e:     # --library (or $LOFID_LIBRARY) names a file, say
+        raise BadInput(f"--library: {e}") from None
 
 
 def _progress_bar(label: str):
@@ -80,16 +94,42 @@ def _progress_bar(label: str):
     return show
 
 
+# A picture may have at most this many pixels: Pillow's own decompression-bomb limit,
+# which it only warns about below twice the number.
+def _max_picture_pixels() -> int:
+    from PIL import Image
+    return Image.MAX_IMAGE_PIXELS or 89_478_485
+
+
 def _read_image(path: str, size: tuple[int, int] | None):
-    """The user's still as (H, W, 3) uint8 at `size`, cropped to fill it."""
+    """The user's still as (H, W, 3) uint8 at `size` (default: its own size, even
+    sides), cropped to fill it. The header is checked before any pixel is decoded."""
+    import stat
+    import warnings
+
     import numpy as np
     from PIL import Image, UnidentifiedImageError
     try:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
+        if not stat.S_ISREG(os.stat(path).st_mode):   # a FIFO would block the read
+            raise BadInput(f"--image {path!r} is not a file: expected a picture file")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)   # checked below
+            im = Image.open(path)
+        with im:
+            limit = _max_picture_pixels()
+            if im.width * im.height > limit:
+                raise BadInput(f"--image {path!r} is {im.width}x{im.height}: more than "
+                               f"{limit / 1e6:.0f} megapixels, the most a picture may have")
             if size is None:
                 # Even sides: the video encoders need them.
                 size = (im.width - im.width % 2, im.height - im.height % 2)
+                try:
+                    _check_size(*size)
+                except BadInput:
+                    raise BadInput(f"--image {path!r} is {im.width}x{im.height}, and a loop "
+                                   f"at its size would be outside {_SIZE_RANGE}: give --size"
+                                   ) from None
+            im = im.convert("RGB")
             w, h = size
             scale = max(w / im.width, h / im.height)
             sw, sh = max(w, round(im.width * scale)), max(h, round(im.height * scale))
@@ -97,6 +137,8 @@ def _read_image(path: str, size: tuple[int, int] | None):
             left, top = (sw - w) // 2, (sh - h) // 2
             im = im.crop((left, top, left + w, top + h))
             return np.asarray(im, dtype=np.uint8).copy()
+    except Image.DecompressionBombError as e:
+        raise BadInput(f"--image {path!r} has more pixels than a picture may have: {e}") from None
     except (OSError, UnidentifiedImageError, ValueError) as e:
         raise BadInput(f"--image {path!r} cannot be read as a picture: {e}") from None
 
@@ -129,9 +171,43 @@ def _animatediff_options(cfg) -> dict:
                 options[key] = getattr(cfg, key)
         options["loras"] = [parse_lora_arg(t) for t in cfg.loras]
         options["motion_loras"] = [parse_lora_arg(t) for t in cfg.motion_loras]
+        if options.get("model") is None or options.get("motion_adapter") is None:
+            raise BadInput("the animatediff generator needs --model and --motion-adapter (config "
+                           "keys model and motion_adapter), e.g. after `lofid models pull`: "
+                           "--model dreamshaper-8 --motion-adapter animatediff-v1-5-3")
+        # Found now (file headers only), not when the first loop is made.
+        from lofid import models
+        models.find("checkpoint", options["model"])
+        models.find("motion_adapter", options["motion_adapter"])
+        for kind, key in (("lora", "loras"), ("motion_lora", "motion_loras")):
+            for name, _ in options[key]:
+                models.find(kind, name)
     except ValueError as e:
         raise BadInput(str(e)) from None
     return options
+
+
+MAX_REPEAT = 1000
+
+
+def _check_loop(name: str, size: tuple[int, int], frames: int, size_key: str,
+                frames_key: str) -> None:
+    """BadInput unless the generator `name` can make a loop of `frames` frames at
+    `size`, within the limits on the work one loop may ask for."""
+    from lofid.config import ConfigError, check_loop_work
+    w, h = size
+    if name == "procedural":
+        from lofid.generators.scenes import MIN_SIZE
+        if min(w, h) < MIN_SIZE:
+            raise BadInput(f"{size_key} {w}x{h}: the procedural painter makes pictures of "
+                           f"at least {MIN_SIZE}x{MIN_SIZE}")
+    elif name == "animatediff" and (w % 8 or h % 8):
+        raise BadInput(f"{size_key} {w}x{h}: AnimateDiff makes sides that are multiples of 8 "
+                       f"(for example {max(8, w - w % 8)}x{max(8, h - h % 8)})")
+    try:
+        check_loop_work(w, h, frames, size_key, frames_key)
+    except ConfigError as e:
+        raise BadInput(str(e)) from None
 
 
 def _generate_config(args):
@@ -160,14 +236,21 @@ def cmd_generate(args) -> int:
         raise BadInput(f"--frames {args.frames}: a loop needs at least 2 frames")
     if not 1 <= args.fps <= 60:
         raise BadInput(f"--fps {args.fps:g}: expected 1..60 (lofi loops use 8-15)")
-    if args.repeat < 1:
-        raise BadInput(f"--repeat {args.repeat}: expected 1 or more")
-    size = parse_size(args.size) if args.size else None
+    if not 1 <= args.repeat <= MAX_REPEAT:
+        raise BadInput(f"--repeat {args.repeat}: expected 1..{MAX_REPEAT}")
+    size = parse_size(args.size) if args.size is not None else None
+    if size is not None and out.suffix.lower() != ".gif" and (size[0] % 2 or size[1] % 2):
+        # Their colour is stored at half size; padding the picture would change --size.
+        raise BadInput(f"--size {args.size!r}: {out.suffix} needs even sides, for example "
+                       f"{size[0] - size[0] % 2}x{size[1] - size[1] % 2} (.gif takes any size)")
     image = _read_image(args.image, size) if args.image else None
+    size_key = "--size"
     if size is None:
         size = (image.shape[1], image.shape[0]) if image is not None else DEFAULT_SIZE
+        size_key = f"--image {args.image!r} (its size)" if image is not None else size_key
     cfg = _generate_config(args)
     name = _pick_generator(cfg.generator)
+    _check_loop(name, size, args.frames, size_key, "--frames")
     if cfg.generator == "auto":
         print(f"generator: {name} (auto)", file=sys.stderr)
     options = _animatediff_options(cfg) if name == "animatediff" else {}
@@ -228,6 +311,9 @@ def _format_entry(e: dict) -> str:
 
 def cmd_library_list(args) -> int:
     import json
+    from lofid.scene import SCENES
+    if args.scene is not None and args.scene not in SCENES:
+        raise BadInput(f"--scene {args.scene!r} is not a scene: expected one of {', '.join(SCENES)}")
     lib = _library(args)
     entries = lib.entries(scene=args.scene)
     if args.json:
@@ -270,9 +356,11 @@ def cmd_library_preview(args) -> int:
     out = Path(args.output)
     if out.suffix.lower() != ".png":
         raise BadInput(f"-o {args.output!r}: a preview is written as .png")
-    lib = _library(args)
     if args.count < 1:
         raise BadInput(f"--count {args.count}: expected 1 or more")
+    if args.columns is not None and args.columns < 1:
+        raise BadInput(f"--columns {args.columns}: expected 1 or more")
+    lib = _library(args)
     loop = lib.get(_find_key(lib, args.key))
     # Evenly spaced frames show the whole motion without a sheet of near-copies.
     picks = np.unique(np.linspace(0, loop.n_frames - 1, min(args.count, loop.n_frames)).round().astype(int))
@@ -284,8 +372,10 @@ def cmd_library_preview(args) -> int:
 def _loop_size(out_w: int, out_h: int) -> tuple[int, int]:
     """Loops are painted at the output size, at most 1280 wide: the player scales them up,
     and painting (and storing) at 1080p would cost twice as much for little gain."""
+    from lofid.generators.scenes import MIN_SIZE   # the painter's smallest picture
     scale = min(1.0, 1280 / out_w)
-    return max(16, round(out_w * scale / 2) * 2), max(16, round(out_h * scale / 2) * 2)
+    return (max(MIN_SIZE, round(out_w * scale / 2) * 2),
+            max(MIN_SIZE, round(out_h * scale / 2) * 2))
 
 
 def cmd_run(args) -> int:
@@ -295,7 +385,7 @@ def cmd_run(args) -> int:
     from fractions import Fraction
 
     from lofid import generators
-    from lofid.config import ConfigError, load, loop_fps_for, size_of
+    from lofid.config import ConfigError, byte_size_of, load, loop_fps_for, size_of
     from lofid.director import Director, DirectorSettings, NothingToPlay
     from lofid.scene import parse
 
@@ -314,6 +404,24 @@ def cmd_run(args) -> int:
         size = size_of(cfg.size)
     except ConfigError as e:
         raise BadInput(str(e)) from None
+    # Everything the user gave is checked before any output opens or any loop is made.
+    name = _pick_generator(cfg.generator)
+    generate = generators.get(name)
+    loop_size, loop_frames = _loop_size(*size), cfg.loop_frames
+    if name == "animatediff":
+        import functools
+        generate = functools.partial(generate, **_animatediff_options(cfg))
+        # SD1.5 works near 512 px, and motion modules in windows of 16-32 frames.
+        loop_size = tuple(max(64, round(v * 768 / size[0] / 8) * 8) for v in size)
+        loop_frames = min(loop_frames, 48)
+    if cfg.loop_size:
+        loop_size = size_of(cfg.loop_size, "loop_size")
+    _check_loop(name, loop_size, loop_frames, "loop_size", "loop_frames")
+    from lofid.library import Library, LibraryError
+    try:
+        library = Library(cfg.library, max_bytes=byte_size_of(cfg.library_max_size))
+    except LibraryError as e:
+        raise BadInput(f"library: {e}") from None
     targets = cfg.outputs
     if not targets:
         if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
@@ -326,7 +434,6 @@ def cmd_run(args) -> int:
     logging.basicConfig(level=logging.INFO, format="lofid: %(message)s", stream=sys.stderr)
     from lofid.audio import AudioTrack
     from lofid.daemon import OutputSet, is_live
-    from lofid.library import Library
     from lofid.player import Player, PlayerSettings
 
     player = None
@@ -360,22 +467,9 @@ def cmd_run(args) -> int:
     spec = parse(cfg.scene)
     realtime = cfg.realtime or any(is_live(t) for t in targets)
     output_set.realtime = realtime
-    name = _pick_generator(cfg.generator)
-    generate = generators.get(name)
-    loop_size, loop_frames = _loop_size(*size), cfg.loop_frames
-    if name == "animatediff":
-        import functools
-        generate = functools.partial(generate, **_animatediff_options(cfg))
-        # SD1.5 works near 512 px, and motion modules in windows of 16-32 frames.
-        loop_size = tuple(max(64, round(v * 768 / size[0] / 8) * 8) for v in size)
-        loop_frames = min(loop_frames, 48)
-    if cfg.loop_size:
-        loop_size = size_of(cfg.loop_size, "loop_size")
     print(f"lofid: generator {name}" + (" (auto)" if cfg.generator == "auto" else ""),
           file=sys.stderr)
-    from lofid.config import byte_size_of
-    director = Director(Library(cfg.library, max_bytes=byte_size_of(cfg.library_max_size)),
-                        spec,
+    director = Director(library, spec,
                         DirectorSettings(loop_size=loop_size, frames=loop_frames,
                                          fps=cfg.loop_fps or loop_fps_for(cfg.fps),
                                          rotate=cfg.rotate,

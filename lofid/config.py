@@ -24,6 +24,11 @@ class ConfigError(ValueError):
 OUTPUT_FPS = (24, 25, 30, 50, 60)
 FITS = ("crop", "blur")
 
+# Limits on the work one loop may ask for: every frame of a loop is held in memory
+# (width x height x 3 bytes each), by the generator and again by the player.
+MAX_LOOP_FRAMES = 3600            # five minutes at 12 fps
+MAX_LOOP_BYTES = 2 << 30          # 2 GiB of frames
+
 
 @dataclass
 class RunConfig:
@@ -75,10 +80,12 @@ class RunConfig:
     standby_scenes: int = 8       # scenes whose next loop's first frames stay in memory
 
     def __post_init__(self):
-        self.outputs = list(self.outputs or [])
-        self.audio = list(self.audio or [])
-        self.loras = list(self.loras or [])
-        self.motion_loras = list(self.motion_loras or [])
+        # Only "not given" becomes an empty list: anything else that is not a list is
+        # left for validate() to name (list("x.mp4") would be five outputs).
+        for key in ("outputs", "audio", "loras", "motion_loras"):
+            value = getattr(self, key)
+            if value is None or isinstance(value, tuple):
+                setattr(self, key, list(value or []))
 
 
 def default_path() -> Path:
@@ -150,6 +157,19 @@ def byte_size_of(value, key: str = "library_max_size") -> int:
     return int(number * units[unit])
 
 
+def check_loop_work(width: int, height: int, frames: int, size_key: str = "loop_size",
+                    frames_key: str = "loop_frames") -> None:
+    """ConfigError when a loop of `frames` frames at width x height is more than a loop
+    may be (MAX_LOOP_FRAMES frames, MAX_LOOP_BYTES of frames in memory)."""
+    if frames > MAX_LOOP_FRAMES:
+        raise ConfigError(f"{frames_key} {frames}: at most {MAX_LOOP_FRAMES} frames in a loop")
+    need = frames * width * height * 3
+    if need > MAX_LOOP_BYTES:
+        raise ConfigError(f"{frames_key} {frames} at {size_key} {width}x{height} would hold "
+                          f"{need / 2**30:.1f} GiB of frames; a loop may hold at most "
+                          f"{MAX_LOOP_BYTES / 2**30:g} GiB: fewer frames or a smaller size")
+
+
 def loop_fps_for(output_fps: int) -> float:
     """A lofi frame rate (8-15) that divides the output's, so each loop frame is shown a
     whole number of times: no blended in-between frames to make, and crossfades that
@@ -160,41 +180,73 @@ def loop_fps_for(output_fps: int) -> float:
     return 12.0
 
 
+def _number(value) -> bool:
+    """A finite int or float; TOML's true/false, nan and inf are not numbers of anything."""
+    import math
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _text_list(value) -> bool:
+    return isinstance(value, list) and all(isinstance(x, str) and x for x in value)
+
+
 def validate(cfg: RunConfig) -> RunConfig:
     def need(ok: bool, key: str, expected: str):
         if not ok:
             raise ConfigError(f"{key} = {getattr(cfg, key)!r}: expected {expected}")
 
-    need(cfg.duration is None or (isinstance(cfg.duration, (int, float)) and cfg.duration > 0),
-         "duration", "a number of seconds above 0")
-    need(isinstance(cfg.rotate, (int, float)) and cfg.rotate > 0, "rotate", "seconds above 0")
-    need(isinstance(cfg.crossfade, (int, float)) and 0 <= cfg.crossfade <= 30,
-         "crossfade", "seconds, 0..30")
-    need(cfg.fps in OUTPUT_FPS, "fps", f"one of {', '.join(map(str, OUTPUT_FPS))}")
-    need(cfg.fit in FITS, "fit", " or ".join(FITS))
-    need(isinstance(cfg.bitrate, int) and 300 <= cfg.bitrate <= 50000, "bitrate", "kb/s, 300..50000")
-    need(isinstance(cfg.loop_frames, int) and cfg.loop_frames >= 2, "loop_frames", "2 or more")
-    need(cfg.loop_fps is None or (isinstance(cfg.loop_fps, (int, float)) and 1 <= cfg.loop_fps <= 60),
+    need(cfg.duration is None or (_number(cfg.duration) and cfg.duration > 0),
+         "duration", "a number of seconds above 0 (leave it out to play forever)")
+    need(_number(cfg.rotate) and cfg.rotate > 0, "rotate", "seconds above 0")
+    need(_number(cfg.crossfade) and 0 <= cfg.crossfade <= 30, "crossfade", "seconds, 0..30")
+    need(cfg.fps in OUTPUT_FPS and not isinstance(cfg.fps, bool), "fps",
+         f"one of {', '.join(map(str, OUTPUT_FPS))}")
+    need(isinstance(cfg.fit, str) and cfg.fit in FITS, "fit", " or ".join(FITS))
+    need(_whole(cfg.bitrate) and 300 <= cfg.bitrate <= 50000, "bitrate", "kb/s, 300..50000")
+    need(_whole(cfg.loop_frames) and 2 <= cfg.loop_frames <= MAX_LOOP_FRAMES, "loop_frames",
+         f"a whole number of frames, 2..{MAX_LOOP_FRAMES}")
+    need(cfg.loop_fps is None or (_number(cfg.loop_fps) and 1 <= cfg.loop_fps <= 60),
          "loop_fps", "1..60")
     need(isinstance(cfg.scene, str), "scene", "text")
-    need(all(isinstance(o, str) and o for o in cfg.outputs), "outputs", "a list of targets")
-    need(all(isinstance(a, str) and a for a in cfg.audio), "audio", "a list of files or folders")
+    need(_text_list(cfg.outputs), "outputs", 'a list of targets, e.g. ["stream.mp4"]')
+    need(_text_list(cfg.audio), "audio", 'a list of files or folders, e.g. ["~/Music/lofi"]')
     for key in ("generate", "realtime", "fullscreen", "borderless", "close_stops"):
         need(isinstance(getattr(cfg, key), bool), key, "true or false")
+    need(cfg.library is None or (isinstance(cfg.library, str) and cfg.library != ""),
+         "library", "the path of a folder")
+    need(cfg.socket is None or isinstance(cfg.socket, str), "socket",
+         'the path of the control socket ("" for the default one)')
     need(isinstance(cfg.generator, str), "generator", "auto, procedural or animatediff")
-    need(all(isinstance(x, str) for x in cfg.loras + cfg.motion_loras), "loras",
-         'a list of "file_or_name[:weight]"')
-    need(cfg.steps is None or (isinstance(cfg.steps, int) and 1 <= cfg.steps <= 200), "steps", "1..200")
-    need(cfg.guidance is None or isinstance(cfg.guidance, (int, float)), "guidance", "a number")
-    need(isinstance(cfg.max_seam_ratio, (int, float)) and cfg.max_seam_ratio >= 1.0,
-         "max_seam_ratio", "a number of 1.0 or more")
+    for key in ("model", "motion_adapter"):
+        need(getattr(cfg, key) is None or (isinstance(getattr(cfg, key), str)
+                                           and getattr(cfg, key) != ""), key, "a path or a name")
+    need(_text_list(cfg.loras), "loras", 'a list of "file_or_name[:weight]"')
+    need(_text_list(cfg.motion_loras), "motion_loras", 'a list of "file_or_name[:weight]"')
+    need(cfg.steps is None or (_whole(cfg.steps) and 1 <= cfg.steps <= 200), "steps", "1..200")
+    need(cfg.guidance is None or (_number(cfg.guidance) and cfg.guidance >= 0),
+         "guidance", "a number of 0 or more")
+    if (cfg.scheduler, cfg.loop_method, cfg.preset) != (None, None, None):
+        # Only when set: the names live with the AnimateDiff backend (numpy to import).
+        from lofid.generators.animatediff import LOOP_METHODS, PRESETS, SCHEDULERS
+        need(cfg.scheduler is None or cfg.scheduler in SCHEDULERS, "scheduler",
+             ", ".join(SCHEDULERS))
+        need(cfg.loop_method is None or cfg.loop_method in LOOP_METHODS, "loop_method",
+             ", ".join(LOOP_METHODS))
+        need(cfg.preset is None or cfg.preset in tuple(PRESETS), "preset", ", ".join(PRESETS))
+    # inf is allowed: never make a loop again for its seam.
+    need(isinstance(cfg.max_seam_ratio, (int, float)) and not isinstance(cfg.max_seam_ratio, bool)
+         and cfg.max_seam_ratio >= 1.0, "max_seam_ratio", "a number of 1.0 or more")
     need(isinstance(cfg.live_crossfade, bool), "live_crossfade", "true or false")
-    need(isinstance(cfg.min_scene, (int, float)) and not isinstance(cfg.min_scene, bool)
-         and 0 <= cfg.min_scene <= 3600, "min_scene", "seconds, 0..3600")
-    need(isinstance(cfg.scene_history, int) and not isinstance(cfg.scene_history, bool)
-         and 1 <= cfg.scene_history <= 1000, "scene_history", "a whole number, 1..1000")
-    need(isinstance(cfg.standby_scenes, int) and not isinstance(cfg.standby_scenes, bool)
-         and 0 <= cfg.standby_scenes <= 64, "standby_scenes", "a whole number, 0..64")
+    need(_number(cfg.min_scene) and 0 <= cfg.min_scene <= 3600, "min_scene", "seconds, 0..3600")
+    need(_whole(cfg.scene_history) and 1 <= cfg.scene_history <= 1000, "scene_history",
+         "a whole number, 1..1000")
+    need(_whole(cfg.standby_scenes) and 0 <= cfg.standby_scenes <= 64, "standby_scenes",
+         "a whole number, 0..64")
     byte_size_of(cfg.library_max_size, "library_max_size")
     size_of(cfg.size)
     if cfg.loop_size is not None:
@@ -239,6 +291,8 @@ def read_token(path, key: str = "control_token_file") -> str:
     path = os.path.expanduser(path)
     try:
         st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):   # a FIFO would block the read
+            raise ConfigError(f"{key} = {str(path)!r}: expected a file holding a token")
         with open(path, encoding="utf-8") as f:
             token = f.read().strip()
     except OSError as e:
@@ -258,6 +312,10 @@ def load(path: str | Path | None, overrides: dict) -> RunConfig:
     """Defaults, then the file at `path` (if any), then `overrides` (None values skipped)."""
     values: dict = {}
     if path is not None:
+        import os
+        if os.path.exists(path) and not os.path.isfile(path) and not os.path.isdir(path):
+            # A FIFO or a device would block the read, or never end.
+            raise ConfigError(f"config {str(path)!r} is not a regular file")
         try:
             with open(path, "rb") as f:
                 values = tomllib.load(f)
