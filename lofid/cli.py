@@ -451,6 +451,7 @@ def cmd_run(args) -> int:
     # One bad output does not stop the others: it is reported and left out.
     output_set = OutputSet(dict(fullscreen=cfg.fullscreen, borderless=cfg.borderless,
                                 close_stops=cfg.close_stops), on_state)
+    output_set.stop_when_all_failed = cfg.socket is None and cfg.control_tcp is None
     outputs = output_set.open(targets)
     if not outputs:
         print("lofid: error: no output can run", file=sys.stderr)

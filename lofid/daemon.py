@@ -46,6 +46,9 @@ class OutputSet:
         self._removed: list = []               # outputs removed, until they are finalised
         self._lock = threading.Lock()
         self.realtime = realtime
+        # With a control socket open, a client can still add an output, so the run
+        # goes on with none left; without one, nothing could ever play again.
+        self.stop_when_all_failed = True
 
     @property
     def realtime(self) -> bool:
@@ -125,7 +128,8 @@ class OutputSet:
             self.on_state(name, state, detail)
         # The last output failing ends the run: playing on to nothing would only hide
         # the failure (the caller reports it and exits non-zero).
-        if state == "failed" and self.player is not None and self.all_failed():
+        if (state == "failed" and self.stop_when_all_failed and self.player is not None
+                and self.all_failed()):
             log.error("error: every output has failed; stopping")
             self.player.stop()
 

@@ -98,3 +98,34 @@ def test_a_full_disk_beside_a_working_output_plays_on_and_exits_0(tmp_path, full
     with av.open(str(ok)) as c:
         assert sum(1 for _ in c.demux(video=0)) >= 3 * 30
     assert os.path.getsize(ok) > 0
+
+
+@pytest.mark.slow
+def test_with_a_control_socket_the_daemon_outlives_its_last_output(tmp_path):
+    """A daemon with a control socket stays up when its only output dies: a client
+    can still ask it what happened and give it a new output."""
+    from waiting import wait_for
+    sock = tmp_path / "s.sock"
+    full = tmp_path / "full.mp4"
+    full.symlink_to("/dev/full")
+    ok = tmp_path / "ok.mkv"
+    run = subprocess.Popen([sys.executable, "-m", "lofid.cli", "--library", str(tmp_path / "lib"),
+                            "run", "-o", str(full), "--socket", str(sock), "--realtime", *SMALL],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def ctl(*args):
+        return subprocess.run([sys.executable, "-m", "lofid.cli", "ctl", "--socket", str(sock),
+                               *args], capture_output=True, text=True, timeout=30)
+    try:
+        wait_for(lambda: "failed" in ctl("output", "list").stdout, timeout=60)
+        assert run.poll() is None, run.communicate()[1]
+        assert ctl("output", "add", str(ok)).returncode == 0
+        wait_for(lambda: ok.exists() and ok.stat().st_size > 10_000, timeout=60)
+        assert ctl("stop").returncode == 0
+        run.wait(timeout=30)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    with av.open(str(ok)) as c:
+        assert sum(1 for _ in c.demux(video=0)) > 0
