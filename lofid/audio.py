@@ -482,23 +482,22 @@ def probe(path: str | Path) -> float | None:
     path = Path(path).expanduser()
     if not path.is_file():
         raise ValueError(f"{str(path)!r} is not a file")
+    why = None
     try:
         with av.open(str(path), metadata_errors="ignore") as container:
             if not container.streams.audio:
-                raise ValueError(f"{str(path)!r} has no audio stream")
-            stream = container.streams.audio[0]
-            for _ in container.decode(stream):
-                break
+                why = "it has no audio stream"
             else:
-                raise ValueError(f"{str(path)!r} has no audio that decodes")
-            if stream.duration is not None and stream.time_base is not None:
-                return float(stream.duration * stream.time_base)
-            return container.duration / av.time_base if container.duration else None
-    except ValueError:
-        raise
+                stream = container.streams.audio[0]
+                if next(iter(container.decode(stream)), None) is None:
+                    why = "no audio in it decodes"
+                elif stream.duration is not None and stream.time_base is not None:
+                    return float(stream.duration * stream.time_base)
+                else:
+                    return container.duration / av.time_base if container.duration else None
     except Exception as e:          # FFmpeg's own errors: not audio, damaged, unreadable
-        raise ValueError(f"{str(path)!r} is not audio that decodes ({type(e).__name__}: "
-                         f"{e})") from None
+        why = f"{type(e).__name__}: {e}"
+    raise ValueError(f"{str(path)!r} is not audio that decodes ({why})")
 
 
 def _expand(source: str | Path) -> list[Path]:
