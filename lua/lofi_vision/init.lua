@@ -672,7 +672,7 @@ end
 
 function H.on_error(p)
   local id = H.text(p.track_id)
-  local job = id and H.gen.jobs[id]
+  local job = id and H.job(id)     -- a failure may be the first word of a track
   if id ~= nil then H.gen.jobs[id] = nil end
   local what = job and job.prompt and string.format("%q", job.prompt) or ("track " .. tostring(id))
   H.notify(string.format("lofi.nvim could not make %s: %s", what,
