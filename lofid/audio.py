@@ -9,7 +9,14 @@ seconds ahead, into a bounded buffer, and resampled to 48 kHz stereo float32. Th
 reader never waits on a codec for long: when the buffer is empty it waits at most
 `max_wait` seconds and then pads with silence (counted in `stats`). Tracks follow one
 another gaplessly; where one ends and the next begins they overlap for a short
-equal-power crossfade. A file that does not decode is skipped with a warning.
+equal-power crossfade. Where music starts from silence or ends into it away from zero
+(a generated track rarely begins or ends at zero), it fades in or out over 10 ms: a
+step clicks. A track that starts and ends at zero plays bit-exact. A file
+that does not decode (whatever its name) is skipped with a warning.
+
+A file added with `info` (a map: the prompt of a generated track, its track_id) is
+announced when it begins to sound: `on_sound(info)` runs on the reader's thread, after
+the read that made it audible, so a picture can follow the music to the sample.
 
 Decoding runs one track ahead at most: the track that plays and, once that one is
 decoded to its end, the next. The crossfade is mixed on the reader's side, so a track
@@ -35,14 +42,18 @@ AUDIO_RATE = 48000
 AUDIO_CHANNELS = 2
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus")
 _BATCH = AUDIO_RATE // 5      # samples handed from the decoder to the reader at a time
+_RAMP = AUDIO_RATE // 100     # 10 ms fade from or into silence
+_STEP = 2.0 ** -10            # a step to or from silence under this (-60 dBFS) is inaudible
 
 
 class _Entry:
-    """One place in the playlist; compared by identity, so a file may be listed twice."""
-    __slots__ = ("path",)
+    """One place in the playlist; compared by identity, so a file may be listed twice.
+    `info`: what the one who added it said of it (prompt, track_id), or None."""
+    __slots__ = ("path", "info")
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, info: dict | None = None):
         self.path = path
+        self.info = info
 
 
 class _Track:
@@ -60,6 +71,7 @@ class _Track:
         self.done = False              # decoded to its end
         self.cancelled = False         # taken out before it began to sound
         self.sounded = False           # its first samples have been read
+        self.ramp_in = False           # it began to sound from silence: fade it in
         self.duration_hint: float | None = None   # seconds, from the container
         self.fade_len: int | None = None          # set when its fade into the next begins
         self.fade_pos = 0
@@ -105,6 +117,8 @@ class AudioTrack:
         self.position = 0              # samples handed out so far, music and silence
         self.skipped: list[dict] = []  # {"path", "reason"} for each file that did not decode
         self.stats = {"underruns": 0, "padded_samples": 0, "silent_samples": 0, "tracks": 0}
+        self.on_sound = None           # callable(info) for tracks added with info
+        self._announce: list[dict] = []  # infos of tracks that began to sound in this read
 
         self._fade = round(self.crossfade * AUDIO_RATE)
         # Room for a whole crossfade (both sides) plus a second, whatever buffer_seconds says.
@@ -149,11 +163,20 @@ class AudioTrack:
                 self._cond.wait(wait)
             self.position += count
             self._cond.notify_all()
+            announce, self._announce = self._announce, []
+        for info in announce:
+            # Outside the lock: whoever listens may ask the track things.
+            try:
+                if self.on_sound is not None:
+                    self.on_sound(dict(info))
+            except Exception:          # a listener's fault must never stop the sound
+                log.exception("on_sound failed for %s", info)
         return out
 
-    def add(self, path: str | Path, *, next: bool = False) -> None:
-        """Add a file or folder to the playlist: at its end, or right after the current track."""
-        entries = [_Entry(p) for p in _expand(path)]
+    def add(self, path: str | Path, *, next: bool = False, info: dict | None = None) -> None:
+        """Add a file or folder to the playlist: at its end, or right after the current
+        track. `info` (for a file) is handed to `on_sound` when it begins to sound."""
+        entries = [_Entry(p, dict(info) if info else None) for p in _expand(path)]
         if not entries:
             return
         with self._cond:
@@ -179,8 +202,16 @@ class AudioTrack:
                 return None
             t = self._tracks[0]
             duration = t.decoded / AUDIO_RATE if t.done else t.duration_hint
-            return {"path": str(t.path), "position_s": t.consumed / AUDIO_RATE,
-                    "duration_s": duration}
+            return {**(t.entry.info or {}), "path": str(t.path),
+                    "position_s": t.consumed / AUDIO_RATE, "duration_s": duration}
+
+    def find(self, key: str, value) -> Path | None:
+        """The path of a playlist entry added with info[key] == value, or None."""
+        with self._cond:
+            for e in self._playlist:
+                if e.info is not None and e.info.get(key) == value:
+                    return e.path
+        return None
 
     @property
     def playlist(self) -> list[Path]:
@@ -233,8 +264,7 @@ class AudioTrack:
                 k = min(end - pos, cur.buffered - self._fade)
                 if k <= 0:
                     break
-                self._sound_locked(cur)
-                out[pos:pos + k] = cur.take(k)
+                self._play_locked(cur, out[pos:pos + k])
                 pos += k
                 continue
             left = cur.buffered
@@ -244,8 +274,7 @@ class AudioTrack:
                     self._finish_current_locked()
                     continue
                 k = min(end - pos, left)             # nothing follows: play it out
-                self._sound_locked(cur)
-                out[pos:pos + k] = cur.take(k)
+                self._play_locked(cur, out[pos:pos + k], into_silence=True)
                 pos += k
                 continue
             fade = min(self._fade, cur.decoded // 2, left)
@@ -253,8 +282,7 @@ class AudioTrack:
                 fade = min(fade, nxt.buffered)
             if left > fade:
                 k = min(end - pos, left - fade)
-                self._sound_locked(cur)
-                out[pos:pos + k] = cur.take(k)
+                self._play_locked(cur, out[pos:pos + k])
                 pos += k
                 continue
             if nxt.buffered < fade:
@@ -265,11 +293,33 @@ class AudioTrack:
             cur.fade_len, cur.fade_pos = fade, 0
         return pos - start
 
+    def _play_locked(self, track: _Track, out: np.ndarray, into_silence: bool = False) -> None:
+        """Fill `out` with the track's next samples, outside a crossfade: faded in if
+        it began from silence, faded out over its last samples if silence follows."""
+        if not track.sounded:
+            head = track.chunks[0][track.offset:track.offset + 2]
+            track.ramp_in = _is_step(head[0], head[-1])
+        self._sound_locked(track)
+        first = track.consumed
+        # Decoded to its end (into_silence comes only then): its last samples are known.
+        ramp_out = into_silence and _is_step(track.chunks[-1][-1], track.chunks[-1][-2:][0])
+        out[:] = track.take(len(out))
+        if track.ramp_in and first < _RAMP:
+            n = min(len(out), _RAMP - first)
+            out[:n] *= _rise(np.arange(first, first + n))[:, None]
+        if ramp_out:
+            left_after = track.decoded - first - np.arange(len(out))   # samples from each to the end
+            near = left_after <= _RAMP
+            if near.any():
+                out[near] *= _rise(left_after[near] - 1)[:, None]
+
     def _sound_locked(self, track: _Track) -> None:
         if not track.sounded:
             track.sounded = True
             self.stats["tracks"] += 1
             log.info("playing %s", track.path)
+            if track.entry.info:
+                self._announce.append(track.entry.info)
 
     def _finish_current_locked(self) -> None:
         self._tracks.popleft()
@@ -413,6 +463,43 @@ class AudioTrack:
         return True
 
 
+def _is_step(edge: np.ndarray, inner: np.ndarray) -> bool:
+    """Whether going from silence to `edge` (whose neighbour inside the track is
+    `inner`) is a step that clicks: further from zero than the music itself moves
+    from one sample to the next (a sine cut at a zero crossing is not one)."""
+    jump = np.abs(edge)
+    return bool(np.any((jump > _STEP) & (jump > 2 * np.abs(edge - inner))))
+
+
+def _rise(i: np.ndarray) -> np.ndarray:
+    """Gains of a raised-cosine fade-in at sample offsets i (0 .. _RAMP - 1)."""
+    return (0.5 - 0.5 * np.cos((i + 0.5) * (math.pi / _RAMP))).astype(np.float32)
+
+
+def probe(path: str | Path) -> float | None:
+    """Check that `path` holds audio that decodes: its length in seconds (None when
+    the container does not say). Raises ValueError saying why it is not playable."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ValueError(f"{str(path)!r} is not a file")
+    why = None
+    try:
+        with av.open(str(path), metadata_errors="ignore") as container:
+            if not container.streams.audio:
+                why = "it has no audio stream"
+            else:
+                stream = container.streams.audio[0]
+                if next(iter(container.decode(stream)), None) is None:
+                    why = "no audio in it decodes"
+                elif stream.duration is not None and stream.time_base is not None:
+                    return float(stream.duration * stream.time_base)
+                else:
+                    return container.duration / av.time_base if container.duration else None
+    except Exception as e:          # FFmpeg's own errors: not audio, damaged, unreadable
+        why = f"{type(e).__name__}: {e}"
+    raise ValueError(f"{str(path)!r} is not audio that decodes ({why})")
+
+
 def _expand(source: str | Path) -> list[Path]:
     """A file as itself; a folder as its audio files (recursively, sorted by path)."""
     path = Path(source).expanduser()
@@ -425,10 +512,9 @@ def _expand(source: str | Path) -> list[Path]:
         if not files:
             log.warning("audio folder %s holds no audio files (%s)", path, " ".join(AUDIO_EXTENSIONS))
         return files
-    if path.suffix.lower() not in AUDIO_EXTENSIONS:
-        raise ValueError(f"audio source {str(source)!r} is neither a folder nor an audio file "
-                         f"(expected one of {', '.join(AUDIO_EXTENSIONS)})")
-    return [path]   # a missing file is skipped with a warning when its turn comes
+    # Whatever its name (an .m4a plays too): a file that is missing or does not decode
+    # is skipped with a warning when its turn comes, never fatal.
+    return [path]
 
 
 def _check_seconds(name: str, value) -> None:

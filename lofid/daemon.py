@@ -198,6 +198,19 @@ class OutputSet:
         return out
 
 
+_DAY = 86400.0   # the furthest ahead a track may start, and the longest it may last
+
+
+def _seconds(method: str, opts: dict, name: str, low: float, high: float):
+    """opts[name] as seconds in [low, high], or None when not given."""
+    value = opts.get(name)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                              or not low <= value <= high):
+        raise RpcError(f"{method}: {name} must be a number of seconds from {low:g} to "
+                       f"{high:g}, got {value!r}")
+    return value
+
+
 class Control:
     """The methods of the control socket; `outputs` is the daemon's OutputSet."""
 
@@ -210,6 +223,8 @@ class Control:
         self.reloader = reloader
         self.started = time.monotonic()
         self._library_seen: tuple[float, dict] | None = None
+        if audio is not None:
+            audio.on_sound = self._track_sounds
 
     def handlers(self) -> dict:
         return {
@@ -278,26 +293,27 @@ class Control:
         return {"scene": spec.label(), "id": spec.id, **self.director.request(spec, "request")}
 
     def audio_prompt(self, params: list) -> dict:
-        """The prompt of a music track (lofi.nvim's generation_start): its scene, timed
-        to the track's start when opts say when (`starts_in` seconds from now, or
-        `start_at` unix time) and held while it plays (`duration_sec`)."""
+        """The prompt of a music track: its scene, timed to the track's start when opts
+        say when (`starts_in` seconds from now, or `start_at` unix time) and held while
+        it plays (`duration_sec`). Times beyond a day are refused: a change due then
+        would hold back every later prompt for the scene."""
         from lofid.scene import parse
         if not params or not isinstance(params[0], str) or len(params) > 2:
             raise RpcError("audio.prompt takes the track's prompt text (and an optional map)")
         opts = params[1] if len(params) > 1 else {}
         if not isinstance(opts, dict):
             raise RpcError(f"audio.prompt options must be a map, got {type(opts).__name__}")
-
-        def seconds(name: str, low: float):
-            value = opts.get(name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                      or not value >= low or value == float("inf")):
-                raise RpcError(f"audio.prompt: {name} must be a number >= {low:g}, got {value!r}")
-            return value
-        starts_in, start_at = seconds("starts_in", 0), seconds("start_at", 0)
-        duration = seconds("duration_sec", 0)
+        starts_in = _seconds("audio.prompt", opts, "starts_in", 0, _DAY)
+        duration = _seconds("audio.prompt", opts, "duration_sec", 0, _DAY)
+        start_at = opts.get("start_at")
         if starts_in is not None and start_at is not None:
             raise RpcError("audio.prompt: give starts_in or start_at, not both")
+        if start_at is not None:
+            now = time.time()
+            if isinstance(start_at, bool) or not isinstance(start_at, (int, float)) \
+                    or not abs(start_at - now) <= _DAY:
+                raise RpcError(f"audio.prompt: start_at must be a unix time within a day of "
+                               f"now ({now:.0f}), got {start_at!r}")
         when = None
         if starts_in is not None:
             when = time.monotonic() + starts_in
@@ -309,33 +325,54 @@ class Control:
 
     def audio_track(self, params: list) -> dict:
         """A finished track (lofi.nvim's generation_complete): it plays next in the
-        stream's audio, and its prompt's scene is shown."""
-        import os
-        if not params or not isinstance(params[0], str):
-            raise RpcError("audio.track takes the path of an audio file (and an optional map)")
+        stream's audio, and the picture moves to its prompt's scene when it begins to
+        sound (see _track_sounds). A track already queued (same `track_id`, or the same
+        file when none is given) is not queued again."""
+        from lofid.audio import probe
+        from lofid.scene import parse
+        if not 1 <= len(params) <= 2 or not isinstance(params[0], str):
+            raise RpcError("audio.track takes the path of an audio file (and an optional map "
+                           "with prompt, track_id, duration_sec)")
         path = params[0]
-        opts = params[1] if len(params) > 1 and isinstance(params[1], dict) else {}
+        opts = params[1] if len(params) > 1 else {}
+        if not isinstance(opts, dict):
+            raise RpcError(f"audio.track options must be a map, got {type(opts).__name__}")
+        for key in ("prompt", "track_id"):
+            if opts.get(key) is not None and not isinstance(opts[key], str):
+                raise RpcError(f"audio.track: {key} must be a text, got {opts[key]!r}")
+        duration = _seconds("audio.track", opts, "duration_sec", 0, _DAY)
         if not os.path.isfile(path):
             raise RpcError(f"audio.track: {path!r} is not a file")
         if self.audio is None:
             raise RpcError("audio.track: this lofid has no audio track")
+        key = opts.get("track_id") or os.path.realpath(path)
+        result: dict = {"queued": path}
+        if opts.get("track_id"):
+            result["track_id"] = opts["track_id"]
+        prompt = opts.get("prompt")
+        if prompt:
+            spec = parse(prompt)
+            result.update({"scene": spec.label(), "id": spec.id})
+        if self.audio.find("key", key) is not None:
+            return {**result, "already_queued": True}
         try:
-            self.audio.add(path, next=True)
+            # A text named .wav would otherwise be queued, and skipped only when its turn came.
+            length = probe(path)
         except ValueError as e:
             raise RpcError(f"audio.track: {e}") from None
-        result = {"queued": path}
-        if isinstance(opts.get("prompt"), str):
-            # It plays once the track sounding now ends: its scene comes then.
-            playing = self.audio.now_playing()
-            starts_in = 0.0
-            if playing and playing.get("duration_s"):
-                starts_in = max(0.0, playing["duration_s"] - playing["position_s"])
-            timing = {"starts_in": starts_in}
-            if isinstance(opts.get("duration_sec"), (int, float)) and \
-                    not isinstance(opts["duration_sec"], bool) and opts["duration_sec"] >= 0:
-                timing["duration_sec"] = opts["duration_sec"]
-            result.update(self.audio_prompt([opts["prompt"], timing]))
+        info = {"key": key, "track_id": opts.get("track_id"), "prompt": prompt,
+                "duration_sec": length if length is not None else duration}
+        self.audio.add(path, next=True, info={k: v for k, v in info.items() if v is not None})
         return result
+
+    def _track_sounds(self, info: dict) -> None:
+        """A queued track began to sound in the stream: now its scene is wanted (held
+        while it plays). Runs on the player's thread; the director answers at once."""
+        from lofid.scene import parse
+        if not info.get("prompt"):
+            return
+        self.director.request(parse(info["prompt"]), "audio", start_at=time.monotonic(),
+                              hold=info.get("duration_sec"))
 
     def next(self, params: list) -> bool:
         self.director.skip()

@@ -372,12 +372,101 @@ def test_bad_input_is_refused_with_a_clear_message(tmp_path):
         AudioTrack([], crossfade=-1)
     with pytest.raises(ValueError, match="crossfade.*nan"):
         AudioTrack([], crossfade=float("nan"))
-    with pytest.raises(ValueError, match="notes.txt"):
-        AudioTrack([tmp_path / "notes.txt"])
     with AudioTrack([]) as track:
         with pytest.raises(ValueError, match="count.*-5"):
             track.read(-5)
         with pytest.raises(ValueError, match="count.*1.5"):
             track.read(1.5)
-        with pytest.raises(ValueError, match="cover.jpg"):
-            track.add(tmp_path / "cover.jpg")
+
+
+# --- generated tracks (lofi.nvim's float WAVs) -----------------------------------------
+
+def _clicks(x: np.ndarray, freq: float, amp: float) -> np.ndarray:
+    """Where one sample jumps from the last by more than twice the most a tone of
+    `freq` at `amp` moves between two 48 kHz samples: a step, heard as a click."""
+    limit = 2 * amp * 2 * np.pi * freq / RATE
+    return np.nonzero(np.abs(np.diff(x[:, 0])) > limit)[0]
+
+
+def test_a_float_32k_track_starts_and_ends_without_a_click(tmp_path, track_factory):
+    from media import write_float_wav
+    # A cosine: the track starts at full level and ends away from zero, as generated
+    # music does (a sine cut at zero crossings would hide the steps).
+    t = np.arange(64000) / 32000
+    write_float_wav(tmp_path / "gen.wav", 0.5 * np.cos(2 * np.pi * 220 * t + 0.3), 32000)
+    track = track_factory([], crossfade=1.0, loop=False)
+    silent = read_all(track, 4800)
+    track.add(tmp_path / "gen.wav")
+    x = np.concatenate([silent, read_all(track, 3 * RATE)])
+    assert not _clicks(x, 220, 0.5).size
+    on = sounding(x)
+    # All of it, at 48 kHz; the 10 ms fades leave a few samples at each end under the
+    # 1e-3 that `sounding` counts as sound.
+    assert abs((on[-1] - on[0]) - 2 * RATE) <= 64
+    assert abs(dominant(x[on[0] + 4800: on[0] + 43200]) - 220) <= 2
+
+
+def test_float_tracks_join_each_other_and_themselves_without_a_click(tmp_path, track_factory):
+    from media import write_float_wav
+    t = np.arange(3 * 32000) / 32000
+    write_float_wav(tmp_path / "a.wav", 0.5 * np.cos(2 * np.pi * 220 * t + 1.0), 32000)
+    t48 = np.arange(2 * 48000) / 48000
+    write_float_wav(tmp_path / "b.wav", 0.5 * np.cos(2 * np.pi * 165 * t48 + 2.0), 48000)
+    track = track_factory([tmp_path / "a.wav", tmp_path / "b.wav"], crossfade=1.0)
+    x = read_all(track, 9 * RATE)                             # a, b, a again
+    assert not _clicks(x, 220, 0.5).size
+    assert window_rms(x[480:]).min() > 0.6 * STEADY_RMS      # after the first fade-in
+
+
+def test_files_that_are_not_audio_are_skipped_whatever_their_name(tmp_path, track_factory, caplog):
+    (tmp_path / "notes.txt").write_text("not music\n" * 100)
+    good = write_tone(tmp_path / "good.wav", 440, 1.0)
+    with av.open(str(tmp_path / "clip.mp4"), "w") as c:     # an MP4, cut short
+        s = c.add_stream("aac", rate=48000, layout="stereo")
+        frame = av.AudioFrame.from_ndarray(np.zeros((2, 48000), np.float32), format="fltp",
+                                           layout="stereo")
+        frame.sample_rate = 48000
+        for p in [*s.encode(frame), *s.encode(None)]:
+            c.mux(p)
+    data = (tmp_path / "clip.mp4").read_bytes()
+    (tmp_path / "clip.mp4").write_bytes(data[:len(data) // 3])
+    (tmp_path / "text.wav").write_text("RIFF, or so it says\n")
+    sources = [tmp_path / "notes.txt", tmp_path / "clip.mp4", tmp_path / "text.wav",
+               tmp_path / "good.wav"]
+    with caplog.at_level(logging.WARNING, logger="lofid.audio"):
+        track = track_factory(sources, crossfade=0.1, loop=False)
+        x = read_all(track, RATE + 4800)
+    np.testing.assert_array_equal(x[:RATE], good)
+    assert sorted(Path(s["path"]).name for s in track.skipped) == ["clip.mp4", "notes.txt",
+                                                                    "text.wav"]
+    assert all(any(Path(s["path"]).name in r.getMessage() for r in caplog.records)
+               for s in track.skipped)
+
+
+def test_probe_says_why_a_file_is_not_playable(tmp_path):
+    from lofid.audio import probe
+    from media import write_float_wav
+    write_float_wav(tmp_path / "gen.wav", np.zeros(32000), 32000)
+    assert probe(tmp_path / "gen.wav") == pytest.approx(1.0, abs=0.01)
+    (tmp_path / "text.wav").write_text("hello\n")
+    with pytest.raises(ValueError, match="text.wav.*not audio"):
+        probe(tmp_path / "text.wav")
+    with pytest.raises(ValueError, match="is not a file"):
+        probe(tmp_path / "missing.wav")
+
+
+def test_a_track_with_info_is_announced_when_it_begins_to_sound(tmp_path, track_factory):
+    write_tone(tmp_path / "a.wav", 440, 1.0)
+    write_tone(tmp_path / "b.wav", 880, 1.0)
+    heard = []
+    track = track_factory([tmp_path / "a.wav"], crossfade=0.5, loop=False)
+    track.on_sound = lambda info: heard.append((info, track.position))
+    track.add(tmp_path / "b.wav", next=True, info={"prompt": "rain", "track_id": "t1"})
+    assert track.find("track_id", "t1") == tmp_path / "b.wav"
+    read_all(track, RATE // 4)
+    assert heard == []                                        # a plays; b only waits
+    read_all(track, RATE, chunk=1600)
+    # b begins to sound where the crossfade begins (0.5 s), announced by that read.
+    assert [h[0] for h in heard] == [{"prompt": "rain", "track_id": "t1"}]
+    assert RATE // 2 <= heard[0][1] <= RATE // 2 + 1600
+    assert track.now_playing()["track_id"] == "t1"

