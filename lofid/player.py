@@ -455,6 +455,7 @@ class _LiveSegment:
         self._packets: dict[int, Packet] = {}
         self._clock = plan.start                # the frame the clock waits for
         self._stopped = False
+        self._ended = False                     # the thread is over: no more packets
         self._cond = threading.Condition()
         self._thread = threading.Thread(target=self._run, name="player live", daemon=True)
 
@@ -466,8 +467,11 @@ class _LiveSegment:
         with self._cond:
             self._clock = n
             self._cond.notify_all()
+            # The thread ends when the player stops, with frames perhaps still in the
+            # encoder's hands: then nothing more comes, and waiting on would only
+            # hold the stop up for the whole timeout.
             got = self._cond.wait_for(lambda: n in self._packets or self.error is not None
-                                      or self._stopped, timeout=timeout)
+                                      or self._stopped or self._ended, timeout=timeout)
             if n in self._packets:
                 return self._packets.pop(n)
         if self.error is not None:
@@ -517,6 +521,9 @@ class _LiveSegment:
                 self.error = e
                 self._cond.notify_all()
         finally:
+            with self._cond:
+                self._ended = True
+                self._cond.notify_all()
             self.first_out.set()
 
 
@@ -964,6 +971,8 @@ class Player:
             try:
                 packet = self._live.packet(n)
             except Exception as e:
+                if self._stop.is_set():
+                    return                      # stopping: not a failure of the loop
                 self._live_failed(n, e)
                 return
             self._send_all(self._packet_outputs, packet)

@@ -588,3 +588,38 @@ def test_an_urgent_loop_that_cannot_be_read_never_stops_the_picture(tmp_path):
     # The red loop plays on, to the frame.
     assert all(abs(mean_rgb(frames[n])[0] - (60 + 15 * ((n % 36) // 3))) < 4
                for n in range(120))
+
+
+def test_a_stop_during_a_live_crossfade_ends_the_run_at_once(tmp_path, monkeypatch):
+    """A frame-threaded encoder keeps frames in hand: the clock can be waiting for a
+    packet the live encoder will only give later. A stop that comes then ends the
+    run at once instead of waiting out the encoder's 20 s timeout."""
+    stopped = []
+
+    class Holding(player_module.SegmentEncoder):
+        # Gives its first packets, then holds every frame (as x264 with frame threads
+        # does for a while), and asks the player to stop while the clock waits.
+        calls = 0
+
+        def encode(self, image):
+            Holding.calls += 1
+            packets = super().encode(image)
+            if Holding.calls <= 4:
+                return packets
+            if not stopped:
+                stopped.append(time.monotonic())
+                player.stop()
+            return []
+    monkeypatch.setattr(player_module, "SegmentEncoder", Holding)
+    blue = colour_ramp_loop(2, seed=6)
+    source = UrgentSource(colour_ramp_loop(0), 10 / 30, blue)
+    player = Player(source, [FileOutput(tmp_path / "live.mkv")], None,
+                    PlayerSettings(size=SIZE, crossfade=5.0, duration=60.0))
+    source.player = player
+    player.run()
+    assert stopped and player.stats["live_crossfades"] == 1
+    # The frame in hand and the file's end; generous for a loaded 2-core machine,
+    # far under the encoder's own 20 s timeout.
+    assert time.monotonic() - stopped[0] < 8.0
+    # A stop is not a failure of the incoming loop.
+    assert player.stats["live_failures"] == 0
