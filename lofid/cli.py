@@ -197,7 +197,7 @@ def _check_loop(name: str, size: tuple[int, int], frames: int, size_key: str,
     from lofid.config import ConfigError, check_loop_work
     w, h = size
     if name == "procedural":
-        from lofid.generators.scenes import MIN_SIZE
+        from lofid.generators.painter import MIN_SIZE
         if min(w, h) < MIN_SIZE:
             raise BadInput(f"{size_key} {w}x{h}: the procedural painter makes pictures of "
                            f"at least {MIN_SIZE}x{MIN_SIZE}")
@@ -372,7 +372,7 @@ def cmd_library_preview(args) -> int:
 def _loop_size(out_w: int, out_h: int) -> tuple[int, int]:
     """Loops are painted at the output size, at most 1280 wide: the player scales them up,
     and painting (and storing) at 1080p would cost twice as much for little gain."""
-    from lofid.generators.scenes import MIN_SIZE   # the painter's smallest picture
+    from lofid.generators.painter import MIN_SIZE   # the painter's smallest picture
     scale = min(1.0, 1280 / out_w)
     return (max(MIN_SIZE, round(out_w * scale / 2) * 2),
             max(MIN_SIZE, round(out_h * scale / 2) * 2))
