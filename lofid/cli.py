@@ -410,10 +410,10 @@ def cmd_run(args) -> int:
     loop_size, loop_frames = _loop_size(*size), cfg.loop_frames
     if name == "animatediff":
         import functools
+
+        from lofid.generators.animatediff import loop_shape
         generate = functools.partial(generate, **_animatediff_options(cfg))
-        # SD1.5 works near 512 px, and motion modules in windows of 16-32 frames.
-        loop_size = tuple(max(64, round(v * 768 / size[0] / 8) * 8) for v in size)
-        loop_frames = min(loop_frames, 48)
+        loop_size, loop_frames = loop_shape(size, loop_frames)
     if cfg.loop_size:
         loop_size = size_of(cfg.loop_size, "loop_size")
     _check_loop(name, loop_size, loop_frames, "loop_size", "loop_frames")
