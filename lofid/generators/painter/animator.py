@@ -5,8 +5,8 @@
 
 from __future__ import annotations
 
-from typing import Callable
 import math
+from typing import Callable
 
 import numpy as np
 
