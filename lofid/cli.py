@@ -197,7 +197,7 @@ def _check_loop(name: str, size: tuple[int, int], frames: int, size_key: str,
     from lofid.config import ConfigError, check_loop_work
     w, h = size
     if name == "procedural":
-        from lofid.generators.scenes import MIN_SIZE
+        from lofid.generators.painter import MIN_SIZE
         if min(w, h) < MIN_SIZE:
             raise BadInput(f"{size_key} {w}x{h}: the procedural painter makes pictures of "
                            f"at least {MIN_SIZE}x{MIN_SIZE}")
@@ -372,7 +372,7 @@ def cmd_library_preview(args) -> int:
 def _loop_size(out_w: int, out_h: int) -> tuple[int, int]:
     """Loops are painted at the output size, at most 1280 wide: the player scales them up,
     and painting (and storing) at 1080p would cost twice as much for little gain."""
-    from lofid.generators.scenes import MIN_SIZE   # the painter's smallest picture
+    from lofid.generators.painter import MIN_SIZE   # the painter's smallest picture
     scale = min(1.0, 1280 / out_w)
     return (max(MIN_SIZE, round(out_w * scale / 2) * 2),
             max(MIN_SIZE, round(out_h * scale / 2) * 2))
@@ -410,10 +410,10 @@ def cmd_run(args) -> int:
     loop_size, loop_frames = _loop_size(*size), cfg.loop_frames
     if name == "animatediff":
         import functools
+
+        from lofid.generators.animatediff import loop_shape
         generate = functools.partial(generate, **_animatediff_options(cfg))
-        # SD1.5 works near 512 px, and motion modules in windows of 16-32 frames.
-        loop_size = tuple(max(64, round(v * 768 / size[0] / 8) * 8) for v in size)
-        loop_frames = min(loop_frames, 48)
+        loop_size, loop_frames = loop_shape(size, loop_frames)
     if cfg.loop_size:
         loop_size = size_of(cfg.loop_size, "loop_size")
     _check_loop(name, loop_size, loop_frames, "loop_size", "loop_frames")

@@ -338,3 +338,15 @@ def test_generate_from_model_folders(tmp_path_factory):
         assert np.array_equal(again.frames, loop.frames)
     finally:
         ad._cache.clear()
+
+
+def test_run_asks_for_loops_near_the_models_size_and_at_most_48_frames():
+    """The loop shape `lofid run` asks AnimateDiff for, from the output's size: 768 px
+    wide in the output's aspect (the player scales it up), sides a multiple of 8 and
+    at least 64, and no more than 48 frames."""
+    assert ad.loop_shape((1920, 1080), 120) == ((768, 432), 48)
+    assert ad.loop_shape((1280, 720), 24) == ((768, 432), 24)
+    assert ad.loop_shape((720, 1280), 48) == ((768, 1368), 48)
+    (w, h), n = ad.loop_shape((1000, 333), 60)
+    assert (w, h, n) == (768, 256, 48)
+    assert ad.loop_shape((4000, 64), 8) == ((768, 64), 8)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from lofid.generators import get, procedural
-from lofid.generators.scenes import paint
+from lofid.generators.painter import paint
 from lofid.loop import Loop, seam_ratio
 from lofid.scene import MOTIONS, SCENES, SceneSpec, parse
 
@@ -120,7 +120,7 @@ def test_square_and_wide_sizes(size):
 
 
 def test_overlapping_motion_regions_all_reach_the_frame():
-    from lofid.generators.motions import FrameBuffer
+    from lofid.generators.painter.motions.frame import FrameBuffer
     bg = np.full((20, 30, 3), 100.5, np.float32)
     fb = FrameBuffer(bg)
     fb.region(0, 0, 12, 12)[...] += 10
@@ -337,7 +337,7 @@ def test_weather_stays_on_the_glass_when_the_painting_marks_it():
     bx1, by1 = x0 + 3 * (x1 - x0) // 4, y1
     glass[by0:by1, bx0:bx1] = 0.0               # something in front of the pane
     painting.glass = glass
-    from lofid.generators.motions import Animator
+    from lofid.generators.painter import Animator
     frames = Animator(painting, spec, 1, N, FPS).render()
     diff = step_diff(frames)
     assert diff[by0:by1, bx0:bx1].max() == 0

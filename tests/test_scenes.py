@@ -9,8 +9,8 @@ import types
 import numpy as np
 import pytest
 
-from lofid.generators import scenes
-from lofid.generators.scenes import Figure, Light, Painting, paint
+from lofid.generators import painter
+from lofid.generators.painter import Figure, Light, Painting, paint
 from lofid.scene import SCENES, parse
 
 
@@ -50,7 +50,7 @@ def test_every_scene_paints_a_valid_picture_with_anchors_in_frame(scene, size):
         assert _inside(rect, w, h), rect
         assert all(isinstance(v, int) for v in rect)
     for light in p.lights:
-        assert isinstance(light, Light) and light.kind in scenes.LIGHT_KINDS
+        assert isinstance(light, Light) and light.kind in painter.LIGHT_KINDS
         assert 0 <= light.x <= w and 0 <= light.y <= h and light.radius > 0
         assert all(0.0 <= c <= 1.0 for c in light.color)
     for x, y, s in p.cups:

@@ -163,7 +163,7 @@ def test_generate_runs_sdxl_in_circular_windows(pipe, monkeypatch):
                              tuple(added.get("time_ids", torch.zeros(0)).shape)))
         return real_forward(sample, t, *args, **kwargs)
 
-    monkeypatch.setattr(ad, "context_windows", recording_windows)
+    monkeypatch.setattr(ad.pipeline, "context_windows", recording_windows)  # denoise_circular's
     monkeypatch.setattr(pipe.unet, "forward", recording_forward)
     steps = []
     loop = ad.generate(SceneSpec(), 3, SIZE, 8, 8, progress=lambda d, t: steps.append((d, t)),

@@ -1,7 +1,7 @@
 """The procedural painter: lofid's built-in generator, needing nothing but numpy.
 
-generate() paints the scene's still picture (scenes.paint), animates the spec's
-motions over it (motions.Animator; every motion is periodic in the loop length, so
+generate() paints the scene's still picture (painter.paint), animates the spec's
+motions over it (painter.Animator; every motion is periodic in the loop length, so
 the loop is seamless by construction) and returns a Loop. Given a user's still image
 instead, it lays the weather and light motions over that picture.
 """
@@ -14,8 +14,7 @@ from typing import Callable
 import numpy as np
 
 from lofid.loop import Loop
-from lofid.generators.motions import Animator
-from lofid.generators.scenes import PAINTER_VERSION, Light, Painting, paint
+from lofid.generators.painter import PAINTER_VERSION, Animator, Light, Painting, paint
 
 GENERATOR = "procedural"
 

@@ -1,18 +1,16 @@
-"""AnimateDiff: loops from a checkpoint plus a motion adapter of one model family:
-SD1.5 (AnimateDiffPipeline) or SDXL (AnimateDiffSDXLPipeline).
+"""AnimateDiff loading and running: loops from a checkpoint plus a motion adapter of
+one model family, SD1.5 (AnimateDiffPipeline) or SDXL (AnimateDiffSDXLPipeline).
 
 generate() wraps diffusers' AnimateDiffPipeline but runs its own denoising loop,
 which sees the clip as a circle: at every step the clip is cut into wrap-around
-context windows (consecutive frames modulo N, so the last frame neighbours the
-first), the UNet predicts noise for each window, the predictions are averaged per
-frame, and the scheduler steps the whole clip. The windows' offset moves from step
-to step, so no frame pair is a window edge for long, and the loop point is denoised
-like any other frame step: the loop closes in latent space, with no blend. The
-same windows make loops longer than the motion module's window (48 frames in
-16-frame windows).
+context windows (windows.py), the UNet predicts noise for each window, the
+predictions are averaged per frame, and the scheduler steps the whole clip. The loop
+point is denoised like any other frame step: the loop closes in latent space, with
+no blend.
 
-Steps, in order: check inputs, get the pipeline, set the scheduler, encode the
-prompt, prepare the noise, denoise on the circle, decode, make the Loop.
+Steps, in order: check inputs, get the pipeline, set the scheduler, plan the memory
+(memory.py), encode the prompt, prepare the noise, denoise on the circle, decode,
+make the Loop. On CUDA out-of-memory it retries smaller, one change at a time.
 
 The families differ only in their conditioning: SDXL's UNet also takes the pooled text
 embedding of its second text encoder and the image-size "time ids" (added_cond_kwargs),
@@ -27,7 +25,6 @@ this module stays cheap (`lofid --help` never loads torch).
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -35,136 +32,12 @@ import numpy as np
 
 from lofid.loop import Loop, close_loop
 
-GENERATOR = "animatediff"
-SCHEDULERS = ("ddim", "euler", "lcm")
-LOOP_METHODS = ("circular", "none", "circular+blend")
-DTYPES = ("fp16", "bf16", "fp32")
-
-# Few-step presets: the settings the few-step motion weights were trained for.
-PRESETS = {
-    "standard": {"steps": 25, "guidance": 7.5, "scheduler": "ddim"},
-    "lcm": {"steps": 6, "guidance": 1.5, "scheduler": "lcm"},         # AnimateLCM
-    "lightning": {"steps": 4, "guidance": 1.0, "scheduler": "euler"},  # AnimateDiff-Lightning
-}
+from .memory import MIN_CONTEXT, apply_plan, offloaded, plan_memory
+from .options import GENERATOR, SCHEDULERS, check_inputs, is_int
+from .windows import context_windows, default_stride
 
 log = logging.getLogger(__name__)
 
-
-def preset_options(name: str) -> dict:
-    """steps, guidance and scheduler of a preset: "standard", "lcm" (AnimateLCM
-    weights) or "lightning" (AnimateDiff-Lightning weights)."""
-    if name not in PRESETS:
-        raise ValueError(f"preset must be one of {', '.join(PRESETS)}, got {name!r}")
-    return dict(PRESETS[name])
-
-GiB = 1024 ** 3
-MIN_CONTEXT = 4     # the shortest windows an out-of-memory retry goes down to
-DECODE_CHUNK_MAX = 4
-
-
-# --------------------------------------------------------------------------- windows
-
-def _golden_shift(modulus: int) -> int:
-    """A per-step shift for offsets modulo `modulus`: the integer nearest
-    modulus / golden ratio that is coprime with it, so the offsets spread evenly
-    over the positions and visit every one within `modulus` steps."""
-    if modulus <= 1:
-        return 0
-    target = modulus / ((1 + math.sqrt(5)) / 2)
-    for d in range(modulus):
-        for cand in (round(target) - d, round(target) + d):
-            if 0 < cand < modulus and math.gcd(cand, modulus) == 1:
-                return cand
-    return 1
-
-
-def window_spacing(n_frames: int, context: int, stride: int) -> int:
-    """The spacing between window starts: the largest divisor of gcd(n, context)
-    that is at most `stride`. Windows that start every d frames, with d dividing
-    both N and the window length, cover every frame exactly context / d times;
-    any other spacing covers some frames once more than others."""
-    g = math.gcd(n_frames, context)
-    return max(d for d in range(1, min(stride, g) + 1) if g % d == 0)
-
-
-def context_windows(n_frames: int, context: int, stride: int, step: int) -> list[list[int]]:
-    """The frame indices each UNet call sees at denoising step `step`.
-
-    Each window holds `context` consecutive frames modulo `n_frames`. When the clip
-    is no longer than one window, there is one window of all N frames, in order,
-    starting at a frame that moves every step (step 0 starts at frame 0). Longer
-    clips get windows every d frames (d from window_spacing: at most `stride`),
-    offset by a shift that moves every step, so each frame is covered exactly
-    context / d times per step.
-
-    Rolling the clip by k frames, k a multiple of d, maps each step's set of windows
-    onto itself: the circular loop is then exactly roll-equivariant (rolled noise
-    gives the rolled loop), because every frame sees the same neighbours at the same
-    window positions. Offsets are absolute frame numbers, so other k (and the
-    one-window case) only hold on average over the steps.
-    """
-    for name, value, least in (("n_frames", n_frames, 1), ("context", context, 2),
-                               ("stride", stride, 1), ("step", step, 0)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
-            raise ValueError(f"context_windows {name} must be an integer >= {least}, got {value!r}")
-    n, step = int(n_frames), int(step)
-    if n <= context:
-        start = (step * _golden_shift(n)) % n
-        return [[(start + i) % n for i in range(n)]]
-    d = window_spacing(n, int(context), int(stride))
-    offset = (step * _golden_shift(d)) % d
-    return [[(s + i) % n for i in range(context)] for s in range(offset, n + offset, d)]
-
-
-def default_stride(context: int) -> int:
-    """Half-overlapping windows: every frame is seen twice per step."""
-    return max(1, context // 2)
-
-
-# --------------------------------------------------------------------------- inputs
-
-def _is_int(v: Any) -> bool:
-    return not isinstance(v, bool) and isinstance(v, (int, np.integer))
-
-
-def _check_inputs(seed, size, frames, fps, steps, guidance, scheduler, loop_method,
-                  context, dtype) -> tuple[int, int]:
-    if not _is_int(seed):
-        raise ValueError(f"seed must be an integer, got {seed!r}")
-    try:
-        w, h = size
-    except (TypeError, ValueError):
-        raise ValueError(f"size must be (width, height), got {size!r}") from None
-    for name, v in (("width", w), ("height", h)):
-        if not _is_int(v) or v <= 0 or v % 8:
-            raise ValueError(f"size {name} must be a positive multiple of 8, got {v!r} "
-                             f"in size {size!r}")
-    if not _is_int(frames) or frames < 2:
-        raise ValueError(f"frames must be an integer >= 2, got {frames!r}")
-    if loop_method not in LOOP_METHODS:
-        raise ValueError(f"loop_method must be one of {', '.join(LOOP_METHODS)}, "
-                         f"got {loop_method!r}")
-    if loop_method != "circular" and frames < 3:
-        raise ValueError(f"frames must be >= 3 for loop_method {loop_method!r} "
-                         f"(the pixel crossfade needs them), got {frames}")
-    if isinstance(fps, bool) or not isinstance(fps, (int, float, np.number)) \
-            or not math.isfinite(fps) or fps <= 0:
-        raise ValueError(f"fps must be a number > 0, got {fps!r}")
-    if not _is_int(steps) or steps < 1:
-        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
-    if isinstance(guidance, bool) or not isinstance(guidance, (int, float, np.number)) \
-            or not math.isfinite(guidance) or guidance < 0:
-        raise ValueError(f"guidance must be a number >= 0, got {guidance!r}")
-    if scheduler not in SCHEDULERS:
-        raise ValueError(f"scheduler must be one of {', '.join(SCHEDULERS)}, got {scheduler!r}")
-    if not _is_int(context) or context < 2:
-        raise ValueError(f"context must be an integer >= 2 frames, got {context!r}")
-    if dtype is not None and dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-    return int(w), int(h)
-
-
-# --------------------------------------------------------------------------- schedulers
 
 def make_scheduler(name: str, config):
     """The scheduler `name` built from a pipeline's scheduler config, with the
@@ -181,83 +54,6 @@ def make_scheduler(name: str, config):
     if name == "lcm":     # AnimateLCM
         return LCMScheduler.from_config(config, beta_schedule="linear")
     raise ValueError(f"scheduler must be one of {', '.join(SCHEDULERS)}, got {name!r}")
-
-
-# --------------------------------------------------------------------------- memory
-
-@dataclass
-class MemoryPlan:
-    """How to fit a job in the memory at hand (explicit options, never magic)."""
-    decode_chunk: int = 16          # frames per VAE decode call (chunked decode)
-    vae_tiling: bool = False        # decode each frame in tiles
-    attention_slicing: bool = False
-    cpu_offload: bool = False       # keep only the running model on the GPU
-    window_batch: int = 1           # context windows per UNet call
-
-    def as_dict(self) -> dict:
-        return dict(self.__dict__)
-
-
-# fp16 weights of each family: all models, and what stays on the GPU with offload
-# (UNet + motion module). SDXL: 2.6 B-parameter UNet, two text encoders (0.8 B), the
-# SDXL motion module; counted from the architectures' parameter counts.
-_WEIGHTS_GIB = {"sd15": (3.2, 1.8), "sdxl": (7.5, 5.6)}
-
-
-def plan_memory(free_bytes: int | None, width: int, height: int, frames: int,
-                context: int, guided: bool, family: str = "sd15") -> MemoryPlan:
-    """Options chosen from free VRAM (None: not a GPU, no limits needed).
-
-    The estimate: about 3.2 GB of fp16 weights for an SD1.5 UNet, motion module,
-    VAE and text encoder, plus UNet activations that grow with the number of
-    latent pixels per call (about 1 GB per 16 frames at 512x512 with guidance,
-    with PyTorch's fused attention), plus about 1.5 GB per 8 frames decoded
-    at 512x512 by the VAE. These are estimates from the architectures' sizes, not
-    yet checked against a GPU's peak memory (bench/gpu_generate.py reports it).
-    family "sdxl": about 7.5 GB of weights (5.6 GB resident with offload); the
-    per-pixel terms are kept (SDXL has no attention at its highest resolution,
-    which roughly offsets its wider layers) -- also not yet measured.
-    """
-    if family not in _WEIGHTS_GIB:
-        raise ValueError(f"family must be one of {', '.join(_WEIGHTS_GIB)}, got {family!r}")
-    all_weights, resident = _WEIGHTS_GIB[family]
-    n_windows = len(context_windows(frames, context, default_stride(context), 0))
-    if free_bytes is None:     # CPU: all windows of a step in one UNet call
-        return MemoryPlan(window_batch=n_windows)
-    plan = MemoryPlan()
-    weights = all_weights * GiB
-    per_window = 1.0 * GiB * (width * height / (512 * 512)) * (context / 16) * (2 if guided else 1)
-    per_decoded = 1.5 * GiB / 8 * (width * height / (512 * 512))
-    budget = free_bytes * 0.85 - weights
-    if budget < per_window + per_decoded * 2:
-        plan.cpu_offload = True
-        budget = free_bytes * 0.85 - resident * GiB    # only the UNet + motion module resident
-    plan.window_batch = int(max(1, min(n_windows, budget * 0.6 // per_window)))
-    # A few frames per VAE call already fill a GPU; more only raise the peak
-    # (16 frames at 512x512 in one call: about 10 GB).
-    chunk = int(max(1, min(DECODE_CHUNK_MAX, (budget * 0.4) // per_decoded)))
-    plan.decode_chunk = chunk
-    if chunk < 2:
-        plan.vae_tiling = True
-    if budget < per_window:
-        plan.attention_slicing = True
-    return plan
-
-
-def _apply_plan(pipe, plan: MemoryPlan, device) -> None:
-    if plan.vae_tiling:
-        pipe.vae.enable_tiling()
-    if plan.attention_slicing:
-        pipe.enable_attention_slicing()
-    if plan.cpu_offload:
-        pipe.enable_model_cpu_offload(device=device)
-
-
-# --------------------------------------------------------------------------- the circle
-
-def _offloaded(pipe) -> bool:
-    """True when accelerate's offload hooks move the models (then .to() must not)."""
-    return any(hasattr(m, "_hf_hook") for m in pipe.components.values())
 
 
 def speed_up(pipe, device, *, channels_last: bool | None = None, compile: bool = False) -> dict:
@@ -447,9 +243,6 @@ def _to_frames(video) -> np.ndarray:
     v = (video[0].permute(1, 2, 3, 0).float().clamp(-1, 1) + 1) * 127.5
     return v.round().to(torch.uint8).cpu().numpy()
 
-
-# --------------------------------------------------------------------------- pipelines
-
 _cache: dict = {}
 
 
@@ -488,8 +281,6 @@ def _load(model, motion_adapter, device, torch_dtype):
     return _cache[key], ref, mref
 
 
-# --------------------------------------------------------------------------- entry point
-
 def generate(spec, seed, size, frames, fps, progress=None, *, model=None, motion_adapter=None,
              loras=(), motion_loras=(), steps=25, guidance=7.5, scheduler="ddim",
              loop_method="circular", context=16, device=None, pipeline=None,
@@ -507,11 +298,11 @@ def generate(spec, seed, size, frames, fps, progress=None, *, model=None, motion
     """
     import torch
 
-    width, height = _check_inputs(seed, size, frames, fps, steps, guidance, scheduler,
+    width, height = check_inputs(seed, size, frames, fps, steps, guidance, scheduler,
                                   loop_method, context, dtype)
     given_stride = stride
     stride = default_stride(context) if stride is None else stride
-    if not _is_int(stride) or stride < 1:
+    if not is_int(stride) or stride < 1:
         raise ValueError(f"stride must be an integer >= 1, got {stride!r}")
     style_loras, motion_lora_list = _lora_list(loras), _lora_list(motion_loras)
 
@@ -563,8 +354,8 @@ def generate(spec, seed, size, frames, fps, progress=None, *, model=None, motion
     plan = plan_memory(free, width, height, n_make, context, guided,
                        "sdxl" if is_sdxl(pipe) else "sd15")
     if device.type == "cuda":
-        _apply_plan(pipe, plan, device)
-    if not plan.cpu_offload and not _offloaded(pipe) and pipe.device != device:
+        apply_plan(pipe, plan, device)
+    if not plan.cpu_offload and not offloaded(pipe) and pipe.device != device:
         pipe.to(device)
     speed_up(pipe, device, channels_last=channels_last, compile=compile)
 

@@ -49,7 +49,7 @@ def saturate(c: Color, k: float) -> tuple[float, float, float]:
 
 # ---------------------------------------------------------------- regions
 
-def _region(img: np.ndarray, x0: float, y0: float, x1: float, y1: float):
+def region(img: np.ndarray, x0: float, y0: float, x1: float, y1: float):
     """Pixel slices and pixel-centre coordinates of a box, clipped to the image.
 
     Returns None when the box lies outside the picture."""
@@ -118,7 +118,7 @@ def rect(img, x0, y0, x1, y1, color, radius: float = 0.0, soft: float = 1.0,
     if x1 <= x0 or y1 <= y0:
         return
     pad = soft
-    reg = _region(img, x0 - pad, y0 - pad, x1 + pad, y1 + pad)
+    reg = region(img, x0 - pad, y0 - pad, x1 + pad, y1 + pad)
     if reg is None:
         return
     sl, xs, ys = reg
@@ -139,7 +139,7 @@ def ellipse(img, cx, cy, rx, ry, color, angle: float = 0.0, soft: float = 1.0,
     if rx <= 0 or ry <= 0:
         return
     ext = max(rx, ry) + soft
-    reg = _region(img, cx - ext, cy - ext, cx + ext, cy + ext)
+    reg = region(img, cx - ext, cy - ext, cx + ext, cy + ext)
     if reg is None:
         return
     sl, xs, ys = reg
@@ -178,7 +178,7 @@ def polygon(img, pts, color, soft: float = 1.0, alpha: float = 1.0, mode: str = 
     p = np.asarray(pts, dtype=np.float32)
     if p.ndim != 2 or p.shape[0] < 3 or p.shape[1] != 2:
         raise ValueError(f"polygon needs at least 3 (x, y) points, got shape {p.shape}")
-    reg = _region(img, p[:, 0].min() - soft, p[:, 1].min() - soft,
+    reg = region(img, p[:, 0].min() - soft, p[:, 1].min() - soft,
                   p[:, 0].max() + soft, p[:, 1].max() + soft)
     if reg is None:
         return
@@ -203,7 +203,7 @@ def line(img, pts, width: float, color, soft: float = 1.0, alpha: float = 1.0,
     if p.ndim != 2 or p.shape[0] < 2:
         raise ValueError(f"line needs at least 2 (x, y) points, got shape {p.shape}")
     ext = width / 2 + soft
-    reg = _region(img, p[:, 0].min() - ext, p[:, 1].min() - ext,
+    reg = region(img, p[:, 0].min() - ext, p[:, 1].min() - ext,
                   p[:, 0].max() + ext, p[:, 1].max() + ext)
     if reg is None:
         return
@@ -216,7 +216,7 @@ def glow(img, cx, cy, radius, color, strength: float = 1.0, mode: str = "add") -
     """Soft round light: (1 - r^2/R^2)^3 falloff, zero at `radius` (no hard rim)."""
     if radius <= 0 or strength <= 0:
         return
-    reg = _region(img, cx - radius, cy - radius, cx + radius, cy + radius)
+    reg = region(img, cx - radius, cy - radius, cx + radius, cy + radius)
     if reg is None:
         return
     sl, xs, ys = reg
@@ -227,7 +227,7 @@ def glow(img, cx, cy, radius, color, strength: float = 1.0, mode: str = "add") -
 
 def fill(img, x0, y0, x1, y1, color, alpha: float = 1.0, mode: str = "over") -> None:
     """Axis-aligned box without edge smoothing (for backgrounds, bands)."""
-    reg = _region(img, x0, y0, x1, y1)
+    reg = region(img, x0, y0, x1, y1)
     if reg is None:
         return
     sl, xs, ys = reg
@@ -244,7 +244,7 @@ def fill(img, x0, y0, x1, y1, color, alpha: float = 1.0, mode: str = "over") -> 
 def shade(img, x0, y0, x1, y1, coverage: Callable[[np.ndarray, np.ndarray], np.ndarray],
           color, mode: str = "over") -> None:
     """Lay `color` over a box with a coverage computed from pixel centres."""
-    reg = _region(img, x0, y0, x1, y1)
+    reg = region(img, x0, y0, x1, y1)
     if reg is None:
         return
     sl, xs, ys = reg
@@ -335,7 +335,7 @@ def blur_array(a: np.ndarray, radius: float, passes: int = 3) -> np.ndarray:
 
 def blur(img, x0, y0, x1, y1, radius: float, passes: int = 3) -> None:
     """Blur a box of the image in place. Large radii are done at reduced resolution."""
-    reg = _region(img, x0, y0, x1, y1)
+    reg = region(img, x0, y0, x1, y1)
     if reg is None or radius <= 0:
         return
     sl, _, _ = reg
