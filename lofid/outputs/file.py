@@ -40,8 +40,14 @@ FILE_EXTENSIONS = tuple(PACKET_FORMATS) + tuple(FRAME_FORMATS)
 # Fragmented MP4: each fragment is complete on disk once the next keyframe arrives.
 # flush_packets hands every packet to the OS at once, so a crash loses only what the
 # muxer itself still holds (the current fragment or cluster, at most one GOP).
-_MP4_OPTIONS = {"movflags": "+frag_keyframe+empty_moov+default_base_moof",
-                "flush_packets": "1"}
+# delay_moov writes the (empty) moov with the first fragment instead of at the start,
+# when each track's first timestamp is known: the audio starts a fraction of an AAC
+# frame after the first picture, and only then can its edit list say so (a moov
+# written earlier moved the first audio packet to 0, up to 21 ms early). The movie
+# timescale is the sample rate so that edit is exact; at the default 1/1000 s it
+# would move all the audio by up to a millisecond.
+_MP4_OPTIONS = {"movflags": "+frag_keyframe+empty_moov+delay_moov+default_base_moof",
+                "movie_timescale": str(AUDIO_RATE), "flush_packets": "1"}
 _MKV_OPTIONS = {"flush_packets": "1"}
 
 
