@@ -155,18 +155,21 @@ def to_network(info, packets) -> tuple[dict, States]:
                         stall_timeout=60, close_timeout=60)
     out.start(info)
     received = bytearray()
-    client = socket.socket()
+    clients: list[socket.socket] = []
 
     def read():
-        while chunk := client.recv(65536):
+        while chunk := clients[0].recv(65536):
             received.extend(chunk)
 
     def connect() -> bool:
+        client = socket.socket()
         try:
             client.connect(("127.0.0.1", port))
-            return True
         except ConnectionRefusedError:
+            client.close()
             return False
+        clients.append(client)
+        return True
     try:
         assert wait_until(connect, 30), "the network child never listened"
         reader = threading.Thread(target=read, daemon=True)
@@ -176,7 +179,7 @@ def to_network(info, packets) -> tuple[dict, States]:
     finally:
         out.close(timeout=60)
     reader.join(60)
-    client.close()
+    clients[0].close()
     assert not reader.is_alive(), "the stream never ended"
     return received, states
 
