@@ -29,6 +29,7 @@ import numpy as np
 
 from lofid.outputs.base import (AUDIO_CHANNELS, AUDIO_RATE, AudioChunk, Output, OutputError,
                                 Packet, StreamInfo, VideoFrame)
+from lofid.outputs.mux import PacketMuxer, audio_sample_at
 
 log = logging.getLogger("lofid.outputs")
 
@@ -39,8 +40,14 @@ FILE_EXTENSIONS = tuple(PACKET_FORMATS) + tuple(FRAME_FORMATS)
 # Fragmented MP4: each fragment is complete on disk once the next keyframe arrives.
 # flush_packets hands every packet to the OS at once, so a crash loses only what the
 # muxer itself still holds (the current fragment or cluster, at most one GOP).
-_MP4_OPTIONS = {"movflags": "+frag_keyframe+empty_moov+default_base_moof",
-                "flush_packets": "1"}
+# delay_moov writes the (empty) moov with the first fragment instead of at the start,
+# when each track's first timestamp is known: the audio starts a fraction of an AAC
+# frame after the first picture, and only then can its edit list say so (a moov
+# written earlier moved the first audio packet to 0, up to 21 ms early). The movie
+# timescale is the sample rate so that edit is exact; at the default 1/1000 s it
+# would move all the audio by up to a millisecond.
+_MP4_OPTIONS = {"movflags": "+frag_keyframe+empty_moov+delay_moov+default_base_moof",
+                "movie_timescale": str(AUDIO_RATE), "flush_packets": "1"}
 _MKV_OPTIONS = {"flush_packets": "1"}
 
 
@@ -61,120 +68,34 @@ class RecordingOutput(Output):
     lossless = True
 
 
-class PacketWriter:
-    """Muxes the player's H.264 + AAC Packets into a container.
+class PacketWriter(PacketMuxer):
+    """Muxes the player's H.264 + AAC Packets into a container it opens.
 
     `target` is a path or a writable binary file object, `format` a libavformat muxer
     name ("mp4", "matroska", "mpegts", "flv" ...). With `rebase` the first video
-    packet becomes time 0 and audio is shifted by the same time (audio before it is
-    dropped); without it, packets keep their pts (which must then be >= 0). Video
-    packets before the first keyframe are dropped: nothing could decode them.
+    keyframe becomes time 0 and audio is placed on the same instant; without it,
+    packets keep their pts. The placing and muxing are lofid.outputs.mux's.
     """
 
     def __init__(self, target, format: str, info: StreamInfo, options: dict | None = None,
                  rebase: bool = True):
         import av
 
-        self.info = info
-        self.rebase = rebase
-        self.video_time_base = Fraction(1) / Fraction(info.fps)
-        self.audio_time_base = Fraction(1, info.audio_rate)
-        self.container = av.open(target, mode="w", format=format, options=dict(options or {}))
+        container = av.open(target, mode="w", format=format, options=dict(options or {}))
         try:
-            # The H.264 stream is muxed as it is; its extradata (SPS/PPS) is taken
-            # from the first keyframe, which carries it (repeat-headers).
-            self.video = self.container.add_mux_stream(
-                info.video_codec, rate=Fraction(info.fps), width=info.width,
-                height=info.height)
-            self.video.time_base = self.video_time_base
-            # AAC's AudioSpecificConfig is a function of profile, rate and channels
-            # alone, so a stream configured like the player's encoder carries the
-            # same extradata; its codec is never fed.
-            self.audio = self.container.add_stream(info.audio_codec, rate=info.audio_rate)
-            self.audio.codec_context.layout = "stereo" if info.audio_channels == 2 else "mono"
-            self.audio.codec_context.bit_rate = info.audio_bitrate
-            self.audio.time_base = self.audio_time_base
+            super().__init__(container, info, rebase=rebase)
         except BaseException:
-            self.container.close()
+            container.close()
             raise
-        self._video_origin: int | None = None   # output frame that is time 0
-        self._audio_origin: Fraction | None = None
-        self._early_audio: list[Packet] = []
-        self._last_dts = {"video": None, "audio": None}
-        self.written = {"video": 0, "audio": 0}
-        self.bytes = 0
-
-    def write(self, packet: Packet) -> None:
-        if packet.kind == "video":
-            if self._video_origin is None:
-                if not packet.keyframe:
-                    return
-                self._video_origin = packet.pts if self.rebase else 0
-                self._audio_origin = Fraction(self._video_origin) * self.video_time_base \
-                    / self.audio_time_base
-                early, self._early_audio = self._early_audio, []
-                self._mux(packet, self._video_origin, self.video, self.video_time_base)
-                for p in early:
-                    self.write(p)
-                return
-            self._mux(packet, self._video_origin, self.video, self.video_time_base)
-        elif packet.kind == "audio":
-            if self._audio_origin is None:
-                self._early_audio.append(packet)
-                del self._early_audio[:-64]     # only the last ~1.4 s can matter
-                return
-            origin = self._audio_origin
-            if packet.pts < origin:
-                return
-            self._mux(packet, origin, self.audio, self.audio_time_base)
-        else:
-            raise ValueError(f"packet kind must be 'video' or 'audio', got {packet.kind!r}")
-
-    def _mux(self, packet: Packet, origin, stream, time_base: Fraction) -> None:
-        import av
-
-        pts = packet.pts - origin
-        dts = packet.dts - origin
-        if isinstance(pts, Fraction):
-            # Audio against a video origin that is not a whole sample (only for
-            # frame rates that do not divide 48000): the nearest sample.
-            pts, dts = round(pts), round(dts)
-        last = self._last_dts[packet.kind]
-        if last is not None and dts <= last:
-            # A repeated or reordered packet would make the muxer fail; skip it.
-            log.debug("skipping %s packet with dts %d after %d", packet.kind, dts, last)
-            return
-        self._last_dts[packet.kind] = dts
-        p = av.Packet(packet.data)
-        p.stream = stream
-        p.time_base = time_base
-        p.pts = pts
-        p.dts = dts
-        p.duration = packet.duration
-        p.is_keyframe = packet.keyframe
-        self.container.mux(p)
-        if not any(self.written.values()):
-            self._check_audio_header()
-        self.written[packet.kind] += 1
-        self.bytes += len(packet.data)
-
-    def _check_audio_header(self) -> None:
-        # The header is written by now; its AAC config must be the player's.
-        made = bytes(self.audio.codec_context.extradata or b"")
-        if made and self.info.audio_extradata and made != self.info.audio_extradata:
-            raise ValueError(f"the audio stream's AAC config {made.hex()} differs from the "
-                             f"player's {self.info.audio_extradata.hex()}")
-
-    def close(self) -> None:
-        self.container.close()
 
 
-def _rebased_audio(chunk: AudioChunk, origin: Fraction, expected: int | None
+def _rebased_audio(chunk: AudioChunk, origin: int, expected: int | None
                    ) -> tuple[int, np.ndarray] | None:
-    """The chunk as (start, samples) on the file's timeline, trimmed to start at
-    `expected` (no overlap) and padded with silence across any gap before it."""
+    """The chunk as (start, samples) on the file's timeline (whose sample 0 is the
+    daemon's sample `origin`), trimmed to start at `expected` (no overlap) and padded
+    with silence across any gap before it."""
     samples = np.asarray(chunk.samples, dtype=np.float32)
-    start = round(Fraction(chunk.start) - origin)
+    start = chunk.start - origin
     if expected is None:
         expected = max(0, start)
     if start < expected:
@@ -257,7 +178,8 @@ class WebmWriter:
     def _write_audio(self, chunk: AudioChunk) -> None:
         import av
 
-        origin = Fraction(self._origin) * AUDIO_RATE / Fraction(self.info.fps)
+        # the first picture's instant on the audio timeline, by the packet muxer's rule
+        origin = audio_sample_at(self._origin, self.info.fps, AUDIO_RATE)
         placed = _rebased_audio(chunk, origin, self._audio_next)
         if placed is None:
             return

@@ -40,6 +40,9 @@ from fractions import Fraction
 
 import msgpack
 
+from lofid.outputs.base import Packet, StreamInfo
+from lofid.outputs.mux import PacketMuxer
+
 EXIT_OK = 0
 EXIT_RETRY = 1
 EXIT_FATAL = 2
@@ -99,43 +102,6 @@ def read_messages(fd: int = 0, before_wait=None):
             return
         unpacker.feed(chunk)
         yield from unpacker
-
-
-class Timeline:
-    """Maps the daemon's clock onto this connection's timestamps.
-
-    With `rebase`, the connection starts at 0 at its first video keyframe, and the
-    audio origin is the same instant on the 48 kHz timeline (exact arithmetic, so
-    audio and video stay in step). Without it the daemon's timestamps go out as they
-    are; the muxers take care of their own fields (RTMP's extended timestamps past
-    2^24 ms, MPEG-TS's 33-bit 90 kHz wrap), and FlvRelay of RTMP's 32-bit one."""
-
-    def __init__(self, fps: Fraction, audio_rate: int, rebase: bool):
-        self.fps = fps
-        self.audio_rate = audio_rate
-        self.rebase = rebase
-        self.video_origin: int | None = None
-        self.audio_origin: int | None = None
-        self.first_audio: int | None = None     # the first sample that goes out
-
-    @property
-    def started(self) -> bool:
-        return self.video_origin is not None
-
-    def start(self, video_pts: int) -> None:
-        self.video_origin = video_pts if self.rebase else 0
-        # ceil, so that no audio sample before the first picture is kept
-        start_sample = -((-video_pts * self.audio_rate * self.fps.denominator) // self.fps.numerator)
-        self.audio_origin = start_sample if self.rebase else 0
-        self.first_audio = start_sample
-
-    def video(self, pts: int, dts: int) -> tuple[int, int]:
-        return pts - self.video_origin, dts - self.video_origin
-
-    def audio(self, pts: int, dts: int) -> tuple[int, int] | None:
-        if pts < self.first_audio:
-            return None  # sound from before the first picture of this connection
-        return pts - self.audio_origin, dts - self.audio_origin
 
 
 class FlvRelay:
@@ -238,7 +204,20 @@ def full_timestamp(tag_header: bytes, near_ms) -> int:
     return full % (1 << 32)
 
 
-def open_stream(header: dict, reporter: Reporter):
+def stream_info(header: dict) -> StreamInfo:
+    """The StreamInfo the daemon described in the pipe header."""
+    return StreamInfo(
+        width=int(header["width"]), height=int(header["height"]),
+        fps=Fraction(*header["fps"]), video_codec=header["video_codec"],
+        video_extradata=bytes(header["video_extradata"]),
+        video_bitrate=int(header.get("video_bitrate") or 0),
+        audio_codec=header["audio_codec"], audio_extradata=bytes(header["audio_extradata"]),
+        audio_rate=int(header["audio_rate"]),
+        audio_channels=int(header.get("audio_channels") or 2),
+        audio_bitrate=int(header.get("audio_bitrate") or 0))
+
+
+def open_stream(header: dict, reporter: Reporter) -> tuple[PacketMuxer, FlvRelay | None]:
     """Opens the target and writes the stream header; blocks until connected."""
     import av
 
@@ -247,86 +226,43 @@ def open_stream(header: dict, reporter: Reporter):
     if header.get("listen"):
         reporter.event("listening", detail=f"waiting for a client on {header.get('name', target)}")
     relay = None
+    before_mux = None
     if fmt == "flv":
         # connects now; the FLV muxer below writes through the relay
         relay = FlvRelay(target)
         container = av.open(relay, "w", format=fmt, options=dict(header.get("options") or {}))
+
+        def before_mux(packet, relay=relay):
+            relay.near_ms = packet.dts * packet.time_base * 1000   # what its tags are near
     else:
         container = av.open(target, "w", format=fmt, options=dict(header.get("options") or {}))
     try:
-        fps = Fraction(*header["fps"])
-        video = container.add_stream(header["video_codec"], rate=fps)
-        video.width = header["width"]
-        video.height = header["height"]
-        video.time_base = 1 / fps
-        vctx = video.codec_context
-        # The codec context is only a carrier for the stream parameters: it is
-        # opened when the header is written, and without the global-header flag the
-        # encoder leaves the given extradata (the player's SPS/PPS) in place.
-        vctx.flags &= ~av.codec.context.Flags.global_header
-        vctx.options = {"preset": "ultrafast", "threads": "1"}
-        vctx.extradata = bytes(header["video_extradata"]) or None
-        vctx.bit_rate = int(header.get("video_bitrate") or 0)
-
-        audio = container.add_stream(header["audio_codec"], rate=int(header["audio_rate"]))
-        actx = audio.codec_context
-        actx.flags &= ~av.codec.context.Flags.global_header
-        actx.extradata = bytes(header["audio_extradata"]) or None
-        actx.bit_rate = int(header.get("audio_bitrate") or 0)
-        audio.time_base = Fraction(1, int(header["audio_rate"]))
+        muxer = PacketMuxer(container, stream_info(header), rebase=bool(header.get("rebase", True)),
+                            before_mux=before_mux)
     except (ValueError, TypeError, KeyError, av.error.FFmpegError) as e:
         container.close()
         if relay is not None:
             relay.close()
         raise _Fatal(f"cannot set up the {fmt} streams from the header: {e}") from e
     container.start_encoding()  # connects (tcp listen: accepts a client); writes the header
-    return container, video, audio, relay
+    return muxer, relay
 
 
 def run(header: dict, messages, reporter: Reporter) -> int:
-    import av
-
-    container, vstream, astream, relay = open_stream(header, reporter)
+    muxer, relay = open_stream(header, reporter)
     reporter.event("connected", detail=f"streaming to {header.get('name', header['target'])}")
-    fps = Fraction(*header["fps"])
-    timeline = Timeline(fps, int(header["audio_rate"]), bool(header.get("rebase", True)))
-    vtb, atb = 1 / fps, Fraction(1, int(header["audio_rate"]))
     for msg in messages:
         reporter.count += 1
         kind = msg.get("kind")
-        if kind == "video":
-            if not timeline.started:
-                if not msg["keyframe"]:
-                    reporter.ack()
-                    continue  # a connection starts on a keyframe, or the picture is garbage
-                timeline.start(int(msg["pts"]))
-            pts, dts = timeline.video(int(msg["pts"]), int(msg["dts"]))
-            stream, tb = vstream, vtb
-        elif kind == "audio":
-            if not timeline.started:
-                reporter.ack()
-                continue
-            stamped = timeline.audio(int(msg["pts"]), int(msg["dts"]))
-            if stamped is None:
-                reporter.ack()
-                continue
-            pts, dts = stamped
-            stream, tb = astream, atb
-        else:
+        if kind not in ("video", "audio"):
             raise _Fatal(f"unknown message kind {kind!r} on the pipe; expected 'video' or 'audio'")
-        packet = av.Packet(msg["data"])
-        packet.stream = stream
-        packet.time_base = tb
-        packet.pts = pts
-        packet.dts = dts
-        packet.duration = int(msg.get("duration") or 0)
-        packet.is_keyframe = bool(msg.get("keyframe"))
-        if relay is not None:
-            relay.near_ms = dts * tb * 1000   # what the tags it writes are near
-        container.mux(packet)
+        # the muxer starts the connection on a keyframe (or the picture is garbage),
+        # leaves out sound from before it, and any packet whose dts does not advance
+        muxer.write(Packet(kind, int(msg["pts"]), int(msg["dts"]), int(msg.get("duration") or 0),
+                           bool(msg.get("keyframe")), msg["data"]))
         reporter.ack()
     reporter.ack_now()
-    container.close()  # end of input: flush the interleaver and finish the stream
+    muxer.close()  # end of input: flush the interleaver and finish the stream
     if relay is not None:
         relay.close()
     return EXIT_OK

@@ -40,6 +40,7 @@ from typing import Callable
 import av
 
 from .base import Output, OutputError, Packet, StreamInfo
+from .mux import PacketMuxer
 
 log = logging.getLogger("lofid.outputs.window")
 
@@ -185,19 +186,15 @@ class WindowOutput(Output):
         self._exited = False
         self._final: str | None = None    # a state the watcher reported; nothing follows it
         self._state_lock = threading.Lock()
-        # Timeline: output pts = input pts - offset (video frames; audio in samples).
-        self._offset: int | None = None
-        self._last_dts = {"video": None, "audio": None}
+        self._muxer: PacketMuxer | None = None   # the MPEG-TS for mpv, in self._sink
         self._behind = False
         self._pending = bytearray()
-        self._ts = None
         self._fd: int | None = None
 
     # --- worker side -----------------------------------------------------------------
 
     def _open(self, info: StreamInfo) -> None:
         self._fps = Fraction(info.fps)
-        self._rate = info.audio_rate
         self._dir = tempfile.mkdtemp(prefix="lofid-window-")
         input_conf = Path(self._dir, "input.conf")
         input_conf.write_text(INPUT_CONF)
@@ -219,32 +216,20 @@ class WindowOutput(Output):
         self._sink = _Bytes()
         # flush_packets: each packet leaves the muxer at once; pes_payload_size 0: each
         # audio frame in its own PES instead of grouped (less latency).
-        self._ts = av.open(self._sink, "w", format="mpegts",
-                           container_options={"flush_packets": "1", "pes_payload_size": "0"})
-        self._video = self._ts.add_stream("h264", rate=self._fps, width=info.width,
-                                          height=info.height)
-        self._video.time_base = 1 / self._fps
-        if info.video_extradata:
-            self._video.codec_context.extradata = info.video_extradata
-        self._audio = None
-        if self.audio:
-            self._audio = self._ts.add_stream("aac", rate=info.audio_rate)
-            self._audio.layout = "stereo" if info.audio_channels == 2 else "mono"
-            self._audio.time_base = Fraction(1, info.audio_rate)
-            if info.audio_extradata:
-                self._audio.codec_context.extradata = info.audio_extradata
+        ts = av.open(self._sink, "w", format="mpegts",
+                     container_options={"flush_packets": "1", "pes_payload_size": "0"})
+        try:
+            self._muxer = PacketMuxer(ts, info, audio=self.audio)
+        except BaseException:
+            ts.close()
+            raise
 
     def _write(self, item) -> None:
         if self._exited or not isinstance(item, Packet):
             return
-        if item.kind == "audio" and self._audio is None:
+        if item.kind == "audio" and not self.audio:
             return
-        if self._offset is None:
-            # Start at the first keyframe, at time zero: mpv's timeline begins there
-            # whatever the daemon's clock reads (it may be days in).
-            if item.kind != "video" or not item.keyframe:
-                return
-            self._offset = item.pts
+        muxer = self._muxer
         if self._behind:
             self._flush(0.0)
             if self._pending or item.kind != "video" or not item.keyframe:
@@ -252,37 +237,22 @@ class WindowOutput(Output):
                 return
             # Resume right after the last frame mpv has: the frames skipped while it was
             # behind leave no gap in its timeline, so it shows the newest picture at once.
-            last = self._last_dts["video"]
-            self._offset = item.pts - (last + 1 if last is not None else 0)
+            last = muxer.last_dts["video"]
+            muxer.timeline.restart(item.pts, last + 1 if last is not None else 0)
             self._behind = False
-        self._mux(item)
+        # The muxer starts the window at the first keyframe, at time zero: mpv's
+        # timeline begins there whatever the daemon's clock reads (it may be days in).
+        started = muxer.timeline.started
+        if not muxer.write(item):
+            if started:
+                self.stats.dropped += 1    # before the start, or overlapping a resume
+            return
+        self._pending += self._sink.data
+        self._sink.data.clear()
         if not self._flush(self.write_timeout) and not self._exited:
             self._behind = True
             self.stalls += 1
             log.warning("window: mpv is behind; dropping until the next keyframe")
-
-    def _mux(self, item: Packet) -> None:
-        if item.kind == "video":
-            stream, time_base, shift = self._video, 1 / self._fps, self._offset
-        else:
-            stream, time_base = self._audio, Fraction(1, self._rate)
-            shift = round(Fraction(self._offset) * self._rate / self._fps)
-        pts, dts = item.pts - shift, item.dts - shift
-        last = self._last_dts[item.kind]
-        if dts < 0 or (last is not None and dts <= last):
-            self.stats.dropped += 1    # before the start, or overlapping a resume
-            return
-        packet = av.Packet(item.data)
-        packet.stream = stream
-        # In the stream's own time base; the muxer rescales to its 90 kHz clock.
-        packet.time_base = time_base
-        packet.pts, packet.dts = pts, dts
-        packet.duration = item.duration
-        packet.is_keyframe = item.keyframe
-        self._ts.mux(packet)
-        self._last_dts[item.kind] = dts
-        self._pending += self._sink.data
-        self._sink.data.clear()
 
     def _flush(self, timeout: float) -> bool:
         """Write what is pending into mpv's pipe; True when all of it went."""
@@ -322,8 +292,8 @@ class WindowOutput(Output):
     def _close(self) -> None:
         self._stopping = True
         try:
-            if self._ts is not None and not self._exited:
-                self._ts.close()
+            if self._muxer is not None and not self._exited:
+                self._muxer.close()
                 self._pending += self._sink.data
                 self._flush(0.2)
         except Exception as e:   # an unfinished TS tail matters to nobody
@@ -426,5 +396,5 @@ class WindowOutput(Output):
     def shown_until(self) -> float | None:
         """Seconds of the window's timeline handed to mpv so far (its time-pos trails
         this by mpv's latency)."""
-        last = self._last_dts["video"]
+        last = self._muxer.last_dts["video"] if self._muxer is not None else None
         return None if last is None else float((last + 1) / self._fps)
