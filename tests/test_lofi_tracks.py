@@ -116,6 +116,10 @@ def test_the_picture_moves_when_the_track_sounds_and_the_joins_do_not_click(daem
         assert session.request("status")["audio"]["playlist"].count(str(track)) == 1
 
         name, changed = next_event(session, ["scene_changed"])
+        if changed["reason"] == "start":
+            # The daemon's own first scene: on a loaded machine its event can still be
+            # on its way out when the subscription lands.
+            name, changed = next_event(session, ["scene_changed"])
         assert changed["reason"] == "audio" and "coffee shop" in changed["scene"]
         _, fade = next_event(session, ["crossfade"])
         # Once the intro has faded out, status names the track that plays.
