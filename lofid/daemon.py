@@ -453,18 +453,31 @@ class ConfigReloader:
         with self._lock:
             try:
                 new = load(self.path, self.overrides)
-            except ConfigError as e:
-                self.last_error = str(e)
-                result = {"ok": False, "error": self.last_error, "changed": [],
-                          "needs_restart": []}
-                log.error("config not reloaded, the old one stays: %s", e)
-            else:
                 changed = [k for k in vars(new) if getattr(new, k) != getattr(self.current, k)]
-                restart = self.apply(self.current, new) if changed else []
-                self.current, self.last_error = new, None
+            except Exception as e:
+                # Whatever a file makes the reader raise (ConfigError, or a reader's own
+                # failure), the old config stays and the reason is reported like any other.
+                self.last_error = str(e) if isinstance(e, ConfigError) else \
+                    f"config {str(self.path)!r} cannot be read: {type(e).__name__}: {e}"
+                log.error("config not reloaded, the old one stays: %s", self.last_error)
+            else:
+                try:
+                    restart = self.apply(self.current, new) if changed else []
+                    self.last_error = None
+                    log.info("config reloaded: %s", ", ".join(changed) or "no change")
+                except Exception as e:
+                    log.exception("applying the reloaded config failed")
+                    self.last_error = (f"config {str(self.path)!r} was read, but applying it "
+                                       f"failed: {type(e).__name__}: {e}")
+                # Some keys may have taken effect even when applying failed: the new
+                # config is the one compared against next time.
+                self.current = new
+            if self.last_error is None:
                 result = {"ok": True, "error": None, "changed": changed,
                           "needs_restart": restart}
-                log.info("config reloaded: %s", ", ".join(changed) or "no change")
+            else:
+                result = {"ok": False, "error": self.last_error, "changed": [],
+                          "needs_restart": []}
         self.on_event("config_reloaded", result)
         return result
 
