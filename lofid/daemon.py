@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import threading
 import time
 
@@ -157,6 +158,8 @@ class OutputSet:
 class Control:
     """The methods of the control socket; `outputs` is the daemon's OutputSet."""
 
+    GENERATE_WAITING = 8     # `generate` requests queued behind the one being made
+
     def __init__(self, director, player, library, outputs, audio=None, reloader=None):
         self.director = director
         self.player = player
@@ -166,6 +169,8 @@ class Control:
         self.reloader = reloader
         self.started = time.monotonic()
         self._library_seen: tuple[float, dict] | None = None
+        self._generating: queue.Queue | None = None   # requested loops, for one worker
+        self._generating_lock = threading.Lock()
 
     def handlers(self) -> dict:
         return {
@@ -325,9 +330,26 @@ class Control:
         if seed is not None and (type(seed) is not int or seed < 0):
             raise RpcError(f"generate: seed must be a whole number >= 0, got {seed!r}")
         spec = parse(params[0])
-        threading.Thread(target=self.director.make_one, args=(spec, seed),
-                         name="generate on request", daemon=True).start()
+        with self._generating_lock:
+            if self._generating is None:
+                # One worker makes requested loops one after another: each takes memory
+                # and a core (or the GPU) while it runs, so running many at once only
+                # runs them all slower, and out of memory.
+                self._generating = queue.Queue(maxsize=self.GENERATE_WAITING)
+                threading.Thread(target=self._generate_requested, args=(self._generating,),
+                                 name="generate on request", daemon=True).start()
+            try:
+                self._generating.put_nowait((spec, seed))
+            except queue.Full:
+                raise RpcError(f"generate: {self.GENERATE_WAITING} requests are already "
+                               f"waiting, the most lofid queues; ask again once a loop_ready "
+                               f"or generation_failed event says one is done") from None
         return {"scene": spec.label(), "id": spec.id}
+
+    def _generate_requested(self, requests: "queue.Queue") -> None:
+        while True:
+            spec, seed = requests.get()
+            self.director.make_one(spec, seed)     # reports its own failures as events
 
     def config_reload(self, params: list) -> dict:
         if self.reloader is None:
