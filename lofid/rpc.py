@@ -213,12 +213,14 @@ class _Connection(asyncio.Protocol):
                                          strict_map_key=False)
         self.transport: asyncio.Transport | None = None
         self.events: set[str] = set()
+        self.pending = True               # counted by the server as accepted, not yet here
 
     # --- asyncio ----------------------------------------------------------------------
 
     def connection_made(self, transport) -> None:
         self.transport = transport
         self.server.connections.add(self)
+        self.server._arrived(self)
         if self.needs_auth:
             # A TCP client that never says who it is must not hold a connection open.
             asyncio.get_running_loop().call_later(self.server.auth_timeout, self._auth_late)
@@ -347,6 +349,7 @@ class Server:
         self._listeners: list[tuple[socket.socket, bool]] = []   # (listener, needs_auth)
         self._unix: socket.socket | None = None   # the listener on our socket file
         self._pending = 0                  # accepted, not yet a _Connection
+        self._pending_tcp = 0              # of those, on TCP
         self._tasks: set[asyncio.Task] = set()
         self._quiet = _Quiet()
         self._thread: threading.Thread | None = None
@@ -438,7 +441,13 @@ class Server:
             if len(self.connections) + self._pending >= self.max_clients:
                 self._refuse(conn)
                 continue
+            if needs_auth and self._strangers() >= max(1, self.max_clients // 4):
+                # TCP clients that have not authenticated yet may take a quarter of the
+                # places: strangers must not lock the user's own clients out.
+                self._refuse(conn, "TCP clients waiting to authenticate")
+                continue
             self._pending += 1
+            self._pending_tcp += needs_auth
             task = self._loop.create_task(self._serve(conn, needs_auth))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -448,20 +457,35 @@ class Server:
             self._loop.add_reader(listener.fileno(), self._accept, listener, needs_auth)
 
     async def _serve(self, conn: socket.socket, needs_auth: bool) -> None:
+        protocol = _Connection(self, needs_auth=needs_auth)
         try:
-            await self._loop.connect_accepted_socket(
-                lambda: _Connection(self, needs_auth=needs_auth), sock=conn)
+            await self._loop.connect_accepted_socket(lambda: protocol, sock=conn)
         except Exception as e:
             conn.close()
             self._quiet.warn("serve", "a control connection could not start: %s", e)
         finally:
-            self._pending -= 1
+            self._arrived(protocol)
 
-    def _refuse(self, conn: socket.socket) -> None:
+    def _arrived(self, conn: "_Connection") -> None:
+        """An accepted client is no longer pending: it is in `connections`, or failed.
+        (Counted once, so that it never counts twice against the limits.)"""
+        if conn.pending:
+            conn.pending = False
+            self._pending -= 1
+            self._pending_tcp -= conn.needs_auth
+
+    def _strangers(self) -> int:
+        return sum(1 for c in self.connections if c.needs_auth) + self._pending_tcp
+
+    def _refuse(self, conn: socket.socket, who: str | None = None) -> None:
         """Tell the newest client why it cannot stay, and close it at once."""
-        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-        why = (f"lofid has {self.max_clients} control connections open, the most it takes "
-               f"(half its limit of {soft} open files); close one and try again")
+        if who is None:
+            soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+            why = (f"lofid has {self.max_clients} control connections open, the most it "
+                   f"takes (half its limit of {soft} open files); close one and try again")
+        else:
+            why = (f"lofid has {max(1, self.max_clients // 4)} {who}, the most it takes; "
+                   f"try again in {self.auth_timeout:g} s")
         try:
             conn.setblocking(False)
             conn.send(msgpack.packb([NOTIFICATION, "error", [why]], use_bin_type=True))
@@ -472,7 +496,7 @@ class Server:
             pass
         finally:
             conn.close()
-        self._quiet.warn("refuse", "refused a control connection: %s", why)
+        self._quiet.warn(f"refuse {who}", "refused a control connection: %s", why)
 
     def _loop_error(self, loop, context: dict) -> None:
         """asyncio's own reports (a callback that raised, a transport that failed):

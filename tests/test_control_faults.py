@@ -382,3 +382,26 @@ def test_generate_requests_queue_with_a_bound(tmp_path):
         listener.close()
     finally:
         stop(proc, sock)
+
+
+def test_strangers_on_tcp_cannot_take_every_place(tmp_path):
+    token = "s3cret-token-0123456789abcdef"
+    server = Server(tmp_path / "run" / "lofid.sock", {"status": lambda params: "ok"},
+                    tcp=("127.0.0.1", 0), token=token)
+    server.max_clients = 8            # as with a limit of 16 open files: 2 for strangers
+    server.start()
+    strangers = []
+    try:
+        for _ in range(2):
+            strangers.append(socket.create_connection(server.tcp_address, timeout=10))
+        wait_for(lambda: len(server.connections) == 2)
+        late = socket.create_connection(server.tcp_address, timeout=10)
+        strangers.append(late)
+        message = read_message(late)
+        assert message[:2] == [2, "error"] and "authenticate" in message[2][0]
+        # The user's own clients still get in by the Unix socket.
+        assert Client(server.path).call("status") == "ok"
+    finally:
+        for conn in strangers:
+            conn.close()
+        server.stop()
