@@ -321,7 +321,8 @@ class Control:
 
     def generate(self, params: list) -> dict:
         """Make a loop of a scene into the library, in the background, without playing
-        it; `loop_ready` (or `generation_failed`) says when it is done."""
+        it; `loop_ready` (or `generation_failed`) says when it is done. Requests are
+        made one at a time, in order; past GENERATE_WAITING waiting, one is refused."""
         from lofid.scene import parse
         if not params or not isinstance(params[0], str):
             raise RpcError("generate takes a text (and an optional map with seed)")
