@@ -94,14 +94,17 @@ def prepare_socket_path(path: str | Path) -> Path:
     folder = path.parent
     if folder.is_symlink():
         raise SocketError(f"refusing {folder}: it is a symlink")
-    folder.parent.mkdir(parents=True, exist_ok=True)
     try:
-        folder.mkdir(mode=0o700)
-    except FileExistsError:
-        made = False
-    else:
-        made = True
-        os.chmod(folder, 0o700)   # ours, just made: whatever the umask left
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(mode=0o700)
+        except FileExistsError:
+            made = False
+        else:
+            made = True
+            os.chmod(folder, 0o700)   # ours, just made: whatever the umask left
+    except OSError as e:
+        raise SocketError(f"cannot make the socket's folder {folder}: {e.strerror}") from None
     st = folder.lstat()
     if not stat.S_ISDIR(st.st_mode):
         raise SocketError(f"refusing {path}: {folder} is not a folder")
