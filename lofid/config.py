@@ -323,6 +323,14 @@ def load(path: str | Path | None, overrides: dict) -> RunConfig:
             raise ConfigError(f"config {str(path)!r} cannot be read: {e.strerror}") from None
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"config {str(path)!r} is not valid TOML: {e}") from None
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"config {str(path)!r} is not text: TOML is UTF-8, and byte "
+                              f"{e.start} is not") from None
+        except RecursionError:
+            # tomllib reads nested arrays and tables by recursion: a few hundred levels
+            # exhaust the stack. No config nests like that.
+            raise ConfigError(f"config {str(path)!r} nests arrays or tables too deeply "
+                              f"to read") from None
         known = {f.name for f in fields(RunConfig)}
         unknown = sorted(set(values) - known)
         if unknown:

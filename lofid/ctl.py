@@ -41,6 +41,7 @@ class Client:
                                f"start one with `lofid run --socket`") from None
         self.unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
         self._id = 0
+        self._error: str | None = None   # an error notification from the daemon
         if tcp is not None:
             try:
                 self.call("auth", token or "")
@@ -54,15 +55,38 @@ class Client:
             self.sock.sendall(msgpack.packb([0, self._id, method, list(params)],
                                             use_bin_type=True))
         except OSError as e:
+            self._refused()
             raise NoDaemon(f"lofid closed the connection on {self.where} ({e.strerror})") from None
         while True:
-            message = self.receive()
+            try:
+                message = self.receive()
+            except NoDaemon:
+                self._refused()
+                raise
+            if message[0] == 2 and message[1] == "error" and message[2]:
+                self._error = str(message[2][0])    # said before closing: it is why
+                continue
             if message[0] == 1 and message[1] == self._id:
                 if message[2]:
                     error = message[2]
                     raise ControlError(error[1] if isinstance(error, list) and len(error) > 1
                                        else str(error))
                 return message[3]
+
+    def _refused(self) -> None:
+        """A daemon that closes a connection it will not serve (too many clients) says
+        why first: raise that, rather than "closed the connection"."""
+        if self._error is None:
+            try:
+                self.sock.settimeout(0.5)
+                while self._error is None:
+                    message = self.receive()
+                    if message[0] == 2 and message[1] == "error" and message[2]:
+                        self._error = str(message[2][0])
+            except (NoDaemon, OSError):
+                pass
+        if self._error is not None:
+            raise ControlError(self._error)
 
     def receive(self):
         while True:

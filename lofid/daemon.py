@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import threading
 import time
 
@@ -214,6 +215,8 @@ def _seconds(method: str, opts: dict, name: str, low: float, high: float):
 class Control:
     """The methods of the control socket; `outputs` is the daemon's OutputSet."""
 
+    GENERATE_WAITING = 8     # `generate` requests queued behind the one being made
+
     def __init__(self, director, player, library, outputs, audio=None, reloader=None):
         self.director = director
         self.player = player
@@ -223,6 +226,8 @@ class Control:
         self.reloader = reloader
         self.started = time.monotonic()
         self._library_seen: tuple[float, dict] | None = None
+        self._generating: queue.Queue | None = None   # requested loops, for one worker
+        self._generating_lock = threading.Lock()
         if audio is not None:
             audio.on_sound = self._track_sounds
 
@@ -397,7 +402,8 @@ class Control:
 
     def generate(self, params: list) -> dict:
         """Make a loop of a scene into the library, in the background, without playing
-        it; `loop_ready` (or `generation_failed`) says when it is done."""
+        it; `loop_ready` (or `generation_failed`) says when it is done. Requests are
+        made one at a time, in order; past GENERATE_WAITING waiting, one is refused."""
         from lofid.scene import parse
         if not params or not isinstance(params[0], str):
             raise RpcError("generate takes a text (and an optional map with seed)")
@@ -406,9 +412,26 @@ class Control:
         if seed is not None and (type(seed) is not int or seed < 0):
             raise RpcError(f"generate: seed must be a whole number >= 0, got {seed!r}")
         spec = parse(params[0])
-        threading.Thread(target=self.director.make_one, args=(spec, seed),
-                         name="generate on request", daemon=True).start()
+        with self._generating_lock:
+            if self._generating is None:
+                # One worker makes requested loops one after another: each takes memory
+                # and a core (or the GPU) while it runs, so running many at once only
+                # runs them all slower, and out of memory.
+                self._generating = queue.Queue(maxsize=self.GENERATE_WAITING)
+                threading.Thread(target=self._generate_requested, args=(self._generating,),
+                                 name="generate on request", daemon=True).start()
+            try:
+                self._generating.put_nowait((spec, seed))
+            except queue.Full:
+                raise RpcError(f"generate: {self.GENERATE_WAITING} requests are already "
+                               f"waiting, the most lofid queues; ask again once a loop_ready "
+                               f"or generation_failed event says one is done") from None
         return {"scene": spec.label(), "id": spec.id}
+
+    def _generate_requested(self, requests: "queue.Queue") -> None:
+        while True:
+            spec, seed = requests.get()
+            self.director.make_one(spec, seed)     # reports its own failures as events
 
     def config_reload(self, params: list) -> dict:
         if self.reloader is None:
@@ -534,18 +557,31 @@ class ConfigReloader:
         with self._lock:
             try:
                 new = load(self.path, self.overrides)
-            except ConfigError as e:
-                self.last_error = str(e)
-                result = {"ok": False, "error": self.last_error, "changed": [],
-                          "needs_restart": []}
-                log.error("config not reloaded, the old one stays: %s", e)
-            else:
                 changed = [k for k in vars(new) if getattr(new, k) != getattr(self.current, k)]
-                restart = self.apply(self.current, new) if changed else []
-                self.current, self.last_error = new, None
+            except Exception as e:
+                # Whatever a file makes the reader raise (ConfigError, or a reader's own
+                # failure), the old config stays and the reason is reported like any other.
+                self.last_error = str(e) if isinstance(e, ConfigError) else \
+                    f"config {str(self.path)!r} cannot be read: {type(e).__name__}: {e}"
+                log.error("config not reloaded, the old one stays: %s", self.last_error)
+            else:
+                try:
+                    restart = self.apply(self.current, new) if changed else []
+                    self.last_error = None
+                    log.info("config reloaded: %s", ", ".join(changed) or "no change")
+                except Exception as e:
+                    log.exception("applying the reloaded config failed")
+                    self.last_error = (f"config {str(self.path)!r} was read, but applying it "
+                                       f"failed: {type(e).__name__}: {e}")
+                # Some keys may have taken effect even when applying failed: the new
+                # config is the one compared against next time.
+                self.current = new
+            if self.last_error is None:
                 result = {"ok": True, "error": None, "changed": changed,
                           "needs_restart": restart}
-                log.info("config reloaded: %s", ", ".join(changed) or "no change")
+            else:
+                result = {"ok": False, "error": self.last_error, "changed": [],
+                          "needs_restart": []}
         self.on_event("config_reloaded", result)
         return result
 

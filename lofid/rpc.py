@@ -12,9 +12,14 @@ the daemon supplies as a dict of method name -> callable(params) -> result.
 A bad message never takes the server down: it gets an error response where a
 request id is known; otherwise (bytes that are not msgpack, a message over 4 MiB)
 the connection is closed. A client that does not read its notifications has its
-send buffer bounded and is then dropped. The socket is 0600 inside a 0700 folder of
-the user's; a symlink or someone else's folder is refused, a live daemon's socket is
-never taken over, and a dead one's is replaced.
+send buffer bounded and is then dropped. Clients are capped below the open-file limit:
+the newest one past the cap gets an error notification and is closed, so idle
+connections never starve the daemon's outputs and library of file descriptors.
+
+The socket is 0600 from the moment it exists, in a folder of the user's that no one
+else can write to. A folder lofid makes for it is 0700; an existing folder is never
+changed (it may be /tmp), and one others can write to, a symlink or someone else's
+folder is refused. A live daemon's socket is never taken over; a dead one's is replaced.
 
 A TCP listener is opened only when asked for, and only with a token: the first
 request on a TCP connection must be `auth(token)`; anything else, or a wrong token,
@@ -31,9 +36,11 @@ import errno
 import hmac
 import logging
 import os
+import resource
 import socket
 import stat
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -45,6 +52,8 @@ REQUEST, RESPONSE, NOTIFICATION = 0, 1, 2
 MAX_MESSAGE = 4 * 1024 * 1024       # bytes a single message may take
 MAX_SEND_BUFFER = 1024 * 1024       # bytes queued for one client before it is dropped
 AUTH_TIMEOUT = 10.0                 # seconds a TCP client has to send auth(token)
+MAX_CLIENTS = 1024                  # connections at once, at most (and half the fd limit)
+ACCEPT_RETRY = 1.0                  # seconds before accepting again when out of descriptors
 
 # error codes (the first element of an error)
 E_INVALID = 1       # not a valid message, or wrong params
@@ -75,19 +84,41 @@ def default_socket_path() -> Path:
 
 
 def prepare_socket_path(path: str | Path) -> Path:
-    """Make the socket's folder safe (0700, ours, not a symlink) and clear a stale
-    socket; raise AlreadyRunning when a live daemon answers on it."""
+    """Make sure the socket's folder is safe and clear a stale socket; raise
+    AlreadyRunning when a live daemon answers on it.
+
+    Safe: ours, not a symlink, and no one else can write to it (who could, could put
+    their own socket in its place). A folder made here is made 0700; an existing one is
+    never changed, since it may be shared (/tmp): one that is not safe is refused."""
     path = Path(path)
     folder = path.parent
     if folder.is_symlink():
         raise SocketError(f"refusing {folder}: it is a symlink")
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(mode=0o700)
+        except FileExistsError:
+            made = False
+        else:
+            made = True
+            os.chmod(folder, 0o700)   # ours, just made: whatever the umask left
+    except OSError as e:
+        raise SocketError(f"cannot make the socket's folder {folder}: {e.strerror}") from None
     st = folder.lstat()
+    if not stat.S_ISDIR(st.st_mode):
+        raise SocketError(f"refusing {path}: {folder} is not a folder")
     if st.st_uid != os.getuid():
         raise SocketError(f"refusing {folder}: it belongs to uid {st.st_uid}, not to you "
                           f"(uid {os.getuid()})")
-    if stat.S_IMODE(st.st_mode) & 0o077:
-        os.chmod(folder, 0o700)   # ours, but too open: close it before the socket goes in
+    mode = stat.S_IMODE(st.st_mode)
+    if not made and mode & 0o022:
+        raise SocketError(
+            f"refusing {path}: its folder {folder} is writable by others (mode {mode:o}), "
+            f"who could replace the socket, and lofid never changes a folder it did not "
+            f"make; use one only you can write to, e.g. --socket "
+            f"{folder / f'lofid-{os.getuid()}' / path.name} (lofid makes it, 0700), "
+            f"or --socket alone for {default_socket_path()}")
     if path.is_symlink():
         raise SocketError(f"refusing {path}: it is a symlink")
     if path.exists():
@@ -108,6 +139,73 @@ def prepare_socket_path(path: str | Path) -> Path:
     return path
 
 
+def max_clients() -> int:
+    """Connections to take at once: half the open-file limit (the outputs, the library
+    and the encoders need the rest), MAX_CLIENTS at most."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return MAX_CLIENTS
+    return max(1, min(MAX_CLIENTS, soft // 2))
+
+
+class _Quiet:
+    """Log a failure once, then only count its repeats: a failure that recurs many
+    times a second (out of descriptors) must not fill the log. A repeat is logged again
+    with the count after `every` seconds."""
+
+    def __init__(self, every: float = 60.0):
+        self.every = every
+        self._seen: dict[str, list] = {}   # key -> [time last logged, repeats since]
+
+    def warn(self, key: str, message: str, *args, exc_info=None) -> None:
+        now = time.monotonic()
+        seen = self._seen.get(key)
+        if seen is not None and now - seen[0] < self.every:
+            seen[1] += 1
+            return
+        repeats = 0 if seen is None else seen[1]
+        self._seen[key] = [now, 0]
+        log.warning(message + (f" (and {repeats} more times since)" if repeats else ""),
+                    *args, exc_info=exc_info)
+
+
+def _unix_listener(path: Path) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        # 0600 before it has a name: Linux makes the file with the socket's own mode, so
+        # there is no moment at which others could connect.
+        os.fchmod(sock.fileno(), 0o600)
+        sock.bind(str(path))
+        os.chmod(path, 0o600)             # where the mode does not carry over
+        sock.listen(100)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _tcp_listeners(host: str, port: int) -> list[socket.socket]:
+    """A listening socket on each address `host` names (as asyncio's create_server)."""
+    listeners: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in dict.fromkeys(socket.getaddrinfo(
+                host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)):
+            sock = socket.socket(family, kind, proto)
+            listeners.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            sock.listen(100)
+            sock.setblocking(False)
+    except BaseException:
+        for sock in listeners:
+            sock.close()
+        raise
+    return listeners
+
+
 class _Connection(asyncio.Protocol):
     """One client: framing in, responses and notifications out."""
 
@@ -118,12 +216,14 @@ class _Connection(asyncio.Protocol):
                                          strict_map_key=False)
         self.transport: asyncio.Transport | None = None
         self.events: set[str] = set()
+        self.pending = True               # counted by the server as accepted, not yet here
 
     # --- asyncio ----------------------------------------------------------------------
 
     def connection_made(self, transport) -> None:
         self.transport = transport
         self.server.connections.add(self)
+        self.server._arrived(self)
         if self.needs_auth:
             # A TCP client that never says who it is must not hold a connection open.
             asyncio.get_running_loop().call_later(self.server.auth_timeout, self._auth_late)
@@ -247,9 +347,14 @@ class Server:
         self.connections: set[_Connection] = set()
         self.tcp_address: tuple[str, int] | None = None   # where TCP listens (port 0: the one picked)
         self.auth_timeout = AUTH_TIMEOUT
+        self.max_clients = max_clients()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._server = None
-        self._tcp_server = None
+        self._listeners: list[tuple[socket.socket, bool]] = []   # (listener, needs_auth)
+        self._unix: socket.socket | None = None   # the listener on our socket file
+        self._pending = 0                  # accepted, not yet a _Connection
+        self._pending_tcp = 0              # of those, on TCP
+        self._tasks: set[asyncio.Task] = set()
+        self._quiet = _Quiet()
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
@@ -263,43 +368,47 @@ class Server:
         self._thread.start()
         self._ready.wait()
         if self._error is not None:
-            where = self.path if self._tcp_server is not None or self.tcp is None \
+            where = self.path if self.tcp_address is not None or self.tcp is None \
                 else f"{self.tcp[0]}:{self.tcp[1]}"
             raise SocketError(f"cannot listen on {where}: {self._error}") from self._error
 
     def _run(self) -> None:
         loop = self._loop = asyncio.new_event_loop()
+        loop.set_exception_handler(self._loop_error)
         try:
             if self.tcp is not None:
-                host, port = self.tcp
-                self._tcp_server = loop.run_until_complete(loop.create_server(
-                    lambda: _Connection(self, needs_auth=True), host, port))
-                self.tcp_address = self._tcp_server.sockets[0].getsockname()[:2]
+                self._listeners += [(s, True) for s in _tcp_listeners(*self.tcp)]
+                self.tcp_address = self._listeners[0][0].getsockname()[:2]
             if self.path is not None:
-                self._server = loop.run_until_complete(
-                    loop.create_unix_server(lambda: _Connection(self), str(self.path)))
-                # No one else could reach it before this: its folder is 0700 and ours.
-                os.chmod(self.path, 0o600)
+                self._unix = _unix_listener(self.path)
+                self._listeners.append((self._unix, False))
+            for listener, needs_auth in self._listeners:
+                loop.add_reader(listener.fileno(), self._accept, listener, needs_auth)
         except BaseException as e:
             self._error = e
-            for listener in (self._tcp_server, self._server):
-                if listener is not None:
-                    listener.close()
+            self._close_listeners()
             self._ready.set()
             return
         self._ready.set()
-        listeners = [x for x in (self._server, self._tcp_server) if x is not None]
         try:
             loop.run_forever()
         finally:
-            for listener in listeners:
-                listener.close()
+            self._close_listeners()
             for conn in list(self.connections):
                 if conn.transport is not None:
                     conn.transport.abort()
-            for listener in listeners:
-                loop.run_until_complete(listener.wait_closed())
+            for task in self._tasks:
+                task.cancel()
+            if self._tasks:
+                loop.run_until_complete(asyncio.gather(*self._tasks, return_exceptions=True))
+            loop.run_until_complete(asyncio.sleep(0))     # the aborted ones' connection_lost
             loop.close()
+
+    def _close_listeners(self) -> None:
+        for listener, _ in self._listeners:
+            if listener.fileno() != -1:
+                self._loop.remove_reader(listener.fileno())
+                listener.close()
 
     def stop(self) -> None:
         """Close every connection and remove the socket file."""
@@ -308,11 +417,97 @@ class Server:
                 self._loop.call_soon_threadsafe(self._loop.stop)
                 self._thread.join(timeout=5)
         finally:
-            if self.path is not None and self._server is not None:   # ours, not another's
+            if self.path is not None and self._unix is not None:   # ours, not another's
                 try:
                     self.path.unlink()
                 except FileNotFoundError:
                     pass
+
+    # --- taking connections -----------------------------------------------------------
+    # Accepted here rather than by asyncio's servers, which, out of descriptors, retry
+    # and log a traceback many times a second, and take any number of clients.
+
+    def _accept(self, listener: socket.socket, needs_auth: bool) -> None:
+        for _ in range(100):                # those waiting now; then the others get a turn
+            try:
+                conn, _ = listener.accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return
+            except OSError as e:
+                # Out of descriptors (or memory): the clients wait in the backlog. Linux
+                # keeps saying the listener is ready, so stop watching it for a while.
+                self._quiet.warn("accept", "cannot take a control connection: %s; trying "
+                                 "again every %g s", e.strerror or e, ACCEPT_RETRY)
+                self._loop.remove_reader(listener.fileno())
+                self._loop.call_later(ACCEPT_RETRY, self._listen_again, listener, needs_auth)
+                return
+            if len(self.connections) + self._pending >= self.max_clients:
+                self._refuse(conn)
+                continue
+            if needs_auth and self._strangers() >= max(1, self.max_clients // 4):
+                # TCP clients that have not authenticated yet may take a quarter of the
+                # places: strangers must not lock the user's own clients out.
+                self._refuse(conn, "TCP clients waiting to authenticate")
+                continue
+            self._pending += 1
+            self._pending_tcp += needs_auth
+            task = self._loop.create_task(self._serve(conn, needs_auth))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _listen_again(self, listener: socket.socket, needs_auth: bool) -> None:
+        if listener.fileno() != -1:         # not closed meanwhile
+            self._loop.add_reader(listener.fileno(), self._accept, listener, needs_auth)
+
+    async def _serve(self, conn: socket.socket, needs_auth: bool) -> None:
+        protocol = _Connection(self, needs_auth=needs_auth)
+        try:
+            await self._loop.connect_accepted_socket(lambda: protocol, sock=conn)
+        except Exception as e:
+            conn.close()
+            self._quiet.warn("serve", "a control connection could not start: %s", e)
+        finally:
+            self._arrived(protocol)
+
+    def _arrived(self, conn: "_Connection") -> None:
+        """An accepted client is no longer pending: it is in `connections`, or failed.
+        (Counted once, so that it never counts twice against the limits.)"""
+        if conn.pending:
+            conn.pending = False
+            self._pending -= 1
+            self._pending_tcp -= conn.needs_auth
+
+    def _strangers(self) -> int:
+        return sum(1 for c in self.connections if c.needs_auth) + self._pending_tcp
+
+    def _refuse(self, conn: socket.socket, who: str | None = None) -> None:
+        """Tell the newest client why it cannot stay, and close it at once."""
+        if who is None:
+            soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+            why = (f"lofid has {self.max_clients} control connections open, the most it "
+                   f"takes (half its limit of {soft} open files); close one and try again")
+        else:
+            why = (f"lofid has {max(1, self.max_clients // 4)} {who}, the most it takes; "
+                   f"try again in {self.auth_timeout:g} s")
+        try:
+            conn.setblocking(False)
+            conn.send(msgpack.packb([NOTIFICATION, "error", [why]], use_bin_type=True))
+            # Read what the client sent already: closing with unread data would reset
+            # the connection, and the client could lose the message.
+            conn.recv(MAX_MESSAGE)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+        self._quiet.warn(f"refuse {who}", "refused a control connection: %s", why)
+
+    def _loop_error(self, loop, context: dict) -> None:
+        """asyncio's own reports (a callback that raised, a transport that failed):
+        each kind logged once a minute at most."""
+        message = context.get("message") or "error"
+        exc = context.get("exception")
+        self._quiet.warn(f"loop {message} {type(exc).__name__}", "control socket: %s%s",
+                         message, f" ({exc})" if exc is not None else "", exc_info=exc)
 
     def token_matches(self, given) -> bool:
         """Constant-time: how much of a wrong token was right never shows in the time."""
