@@ -125,14 +125,6 @@ def contact_sheet(frames: np.ndarray, columns: int | None = None, max_width: int
 
 # --------------------------------------------------------------------------- export
 
-def _rate(fps: float) -> Fraction:
-    # 12.0 -> 12, 29.97 -> 2997/100, 23.976... -> 24000/1001: an exact rational rate.
-    # Not lofid.media.as_fps: a loop's fps is what its frames were made at, and the
-    # file must last exactly loop.duration, where an output rate typed as 29.97 means
-    # the NTSC 30000/1001.
-    return Fraction(fps).limit_denominator(1001)
-
-
 def export(loop: Loop, path: str | os.PathLike, repeat: int = 1,
            progress: Callable[[int, int], Any] | None = None) -> Path:
     """Write `loop` to `path` as MP4 (H.264, yuv420p), WebM (VP9) or GIF (loops
@@ -205,7 +197,7 @@ def _write_video(loop: Loop, tmp: Path, ext: str, repeat: int, tick: Callable[[]
     import av
 
     fmt, codec, options, container_options = _VIDEO[ext]
-    rate = _rate(loop.fps)
+    rate = loop.rate
     # Tagged BT.709 (what players assume for HD) and converted with the same matrix,
     # so colours come out the same in every player.
     with av.open(str(tmp), mode="w", format=fmt, options=container_options) as container:

@@ -52,7 +52,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -597,7 +596,7 @@ def _encode_frames(loop: Loop, path: Path) -> None:
 
     with av.open(str(path), mode="w", format="matroska") as container:
         # The container's timing is informative only; the metadata holds the exact fps.
-        stream = container.add_stream(_CODEC, rate=Fraction(loop.fps).limit_denominator(1001),
+        stream = container.add_stream(_CODEC, rate=loop.rate,
                                       options=dict(_CODEC_OPTIONS))
         stream.width = loop.width
         stream.height = loop.height

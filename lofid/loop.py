@@ -15,6 +15,7 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any, Protocol
 
 import numpy as np
@@ -155,6 +156,14 @@ class Loop:
     @property
     def width(self) -> int:
         return int(self.frames.shape[2])
+
+    @property
+    def rate(self) -> Fraction:
+        """fps as an exact fraction, for encoders: 12.0 -> 12, 29.97 -> 2997/100,
+        23.976023976... -> 24000/1001. Not lofid.media.as_fps, which reads an output
+        rate typed as 29.97 as the NTSC 30000/1001: a loop's fps is what its frames
+        were made at, and a file of it must last exactly `duration`."""
+        return Fraction(self.fps).limit_denominator(1001)
 
     @property
     def duration(self) -> float:

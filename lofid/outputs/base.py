@@ -1,4 +1,5 @@
-"""What every output shares: the stream description, packets, and a bounded queue.
+"""What every output shares: a bounded queue and a worker (the packets and the stream
+description it takes are lofid.media's).
 
 An output never stalls the player's clock, nor the other outputs: the player hands
 it items with `send()`; a worker thread of the output's own takes them from a
