@@ -60,7 +60,7 @@ def main() -> None:
     from lofid.director import Director, DirectorSettings
     from lofid.generators import get
     from lofid.library import Library
-    from lofid.loop import export
+    from lofid.export import export
     from lofid.outputs.null import NullOutput
     from lofid.player import Player, PlayerSettings
     from lofid.scene import parse

@@ -27,7 +27,7 @@ import numpy as np
 
 from lofid.encode import AudioEncoder, VideoSettings, encode_segment, video_stream_info
 from lofid.generators import procedural
-from lofid.outputs.base import Packet
+from lofid.media import Packet
 from lofid.scene import parse
 
 TICKS = os.sysconf("SC_CLK_TCK")

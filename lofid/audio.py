@@ -36,10 +36,10 @@ from pathlib import Path
 import av
 import numpy as np
 
+from lofid.media import AUDIO_CHANNELS, AUDIO_RATE
+
 log = logging.getLogger("lofid.audio")
 
-AUDIO_RATE = 48000
-AUDIO_CHANNELS = 2
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus")
 _BATCH = AUDIO_RATE // 5      # samples handed from the decoder to the reader at a time
 _RAMP = AUDIO_RATE // 100     # 10 ms fade from or into silence

@@ -224,7 +224,7 @@ def _generate_config(args):
 
 
 def cmd_generate(args) -> int:
-    from lofid.loop import EXPORT_FORMATS
+    from lofid.export import EXPORT_FORMATS
 
     out = Path(args.output)
     if out.suffix.lower() not in EXPORT_FORMATS:
@@ -259,7 +259,7 @@ def cmd_generate(args) -> int:
                        f"is an AnimateDiff option; the {name} generator does not take it")
 
     from lofid import generators
-    from lofid.loop import export
+    from lofid.export import export
     from lofid.scene import parse
 
     spec = parse(args.text)
@@ -352,7 +352,7 @@ def cmd_library_prune(args) -> int:
 
 def cmd_library_preview(args) -> int:
     import numpy as np
-    from lofid.loop import contact_sheet, write_png
+    from lofid.export import contact_sheet, write_png
     out = Path(args.output)
     if out.suffix.lower() != ".png":
         raise BadInput(f"-o {args.output!r}: a preview is written as .png")
@@ -727,13 +727,14 @@ def cmd_config(args) -> int:
 def cmd_service_install(args) -> int:
     """Write the user unit with the full path of this lofid, and say what to run."""
     import shutil
+
+    from lofid import paths
     unit = (Path(__file__).resolve().parent.parent / "systemd" / "lofid.service")
     if not unit.exists():
         raise BadInput(f"the unit file is missing from this installation ({unit})")
     exe = shutil.which("lofid") or str(Path(sys.argv[0]).resolve())
     text = unit.read_text().replace("ExecStart=lofid ", f"ExecStart={exe} ")
-    base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
-    target = base / "systemd" / "user" / "lofid.service"
+    target = paths.systemd_user_unit()
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(text)
     print(f"wrote {target}\nnow run:\n  systemctl --user daemon-reload\n"
@@ -878,7 +879,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except Exception as e:
         from lofid.library import LibraryError
-        from lofid.loop import ExportError
+        from lofid.export import ExportError
         if not isinstance(e, (OSError, ExportError, LibraryError)):
             raise
         # Not the user's input but the machine (a full disk, an encoder failure):

@@ -11,6 +11,8 @@ import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from lofid import paths
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -90,9 +92,7 @@ class RunConfig:
 
 def default_path() -> Path:
     """~/.config/lofid/config.toml, or under $XDG_CONFIG_HOME."""
-    import os
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "lofid" / "config.toml"
+    return paths.config_file()
 
 
 def default_text() -> str:

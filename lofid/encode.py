@@ -9,8 +9,8 @@ exactly every `gop` frames, and comes from an encoder whose headers (the extrada
 are byte-identical to every other encoder's with those settings.
 
 Colour: frames are RGB; they are converted to yuv420p with the BT.709 matrix in
-limited range and tagged so, as lofid.loop.export does, so players show the same
-colours everywhere.
+limited range and tagged so (lofid.media's colour settings), as lofid.export does,
+so players show the same colours everywhere.
 """
 
 from __future__ import annotations
@@ -21,31 +21,9 @@ from typing import Iterable
 
 import numpy as np
 
-from lofid.outputs.base import AUDIO_CHANNELS, AUDIO_RATE, Packet, StreamInfo
+from lofid.media import AUDIO_CHANNELS, AUDIO_RATE, TO_BT709, Packet, StreamInfo, as_fps, tag_bt709
 
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium")
-
-_BT709 = 1            # AVCOL_SPC / AVCOL_PRI / AVCOL_TRC value for ITU-R BT.709
-_LIMITED_RANGE = 1    # AVCOL_RANGE_MPEG
-
-
-def _as_fps(value) -> Fraction:
-    if isinstance(value, bool):
-        raise ValueError(f"video fps must be a positive number, got {value!r}")
-    try:
-        fps = Fraction(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"video fps must be a positive number, got {value!r}") from None
-    if isinstance(value, float):
-        # 29.97 given as a float means 30000/1001 (the NTSC rates), not 2997/100.
-        ntsc = round(value * 1.001)
-        if value != round(value) and abs(value * 1.001 - ntsc) < 1e-3:
-            fps = Fraction(ntsc * 1000, 1001)
-        else:
-            fps = fps.limit_denominator(1000)
-    if not 1 <= fps <= 240:
-        raise ValueError(f"video fps must be between 1 and 240, got {value!r}")
-    return fps
 
 
 @dataclass(frozen=True)
@@ -70,7 +48,7 @@ class VideoSettings:
                 raise ValueError(f"video {name} must be an integer from 16 to 8192, got {v!r}")
             if v % 2:
                 raise ValueError(f"video {name} must be even (yuv420p halves it), got {v}")
-        object.__setattr__(self, "fps", _as_fps(self.fps))
+        object.__setattr__(self, "fps", as_fps(self.fps, "video fps"))
         if isinstance(self.bitrate, bool) or not isinstance(self.bitrate, (int, np.integer)) \
                 or not 100_000 <= self.bitrate <= 100_000_000:
             raise ValueError(f"video bitrate must be an integer from 100000 to 100000000 "
@@ -108,10 +86,7 @@ def _video_encoder(settings: VideoSettings):
     # repeat-headers below puts them on every keyframe too (MPEG-TS, late joiners).
     # Closed GOP: no frame refers across a keyframe, so a segment can follow any other.
     cc.flags |= av.codec.context.Flags.global_header | av.codec.context.Flags.closed_gop
-    cc.colorspace = _BT709
-    cc.color_primaries = _BT709
-    cc.color_trc = _BT709
-    cc.color_range = _LIMITED_RANGE
+    tag_bt709(cc)
     rate = str(settings.bitrate)
     cc.options = {
         "preset": settings.preset,
@@ -177,9 +152,7 @@ class YuvConverter:
         if image is self._last_image and np.array_equal(probe, self._last_probe):
             return self._last_frame
         self._rgb_view[...] = image.reshape(self.settings.height, -1)
-        frame = self._rgb.reformat(format="yuv420p", dst_colorspace="ITU709",
-                                   dst_color_range="MPEG", dst_color_trc=_BT709,
-                                   dst_color_primaries=_BT709)
+        frame = self._rgb.reformat(format="yuv420p", **TO_BT709)
         self._last_image, self._last_probe, self._last_frame = image, probe, frame
         self.converted += 1
         return frame
@@ -197,8 +170,7 @@ def scaled_yuv(image: np.ndarray, width: int, height: int):
     frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
     return frame.reformat(width=width, height=height, format="yuv420p",
                           interpolation="AREA" if width * height < w * h else "BICUBIC",
-                          dst_colorspace="ITU709", dst_color_range="MPEG",
-                          dst_color_trc=_BT709, dst_color_primaries=_BT709)
+                          **TO_BT709)
 
 
 def _check_yuv(frame, settings: VideoSettings):

@@ -52,13 +52,13 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from lofid.loop import Loop, _check_metrics
+from lofid import paths
+from lofid.loop import Loop, check_metrics
 from lofid.scene import SCENES, SceneSpec
 
 log = logging.getLogger(__name__)
@@ -97,14 +97,7 @@ class CorruptLoopError(LibraryError, KeyError):
 
 def default_root() -> Path:
     """$LOFID_LIBRARY, else $XDG_DATA_HOME/lofid/loops, else ~/.local/share/lofid/loops."""
-    explicit = os.environ.get("LOFID_LIBRARY")
-    if explicit:
-        return Path(explicit).expanduser()
-    data_home = os.environ.get("XDG_DATA_HOME", "")
-    # The XDG spec says a relative value is invalid and must be ignored.
-    if not data_home or not os.path.isabs(data_home):
-        data_home = os.path.join(os.path.expanduser("~"), ".local", "share")
-    return Path(data_home) / "lofid" / "loops"
+    return paths.library_dir()
 
 
 class Library:
@@ -251,7 +244,7 @@ class Library:
             raise CorruptLoopError(f"loop {key} in {self.root} is damaged: {problem}; "
                                    f"moved into {CORRUPT_DIR}/")
         spec = SceneSpec.from_dict(doc["spec"])
-        return Loop.from_metadata(doc, frames, spec)
+        return Loop.from_metadata(doc, frames, spec, key=key)
 
     def open(self, key: str, standby: "Standby | None" = None) -> Loop:
         """The loop stored under `key`, to play at once: its frames are decoded in a
@@ -275,11 +268,8 @@ class Library:
                              f"standby({key!r}), got {standby!r}")
         else:
             frames, known = standby.frames, standby.count
-        loop = Loop.from_metadata(doc, frames, SceneSpec.from_dict(doc["spec"]))
-        loader = _FrameLoader(self, key, doc, frames, known)
-        loop.key = key
-        loop.wait_frame = loader.wait
-        loop.loader = loader
+        loop = Loop.from_metadata(doc, frames, SceneSpec.from_dict(doc["spec"]), key=key)
+        loader = loop.loader = _FrameLoader(self, key, doc, frames, known)
         with self._thread_lock:
             self._loading.append(key)    # never evicted while its frames are read
         loader.start()
@@ -606,7 +596,7 @@ def _encode_frames(loop: Loop, path: Path) -> None:
 
     with av.open(str(path), mode="w", format="matroska") as container:
         # The container's timing is informative only; the metadata holds the exact fps.
-        stream = container.add_stream(_CODEC, rate=Fraction(loop.fps).limit_denominator(1001),
+        stream = container.add_stream(_CODEC, rate=loop.rate,
                                       options=dict(_CODEC_OPTIONS))
         stream.width = loop.width
         stream.height = loop.height
@@ -800,7 +790,7 @@ def _check_meta(doc: Any, key: str) -> dict:
     if not math.isfinite(doc["created"]):
         raise ValueError(f"'created' must be a unix time, got {doc['created']!r}")
     # None in stored metrics is an infinite seam ratio (see Loop.metadata).
-    _check_metrics({k: math.inf if v is None else v for k, v in doc["metrics"].items()})
+    check_metrics({k: math.inf if v is None else v for k, v in doc["metrics"].items()})
     size = doc["params"].get("size")
     if size is not None and not (
             isinstance(size, list) and len(size) == 2

@@ -18,6 +18,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from lofid import paths
+
 KINDS = ("checkpoint", "motion_adapter", "lora", "motion_lora")
 # Model families: SD1.5 (AnimateDiffPipeline, motion modules v1-v3) and SDXL
 # (AnimateDiffSDXLPipeline, SDXL motion modules). A motion adapter only fits a UNet of
@@ -115,17 +117,11 @@ DEFAULT_SET = ("dreamshaper-8", "animatediff-v1-5-3", "animatediff-lightning")
 
 def hf_cache_dir() -> Path:
     """The Hugging Face hub cache, read from the environment at call time."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
-    if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(xdg).expanduser() / "huggingface" / "hub"
+    return paths.hf_cache()
 
 
 def _data_models_dir() -> Path:
-    xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(xdg).expanduser() / "lofid" / "models"
+    return paths.models_dir()
 
 
 def search_paths(config_dirs=None) -> list[Path]:

@@ -47,7 +47,8 @@ import numpy as np
 
 from lofid.encode import (AudioEncoder, SegmentEncoder, VideoSettings, YuvConverter,
                           encode_segment, scaled_yuv, video_stream_info)
-from lofid.outputs.base import AUDIO_CHANNELS, AUDIO_RATE, AudioChunk, Output, Packet, VideoFrame
+from lofid.media import AUDIO_CHANNELS, AUDIO_RATE, AudioChunk, Packet, VideoFrame, as_fps
+from lofid.outputs.base import Output
 
 log = logging.getLogger("lofid.player")
 
@@ -90,17 +91,6 @@ class LoopSource(Protocol):
 
 # --------------------------------------------------------------------------- settings
 
-def _as_fps(value) -> Fraction:
-    if isinstance(value, bool) or not isinstance(value, (int, float, Fraction, np.number)):
-        raise ValueError(f"player fps must be a number from 1 to 240, got {value!r}")
-    fps = Fraction(value)
-    if isinstance(value, (float, np.floating)):
-        fps = fps.limit_denominator(1001)      # 29.97 means 30000/1001
-    if not 1 <= fps <= 240:
-        raise ValueError(f"player fps must be a number from 1 to 240, got {value!r}")
-    return fps
-
-
 @dataclass
 class PlayerSettings:
     fps: Fraction = Fraction(30)
@@ -113,7 +103,7 @@ class PlayerSettings:
     duration: float | None = None          # seconds of output, None = forever
 
     def __post_init__(self) -> None:
-        self.fps = _as_fps(self.fps)
+        self.fps = as_fps(self.fps, "player fps")
         size = self.size
         if (not isinstance(size, (tuple, list)) or len(size) != 2
                 or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in size)):
@@ -349,9 +339,8 @@ def _crossfade_picture(outgoing: _Pictures, out_offset: int, incoming: _Pictures
 
 
 def _loop_id(loop) -> str:
-    key = getattr(loop, "key", None) or (getattr(loop, "params", None) or {}).get("key")
-    if key:
-        return str(key)
+    if loop.key:
+        return str(loop.key)
     return f"{loop.spec.id}-{loop.generator}-{loop.seed}"
 
 
@@ -896,7 +885,7 @@ class Player:
             self.stats["loops_failed"] += 1
             self._error("prepare", e, loop=_safe_id(loop))
             return
-        incoming.wait = getattr(loop, "wait_frame", None)
+        incoming.wait = loop.wait_frame if loop.loader is not None else None
         if self._job is not None:               # a rotation on its way gives way
             self._job.cancel.set()
             self._job = None

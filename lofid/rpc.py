@@ -46,6 +46,8 @@ from typing import Any, Callable
 
 import msgpack
 
+from lofid import paths
+
 log = logging.getLogger("lofid.rpc")
 
 REQUEST, RESPONSE, NOTIFICATION = 0, 1, 2
@@ -79,8 +81,7 @@ class AlreadyRunning(SocketError):
 
 
 def default_socket_path() -> Path:
-    runtime = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/lofid-{os.getuid()}"
-    return Path(runtime) / "lofid" / "lofid.sock"
+    return paths.socket_path()
 
 
 def prepare_socket_path(path: str | Path) -> Path:

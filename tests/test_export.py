@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lofid.loop import EXPORT_FORMATS, ExportError, Loop, export
+from lofid.export import EXPORT_FORMATS, ExportError, export
+from lofid.loop import Loop
 
 N, H, W, FPS = 24, 48, 64, 12
 

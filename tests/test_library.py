@@ -579,3 +579,25 @@ def test_open_finds_damaged_frames_after_playing_them_and_moves_them_aside(root,
                 loop.wait_frame(len(loop.frames))                # waits for the whole check
             assert isinstance(loop.loader.error, CorruptLoopError)
             assert key not in lib and (root / "corrupt" / f"{key}.mkv").exists()
+
+
+# ------------------------------------------------------------------ what a loop from the library carries
+
+def test_loops_from_the_library_carry_their_key_as_a_field_of_their_own(root):
+    # key and loader are declared fields of Loop (not attributes stuck on at run
+    # time): a loop gets them from the library whichever way it is read, and a loop
+    # made anywhere else has them too, empty, with wait_frame returning at once.
+    lib = Library(root)
+    stored = make_loop(frames=painted(n=8))
+    assert stored.key is None and stored.loader is None
+    stored.wait_frame(7)
+    key = lib.put(stored)
+    got = lib.get(key)
+    assert got.key == key and got.loader is None
+    opened = lib.open(key)
+    assert opened.key == key and opened.loader is not None
+    opened.wait_frame(7)
+    assert np.array_equal(opened.frames, stored.frames)
+    assert "key" not in got.metadata()                         # where it is kept, not what it is
+    with pytest.raises(ValueError, match="key"):
+        Loop.from_metadata(got.metadata(), got.frames, got.spec, key=42)

@@ -10,15 +10,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from lofid.export import contact_sheet, write_png
 from lofid.loop import (
     Loop,
     close_loop,
     compute_metrics,
-    contact_sheet,
     flicker,
     mean_motion,
     seam_ratio,
-    write_png,
 )
 
 

@@ -18,7 +18,8 @@ from PIL import Image
 
 from lofid.encode import AudioEncoder, VideoSettings, encode_segment, video_stream_info
 from lofid.outputs import open_output
-from lofid.outputs.base import AudioChunk, OutputError, Packet, VideoFrame
+from lofid.media import AudioChunk, Packet, VideoFrame
+from lofid.outputs.base import OutputError
 from lofid.outputs.file import FileOutput
 from lofid.outputs.null import NullOutput
 

@@ -22,7 +22,8 @@ import numpy as np
 import pytest
 
 from lofid.encode import AudioEncoder, VideoSettings, encode_segment, video_stream_info
-from lofid.outputs.base import OutputError, Packet
+from lofid.media import Packet
+from lofid.outputs.base import OutputError
 from lofid.outputs.network import NetworkOutput, NetworkTargetError
 
 W, H = 320, 180

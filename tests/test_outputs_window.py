@@ -22,7 +22,8 @@ import numpy as np
 import pytest
 
 from lofid.encode import AudioEncoder, VideoSettings, encode_segment, video_stream_info
-from lofid.outputs.base import OutputError, Packet
+from lofid.media import Packet
+from lofid.outputs.base import OutputError
 from lofid.outputs.window import CLOSED_BY_USER, CLOSED_PLAYING_ON, WindowOutput
 
 SCREEN = (640, 360)

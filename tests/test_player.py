@@ -23,7 +23,8 @@ import lofid.player as player_module
 from lofid.audio import AudioTrack
 from lofid.generators import get as get_generator
 from lofid.loop import Loop
-from lofid.outputs.base import AudioChunk, Output, VideoFrame
+from lofid.media import AudioChunk, VideoFrame
+from lofid.outputs.base import Output
 from lofid.outputs.file import FileOutput
 from lofid.outputs.null import NullOutput
 from lofid.player import Player, PlayerSettings

@@ -23,7 +23,6 @@ import logging
 import os
 from fractions import Fraction
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 
@@ -217,7 +216,7 @@ class GifWriter:
     GIF delays are whole centiseconds, so a frame is written at the centisecond
     nearest its time and frames less than 2 cs after the previous one are left out
     (browsers slow shorter delays down): 30 fps plays with delays of 3, 3 and 4 cs,
-    60 fps at half its frames. One palette, made like lofid.loop's export makes it,
+    60 fps at half its frames. One palette, made like lofid.export makes it,
     holds until the picture changes a lot (a crossfade to another scene); dithered
     pixels that did not change keep their index so still parts do not crawl.
     """
@@ -265,12 +264,11 @@ class GifWriter:
     def _indices(self, image: np.ndarray) -> np.ndarray:
         from PIL import Image
 
-        from lofid.loop import _gif_palette
+        from lofid.export import gif_palette
 
         small = image[::8, ::8].astype(np.int16)
         if self._palette is None or np.abs(small - self._palette_from).mean() > 24:
-            # _gif_palette reads only `.frames` of the loop it is given.
-            self._palette = _gif_palette(SimpleNamespace(frames=image[None]))
+            self._palette = gif_palette(image[None])
             rgb = np.array(self._palette.getpalette()[:768], np.uint8).reshape(-1, 3)
             argb = np.zeros((256, 4), np.uint8)
             argb[:, 0] = 255

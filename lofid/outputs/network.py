@@ -40,7 +40,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import msgpack
 
-from .base import Output, OutputError, Packet, StreamInfo
+from lofid.media import Packet, StreamInfo
+
+from .base import Output, OutputError
 
 log = logging.getLogger("lofid.outputs.network")
 

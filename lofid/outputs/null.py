@@ -7,7 +7,8 @@ a benchmark measures the player rather than a thread hand-off.
 
 from __future__ import annotations
 
-from lofid.outputs.base import Output, Packet, StreamInfo
+from lofid.media import Packet, StreamInfo
+from lofid.outputs.base import Output
 
 
 class NullOutput(Output):

@@ -630,7 +630,7 @@ class MotionTask(common.Task):
         import torch
         from diffusers import AnimateDiffPipeline, DDIMScheduler
 
-        from lofid.loop import contact_sheet, write_png
+        from lofid.export import contact_sheet, write_png
 
         prompts = self.cfg["validation_prompts"]
         if not prompts:

@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
+from lofid.media import tag_bt709
 from lofid.training.captions import DEFAULT_TRIGGER, caption, check_trigger, text_about
 from lofid.training.prepare_images import (IMAGE_EXTENSIONS, Report, check_folders,
                                            check_number, crop_to, output_name,
@@ -376,9 +377,7 @@ def write_clip(path: Path, frames, fps: Fraction) -> None:
             # 4:4:4 keeps the colour of thin moving things (rain, hair) that 4:2:0 smears.
             stream.pix_fmt = "yuv444p"
             stream.time_base = time_base
-            cc = stream.codec_context
-            cc.colorspace = cc.color_primaries = cc.color_trc = 1     # BT.709
-            cc.color_range = 1                                        # limited
+            tag_bt709(stream.codec_context)
             for index, image in enumerate(frames):
                 vf = av.VideoFrame.from_ndarray(image, format="rgb24")
                 vf = vf.reformat(format="yuv444p", dst_colorspace="ITU709",

@@ -363,7 +363,7 @@ class StyleTask(common.Task):
         import torch
         from diffusers import DDIMScheduler, StableDiffusionPipeline
 
-        from lofid.loop import contact_sheet, write_png
+        from lofid.export import contact_sheet, write_png
 
         prompts = self.cfg["validation_prompts"]
         if not prompts:
