@@ -27,11 +27,9 @@ from __future__ import annotations
 
 import enum
 import logging
-import math
 import threading
 import time
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import Any, Callable, Protocol
 
 import numpy as np

@@ -14,7 +14,6 @@ Every background thread of the player starts in one place (Workers.start), named
 from __future__ import annotations
 
 import dataclasses
-import logging
 import math
 import os
 import threading
@@ -30,7 +29,6 @@ from lofid.outputs.base import Packet
 from lofid.player.compose import Fit, Pictures, crossfade_picture, frame_map
 from lofid.player.settings import PlayerSettings
 
-log = logging.getLogger("lofid.player")
 
 # A crossfade is encoded before it starts; in real time its start is planned this
 # much later than the encode is expected to take.
