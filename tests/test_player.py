@@ -623,3 +623,30 @@ def test_a_stop_during_a_live_crossfade_ends_the_run_at_once(tmp_path, monkeypat
     assert time.monotonic() - stopped[0] < 8.0
     # A stop is not a failure of the incoming loop.
     assert player.stats["live_failures"] == 0
+
+
+def test_the_clock_says_what_it_plays():
+    """player.mode, as each video packet goes out: the loop repeated, crossed to live
+    when urgent, repeated again once its packets are cached, and a rotation's
+    crossfade, encoded beforehand, for its 15 frames."""
+    import itertools
+    from lofid.player import Mode
+    modes = []
+
+    class Watching(Recorder):
+        def send(self, item):
+            if getattr(item, "kind", None) == "video":
+                modes.append(player.mode)
+            return super().send(item)
+
+    red, blue = colour_ramp_loop(0), colour_ramp_loop(2, seed=6)
+    source = UrgentSource(red, 0.5, blue, upcoming=[(4.0, colour_ramp_loop(1, seed=7))])
+    player = Player(source, [Watching()], None,
+                    PlayerSettings(size=SIZE, crossfade=0.5, duration=8.0))
+    source.player = player
+    player.run()
+    runs = [(mode, len(list(group))) for mode, group in itertools.groupby(modes)]
+    assert [mode for mode, _ in runs] == [Mode.REPEATING, Mode.LIVE, Mode.REPEATING,
+                                          Mode.CROSSFADING, Mode.REPEATING]
+    assert runs[0][1] == 15 and runs[1][1] == player.stats["live_frames"]
+    assert runs[3][1] == 15 and sum(n for _, n in runs) == 240
