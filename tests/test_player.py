@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import lofid.player as player_module
+import lofid.player.segments as segments  # the encoders the player calls
 from lofid.audio import AudioTrack
 from lofid.generators import get as get_generator
 from lofid.loop import Loop
@@ -139,14 +139,14 @@ def mean_rgb(image: np.ndarray) -> np.ndarray:
 
 def test_clock_runs_on_across_repetitions_and_crossfades(monkeypatch):
     calls = []
-    real_encode = player_module.encode_segment
+    real_encode = segments.encode_segment
 
     def counting_encode(frames, settings):
         packets = real_encode(frames, settings)
         calls.append(len(packets))
         return packets
 
-    monkeypatch.setattr(player_module, "encode_segment", counting_encode)
+    monkeypatch.setattr(segments, "encode_segment", counting_encode)
     painted = get_generator("procedural")(parse("coffee shop rain"), 3, (160, 90), 12, 12.0)
     red = solid_loop(RED, frames=12, fps=10.0)               # 36 output frames a repetition
     blue = solid_loop(BLUE, frames=24, fps=12.0, seed=2)     # 60 output frames
@@ -343,8 +343,8 @@ def test_a_loop_that_fails_to_prepare_is_skipped_and_the_picture_goes_on():
 
 def test_a_cut_when_crossfade_is_zero_encodes_nothing_extra(monkeypatch):
     calls = []
-    real_encode = player_module.encode_segment
-    monkeypatch.setattr(player_module, "encode_segment",
+    real_encode = segments.encode_segment
+    monkeypatch.setattr(segments, "encode_segment",
                         lambda f, s: calls.append(1) or real_encode(f, s))
     recorder = Recorder()
     player, events = play(solid_loop(RED), [(0.2, solid_loop(BLUE, seed=2))], [recorder],
@@ -597,7 +597,7 @@ def test_a_stop_during_a_live_crossfade_ends_the_run_at_once(tmp_path, monkeypat
     run at once instead of waiting out the encoder's 20 s timeout."""
     stopped = []
 
-    class Holding(player_module.SegmentEncoder):
+    class Holding(segments.SegmentEncoder):
         # Gives its first packets, then holds every frame (as x264 with frame threads
         # does for a while), and asks the player to stop while the clock waits.
         calls = 0
@@ -611,7 +611,7 @@ def test_a_stop_during_a_live_crossfade_ends_the_run_at_once(tmp_path, monkeypat
                 stopped.append(time.monotonic())
                 player.stop()
             return []
-    monkeypatch.setattr(player_module, "SegmentEncoder", Holding)
+    monkeypatch.setattr(segments, "SegmentEncoder", Holding)
     blue = colour_ramp_loop(2, seed=6)
     source = UrgentSource(colour_ramp_loop(0), 10 / 30, blue)
     player = Player(source, [FileOutput(tmp_path / "live.mkv")], None,
@@ -624,3 +624,30 @@ def test_a_stop_during_a_live_crossfade_ends_the_run_at_once(tmp_path, monkeypat
     assert time.monotonic() - stopped[0] < 8.0
     # A stop is not a failure of the incoming loop.
     assert player.stats["live_failures"] == 0
+
+
+def test_the_clock_says_what_it_plays():
+    """player.mode, as each video packet goes out: the loop repeated, crossed to live
+    when urgent, repeated again once its packets are cached, and a rotation's
+    crossfade, encoded beforehand, for its 15 frames."""
+    import itertools
+    from lofid.player import Mode
+    modes = []
+
+    class Watching(Recorder):
+        def send(self, item):
+            if getattr(item, "kind", None) == "video":
+                modes.append(player.mode)
+            return super().send(item)
+
+    red, blue = colour_ramp_loop(0), colour_ramp_loop(2, seed=6)
+    source = UrgentSource(red, 0.5, blue, upcoming=[(4.0, colour_ramp_loop(1, seed=7))])
+    player = Player(source, [Watching()], None,
+                    PlayerSettings(size=SIZE, crossfade=0.5, duration=8.0))
+    source.player = player
+    player.run()
+    runs = [(mode, len(list(group))) for mode, group in itertools.groupby(modes)]
+    assert [mode for mode, _ in runs] == [Mode.REPEATING, Mode.LIVE, Mode.REPEATING,
+                                          Mode.CROSSFADING, Mode.REPEATING]
+    assert runs[0][1] == 15 and runs[1][1] == player.stats["live_frames"]
+    assert runs[3][1] == 15 and sum(n for _, n in runs) == 240
