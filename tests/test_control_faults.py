@@ -278,8 +278,10 @@ def test_an_unreadable_config_on_reload_keeps_the_old_one_and_says_why(tmp_path)
         cfg.write_text('scene = "kitchen"\nrotate = 600\n')
         r = lofid("ctl", "--socket", str(sock), "reload")
         assert r.returncode == 0, r.stderr
-        s = json.loads(lofid("ctl", "--socket", str(sock), "--json", "status").stdout)
-        assert s["config"]["error"] is None and s["scene"]["scene"].startswith("kitchen")
+        # The new scene comes with its loop's crossfade, a moment after the reply.
+        s = wait_for(lambda: (lambda s: s if s["scene"]["scene"].startswith("kitchen") else None)(
+            json.loads(lofid("ctl", "--socket", str(sock), "--json", "status").stdout)), 60)
+        assert s["config"]["error"] is None
         assert proc.poll() is None
     finally:
         listener.close()
