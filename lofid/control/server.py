@@ -1,13 +1,11 @@
-"""The control socket: msgpack-RPC, the protocol Neovim speaks, on a Unix socket.
+"""The control socket's server: msgpack-RPC (see protocol.py) on a Unix socket, and on
+TCP when asked for.
 
-    request       [0, id, method, params]  ->  response [1, id, error, result]
-    notification  [2, method, params]          (either way; no reply)
-
-An error is [code, message], as Neovim sends them, so pynvim and vim.rpcrequest
-raise it with the message. Three layers, each knowing nothing of the one above:
-framing (a streaming msgpack Unpacker on each connection), the session (match a
-message to a handler, answer by id, route notifications), and the handlers, which
-the daemon supplies as a dict of method name -> callable(params) -> result.
+Three layers, each knowing nothing of the one above: the connection (framing: a
+streaming msgpack Unpacker in, packed messages out, a bounded send buffer), the session
+(auth first on TCP, then match a message to a handler, answer by id, the events it
+subscribed to), and the handlers, which the daemon supplies as a dict of method name ->
+callable(params) -> result (see api.py).
 
 A bad message never takes the server down: it gets an error response where a
 request id is known; otherwise (bytes that are not msgpack, a message over 4 MiB)
@@ -44,30 +42,18 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-import msgpack
+from lofid.control import events
+from lofid.control.protocol import (BAD_BYTES, E_AUTH, E_FAILED, E_INVALID, E_NO_METHOD,
+                                    MAX_MESSAGE, NOTIFY, RESPONSE, TOO_BIG, Malformed,
+                                    Notification, Request, RpcError, classify, pack,
+                                    unpacker)
 
 log = logging.getLogger("lofid.rpc")
 
-REQUEST, RESPONSE, NOTIFICATION = 0, 1, 2
-MAX_MESSAGE = 4 * 1024 * 1024       # bytes a single message may take
 MAX_SEND_BUFFER = 1024 * 1024       # bytes queued for one client before it is dropped
 AUTH_TIMEOUT = 10.0                 # seconds a TCP client has to send auth(token)
 MAX_CLIENTS = 1024                  # connections at once, at most (and half the fd limit)
 ACCEPT_RETRY = 1.0                  # seconds before accepting again when out of descriptors
-
-# error codes (the first element of an error)
-E_INVALID = 1       # not a valid message, or wrong params
-E_NO_METHOD = 2
-E_FAILED = 3        # the handler raised
-E_AUTH = 4          # TCP: no auth(token) first, or a wrong token
-
-
-class RpcError(Exception):
-    """Raised by a handler to answer with a clear message (and a code)."""
-
-    def __init__(self, message: str, code: int = E_INVALID):
-        super().__init__(message)
-        self.code = code
 
 
 class SocketError(Exception):
@@ -206,17 +192,90 @@ def _tcp_listeners(host: str, port: int) -> list[socket.socket]:
     return listeners
 
 
+class _TokenAuth:
+    """Who may use a TCP connection: the first request on it must be auth(token)."""
+
+    def __init__(self, token: str | None):
+        self._token = None if token is None else token.encode()
+
+    def matches(self, given) -> bool:
+        """Constant-time: how much of a wrong token was right never shows in the time."""
+        if isinstance(given, str):
+            given = given.encode()
+        return isinstance(given, bytes) and self._token is not None \
+            and hmac.compare_digest(given, self._token)
+
+    def refusal(self, message) -> str | None:
+        """Why the first message of a TCP connection does not let it in; None when it
+        is [0, id, "auth", [token]] with the right token."""
+        if isinstance(message, Request) and message.method == "auth":
+            params = message.params
+            if isinstance(params, list) and len(params) == 1 and self.matches(params[0]):
+                return None
+            return "wrong token"
+        return "the first request on a TCP connection must be auth(token)"
+
+
+class _Session:
+    """What one client may do and hears: auth first on TCP, then requests and
+    notifications routed to the server's handlers, and the events subscribed to."""
+
+    def __init__(self, server: "Server", conn: "_Connection", needs_auth: bool):
+        self.server = server
+        self.conn = conn
+        self.needs_auth = needs_auth      # TCP: until a right auth(token)
+        self.events: set[str] = set()
+
+    def handle(self, raw: Any) -> None:
+        message = classify(raw)
+        if self.needs_auth:
+            self._authenticate(message)
+        elif isinstance(message, Request):
+            error, result = self.server.call(self, message.method, message.params)
+            self.conn.reply(message.msgid, error, result)
+        elif isinstance(message, Notification):
+            error, _ = self.server.call(self, message.method, message.params)
+            if error is not None:
+                log.warning("notification %r failed: %s", message.method, error[1])
+        elif isinstance(message, Malformed) and message.msgid is not None:
+            self.conn.reply(message.msgid, [E_INVALID, message.why], None)
+        else:
+            # Nothing to answer by id: a response from a client, or not a message at all.
+            self.conn.close("a message that is neither [0, id, method, params] "
+                            "nor [2, method, params]")
+
+    def _authenticate(self, message) -> None:
+        """The first message on a TCP connection: [0, id, "auth", [token]], or the
+        connection is answered with an error (where it has an id) and closed."""
+        why = self.server.auth.refusal(message)
+        msgid = getattr(message, "msgid", None)
+        if why is None:
+            self.needs_auth = False
+            self.conn.reply(msgid, None, True)
+            return
+        if msgid is not None:
+            self.conn.reply(msgid, [E_AUTH, why], None)
+        log.warning("closing a TCP control connection: %s", why)
+        self.conn.close_after_sending()
+
+    def wants(self, event: str) -> bool:
+        return event in self.events or "*" in self.events
+
+
 class _Connection(asyncio.Protocol):
-    """One client: framing in, responses and notifications out."""
+    """One client's bytes: framing in, responses and notifications out; what the
+    messages mean is its session's business."""
 
     def __init__(self, server: "Server", needs_auth: bool = False):
         self.server = server
-        self.needs_auth = needs_auth      # TCP: until a right auth(token)
-        self.unpacker = msgpack.Unpacker(raw=False, max_buffer_size=MAX_MESSAGE,
-                                         strict_map_key=False)
+        self.session = _Session(server, self, needs_auth)
+        self.unpacker = unpacker(MAX_MESSAGE)
         self.transport: asyncio.Transport | None = None
-        self.events: set[str] = set()
         self.pending = True               # counted by the server as accepted, not yet here
+
+    @property
+    def needs_auth(self) -> bool:
+        return self.session.needs_auth
 
     # --- asyncio ----------------------------------------------------------------------
 
@@ -241,53 +300,15 @@ class _Connection(asyncio.Protocol):
         try:
             self.unpacker.feed(data)
             for message in self.unpacker:
-                self._handle(message)
+                self.session.handle(message)
                 if self.transport is None or self.transport.is_closing():
                     return
-        except msgpack.BufferFull:
-            self._close(f"a message over {MAX_MESSAGE} bytes")
-        except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, ValueError) as e:
-            self._close(f"not msgpack ({type(e).__name__})")
+        except TOO_BIG:
+            self.close(f"a message over {MAX_MESSAGE} bytes")
+        except BAD_BYTES as e:
+            self.close(f"not msgpack ({type(e).__name__})")
 
-    # --- the session ------------------------------------------------------------------
-
-    def _handle(self, message: Any) -> None:
-        kind = message[0] if isinstance(message, list) and message else None
-        has_id = len(message) >= 2 and _is_int(message[1]) if kind is not None else False
-        if self.needs_auth:
-            self._authenticate(message, kind, has_id)
-        elif _is_int(kind) and kind == REQUEST and len(message) == 4 and has_id:
-            _, msgid, method, params = message
-            error, result = self.server.call(self, method, params)
-            self.reply(msgid, error, result)
-        elif _is_int(kind) and kind == NOTIFICATION and len(message) == 3:
-            _, method, params = message
-            error, _ = self.server.call(self, method, params)
-            if error is not None:
-                log.warning("notification %r failed: %s", method, error[1])
-        elif _is_int(kind) and kind == REQUEST and has_id:
-            self.reply(message[1], [E_INVALID, "a request is [0, id, method, params]"], None)
-        else:
-            # Nothing to answer by id: a response from a client, or not a message at all.
-            self._close("a message that is neither [0, id, method, params] "
-                        "nor [2, method, params]")
-
-    def _authenticate(self, message, kind, has_id: bool) -> None:
-        """The first message on a TCP connection: [0, id, "auth", [token]], or the
-        connection is answered with an error (where it has an id) and closed."""
-        is_request = _is_int(kind) and kind == REQUEST and len(message) == 4 and has_id
-        if is_request and message[2] == "auth" and isinstance(message[3], list) \
-                and len(message[3]) == 1 and self.server.token_matches(message[3][0]):
-            self.needs_auth = False
-            self.reply(message[1], None, True)
-            return
-        why = ("wrong token" if is_request and message[2] == "auth"
-               else "the first request on a TCP connection must be auth(token)")
-        if has_id:
-            self.reply(message[1], [E_AUTH, why], None)
-        log.warning("closing a TCP control connection: %s", why)
-        if self.transport is not None:
-            self.transport.close()        # after the reply has gone out
+    # --- out --------------------------------------------------------------------------
 
     def reply(self, msgid: int, error, result) -> None:
         self.send([RESPONSE, msgid, error, result])
@@ -297,24 +318,24 @@ class _Connection(asyncio.Protocol):
         if transport is None or transport.is_closing():
             return
         try:
-            data = msgpack.packb(message, use_bin_type=True)
+            data = pack(message)
         except (TypeError, ValueError) as e:
-            data = msgpack.packb([RESPONSE, message[1], [E_FAILED, f"result not sendable: {e}"], None]
-                                 if message[0] == RESPONSE else [NOTIFICATION, "error", [str(e)]])
+            data = pack([RESPONSE, message[1], [E_FAILED, f"result not sendable: {e}"], None]
+                        if message[0] == RESPONSE else [NOTIFY, events.ERROR, [str(e)]])
         if transport.get_write_buffer_size() + len(data) > MAX_SEND_BUFFER:
             # A client that does not read must not make the daemon hold its backlog.
-            self._close("it does not read what is sent to it")
+            self.close("it does not read what is sent to it")
             return
         transport.write(data)
 
-    def _close(self, why: str) -> None:
+    def close(self, why: str) -> None:
         log.warning("closing a control connection: %s", why)
         if self.transport is not None:
             self.transport.abort()
 
-
-def _is_int(value) -> bool:
-    return type(value) is int   # msgpack's true/false are not ids
+    def close_after_sending(self) -> None:
+        if self.transport is not None:
+            self.transport.close()        # after what was written has gone out
 
 
 # Handlers run on the socket's event loop thread: they must return quickly (hand
@@ -339,7 +360,7 @@ class Server:
                               "can reach the port could drive lofid (set control_token_file)")
         self.path = None if path is None else Path(path)
         self.tcp = tcp
-        self._token = None if token is None else token.encode()
+        self.auth = _TokenAuth(token)
         self.handlers = dict(handlers)
         self.handlers.setdefault("subscribe", None)
         self.handlers.setdefault("unsubscribe", None)
@@ -491,7 +512,7 @@ class Server:
                    f"try again in {self.auth_timeout:g} s")
         try:
             conn.setblocking(False)
-            conn.send(msgpack.packb([NOTIFICATION, "error", [why]], use_bin_type=True))
+            conn.send(pack([NOTIFY, events.ERROR, [why]]))
             # Read what the client sent already: closing with unread data would reset
             # the connection, and the client could lose the message.
             conn.recv(MAX_MESSAGE)
@@ -510,15 +531,11 @@ class Server:
                          message, f" ({exc})" if exc is not None else "", exc_info=exc)
 
     def token_matches(self, given) -> bool:
-        """Constant-time: how much of a wrong token was right never shows in the time."""
-        if isinstance(given, str):
-            given = given.encode()
-        return isinstance(given, bytes) and self._token is not None \
-            and hmac.compare_digest(given, self._token)
+        return self.auth.matches(given)
 
     # --- calls and events -------------------------------------------------------------
 
-    def call(self, conn: _Connection, method, params) -> tuple[list | None, Any]:
+    def call(self, session: _Session, method, params) -> tuple[list | None, Any]:
         """(error, result) for one call; a handler's exception becomes an error."""
         if not isinstance(method, str):
             return [E_INVALID, "the method name must be a string"], None
@@ -529,9 +546,9 @@ class Server:
             return [E_INVALID, f"params of {method} must be an array"], None
         try:
             if method == "subscribe":
-                return None, self._subscribe(conn, params)
+                return None, self._subscribe(session, params)
             if method == "unsubscribe":
-                return None, self._unsubscribe(conn, params)
+                return None, self._unsubscribe(session, params)
             return None, self.handlers[method](params)
         except RpcError as e:
             return [e.code, str(e)], None
@@ -545,13 +562,13 @@ class Server:
             raise RpcError("subscribe takes event names, e.g. [\"scene_changed\"] or [\"*\"]")
         return set(names)
 
-    def _subscribe(self, conn: _Connection, params: list) -> list[str]:
-        conn.events |= self._events(params)
-        return sorted(conn.events)
+    def _subscribe(self, session: _Session, params: list) -> list[str]:
+        session.events |= self._events(params)
+        return sorted(session.events)
 
-    def _unsubscribe(self, conn: _Connection, params: list) -> list[str]:
-        conn.events -= self._events(params)
-        return sorted(conn.events)
+    def _unsubscribe(self, session: _Session, params: list) -> list[str]:
+        session.events -= self._events(params)
+        return sorted(session.events)
 
     def notify(self, event: str, payload: Any) -> None:
         """Push [2, event, [payload]] to every client subscribed to it (or to "*").
@@ -562,8 +579,8 @@ class Server:
 
         def push():
             for conn in list(self.connections):
-                if event in conn.events or "*" in conn.events:
-                    conn.send([NOTIFICATION, event, [payload]])
+                if conn.session.wants(event):
+                    conn.send([NOTIFY, event, [payload]])
         try:
             loop.call_soon_threadsafe(push)
         except RuntimeError:   # the loop closed meanwhile
