@@ -45,6 +45,7 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
+from lofid.control import events
 from lofid.encode import (AudioEncoder, SegmentEncoder, VideoSettings, YuvConverter,
                           encode_segment, scaled_yuv, video_stream_info)
 from lofid.outputs.base import AUDIO_CHANNELS, AUDIO_RATE, AudioChunk, Output, Packet, VideoFrame
@@ -704,7 +705,7 @@ class Player:
             self._pictures = _Pictures(self._current)
         if self._encoding and callable(getattr(self.source, "urgent", None)):
             self._spare_encoder = SegmentEncoder(self._video)
-        self._event("loop_started", self._loop_payload(self._current, self.frame))
+        self._event(events.LOOP_STARTED, self._loop_payload(self._current, self.frame))
 
     def _play(self) -> None:
         n0 = self.frame
@@ -834,11 +835,11 @@ class Player:
         self.stats["crossfades"] += 1
         self.stats["ready_to_crossfade_frames"] = n - job.ready_at
         self.stats["asked_to_crossfade_frames"] = n - job.asked_at
-        self._event("crossfade", {"from": outgoing.id, "to": incoming.id, "frame": n,
+        self._event(events.CROSSFADE, {"from": outgoing.id, "to": incoming.id, "frame": n,
                                   "frames": job.length,
                                   "seconds": float(job.length / self._fps),
                                   "live": False, "wall": time.time()})
-        self._event("loop_started", self._loop_payload(incoming, n))
+        self._event(events.LOOP_STARTED, self._loop_payload(incoming, n))
         if job.length == 0:                     # no crossfade: a cut on a keyframe
             self._current, self._anchor = incoming, n
             if self._frame_outputs:
@@ -904,7 +905,7 @@ class Player:
         length = math.floor(Fraction(self.settings.crossfade) * self._fps + Fraction(1, 2))
         self._begin_live(_LivePlan.make(n, outgoing, out_offset, incoming, length))
         self.stats["live_crossfades"] += 1
-        self._event("loop_started", self._loop_payload(incoming, n))
+        self._event(events.LOOP_STARTED, self._loop_payload(incoming, n))
 
     def _begin_live(self, plan: _LivePlan) -> None:
         if self._live is not None:
@@ -988,7 +989,7 @@ class Player:
                 return
             self._send_all(self._frame_outputs, VideoFrame(index=n, image=image))
         if n == plan.start and plan.outgoing is not plan.incoming:
-            self._event("crossfade", {"from": plan.outgoing.id, "to": plan.incoming.id,
+            self._event(events.CROSSFADE, {"from": plan.outgoing.id, "to": plan.incoming.id,
                                       "frame": n, "frames": plan.length,
                                       "seconds": float(plan.length / self._fps),
                                       "live": True, "wall": time.time()})
@@ -1235,7 +1236,7 @@ class Player:
     def _error(self, where: str, error: BaseException, **extra) -> None:
         message = f"{type(error).__name__}: {error}"
         log.error("player %s error: %s", where, message)
-        self._event("player_error", {"where": where, "error": message, "frame": self.frame,
+        self._event(events.PLAYER_ERROR, {"where": where, "error": message, "frame": self.frame,
                                      **extra})
 
     def _event(self, name: str, payload: dict) -> None:
