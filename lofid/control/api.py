@@ -10,7 +10,6 @@ socket's event loop). What happens as a result comes back as events to subscribe
 
 from __future__ import annotations
 
-import logging
 import os
 import queue
 import threading
@@ -19,8 +18,6 @@ from dataclasses import dataclass
 
 from lofid import __version__
 from lofid.control.protocol import RpcError
-
-log = logging.getLogger("lofid")
 
 DAY = 86400.0   # the furthest ahead a track may start, and the longest it may last
 
