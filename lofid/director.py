@@ -50,6 +50,8 @@ from collections import deque
 from dataclasses import dataclass, replace
 from typing import Callable
 
+from lofid.control import events
+
 log = logging.getLogger("lofid.director")
 
 REASONS = ("request", "audio")
@@ -313,7 +315,7 @@ class Director:
         with self._lock:
             if self._pending is req:
                 self._pending = None
-        self._on_event("error", {"error": f"no loop of {req.spec.label()!r} in the library "
+        self._on_event(events.ERROR, {"error": f"no loop of {req.spec.label()!r} in the library "
                                           f"and generating is off", "scene": req.spec.label()})
 
     def _pick(self, spec, take: bool = True):
@@ -382,7 +384,7 @@ class Director:
         if changed:
             if reason != "start":
                 self._last_change = now
-            self._on_event("scene_changed", {"scene": loop.spec.label(), "loop": key,
+            self._on_event(events.SCENE_CHANGED, {"scene": loop.spec.label(), "loop": key,
                                              "seed": loop.seed, "reason": reason})
 
     def make_one(self, spec, seed: int | None = None):
@@ -391,16 +393,16 @@ class Director:
         s = self.settings
         seed = int.from_bytes(os.urandom(4), "little") if seed is None else seed
         try:
-            self._on_event("generation_started", {"scene": spec.label(), "seed": seed})
+            self._on_event(events.GENERATION_STARTED, {"scene": spec.label(), "seed": seed})
             loop = self._generate(spec, seed, s.loop_size, s.frames, s.fps)
             key = self.library.put(loop)
-            self._on_event("loop_ready", {"scene": spec.label(), "loop": key, "seed": seed,
+            self._on_event(events.LOOP_READY, {"scene": spec.label(), "loop": key, "seed": seed,
                                           "seam_ratio": loop.metrics["seam_ratio"]})
             return key
         except Exception as e:
             self.failures += 1
             log.error("generating a loop failed: %s: %s", type(e).__name__, e)
-            self._on_event("generation_failed", {"scene": spec.label(),
+            self._on_event(events.GENERATION_FAILED, {"scene": spec.label(),
                                                  "error": f"{type(e).__name__}: {e}"})
             return None
 
@@ -441,17 +443,17 @@ class Director:
         best = None
         for attempt in range(max(1, s.seam_attempts)):
             seed = int.from_bytes(os.urandom(4), "little")
-            self._on_event("generation_started", {"scene": spec.label(), "seed": seed})
+            self._on_event(events.GENERATION_STARTED, {"scene": spec.label(), "seed": seed})
 
             def progress(done, total, seed=seed):
-                self._on_event("generation_progress", {"scene": spec.label(), "seed": seed,
+                self._on_event(events.GENERATION_PROGRESS, {"scene": spec.label(), "seed": seed,
                                                        "done": done, "total": total})
             loop = self._generate(spec, seed, s.loop_size, s.frames, s.fps, progress=progress)
             if best is None or loop.metrics["seam_ratio"] < best.metrics["seam_ratio"]:
                 best = loop
             if loop.metrics["seam_ratio"] <= s.max_seam_ratio:
                 break
-            self._on_event("loop_rejected", {"scene": spec.label(), "seed": seed,
+            self._on_event(events.LOOP_REJECTED, {"scene": spec.label(), "seed": seed,
                                              "seam_ratio": loop.metrics["seam_ratio"],
                                              "limit": s.max_seam_ratio})
         loop, seed = best, best.seed
@@ -460,7 +462,7 @@ class Director:
             key = self.library.put(loop)
         except Exception as e:  # the loop still plays; only keeping it failed
             log.warning("could not keep the new loop in the library: %s", e)
-        self._on_event("loop_ready", {"scene": spec.label(), "loop": key, "seed": seed,
+        self._on_event(events.LOOP_READY, {"scene": spec.label(), "loop": key, "seed": seed,
                                       "seam_ratio": loop.metrics["seam_ratio"]})
         return key, loop
 
@@ -532,7 +534,7 @@ class Director:
             except Exception as e:
                 self.failures += 1
                 log.error("generating a requested loop failed: %s: %s", type(e).__name__, e)
-                self._on_event("generation_failed", {"error": f"{type(e).__name__}: {e}"})
+                self._on_event(events.GENERATION_FAILED, {"error": f"{type(e).__name__}: {e}"})
                 with self._lock:
                     self._pending = None
                 continue
@@ -559,7 +561,7 @@ class Director:
                     self._making = None
                 self.failures += 1
                 log.error("generating a loop failed: %s: %s", type(e).__name__, e)
-                self._on_event("generation_failed", {"error": f"{type(e).__name__}: {e}"})
+                self._on_event(events.GENERATION_FAILED, {"error": f"{type(e).__name__}: {e}"})
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 60.0)
                 continue

@@ -42,6 +42,14 @@ M.config = {
   timeout_ms = 3000,
 }
 
+--- The events lofid sends (lofid/control/events.py names the same ones; a test
+--- compares the two lists). |lofi_vision.on()| takes these, or "*" for all.
+M.events = {
+  "scene_changed", "loop_started", "crossfade", "loop_ready", "loop_rejected",
+  "generation_started", "generation_progress", "generation_failed", "output_changed",
+  "config_reloaded", "player_error", "error",
+}
+
 M.subcommands = { "start", "stop", "status", "scene", "prompt", "next", "pause", "resume", "open",
   "close" }
 
@@ -84,13 +92,19 @@ function M.request(method, params, callback)
 end
 
 --- Call `callback(payload)` (on the main loop) for each daemon event `event`
---- (scene_changed, crossfade, loop_ready, generation_progress, output_changed, ...,
---- or "*" for all). The subscription is renewed on every reconnection.
+--- (one of M.events: scene_changed, crossfade, loop_ready, generation_progress,
+--- output_changed, ..., or "*" for all; another name is an error). The subscription
+--- is renewed on every reconnection.
 ---@param event string
 ---@param callback function
 function M.on(event, callback)
   H.check_type("event", event, "string")
   H.check_type("callback", callback, "function")
+  if event ~= "*" and not vim.tbl_contains(M.events, event) then
+    -- A misspelt name would subscribe to nothing and never call back.
+    H.error(string.format("unknown event %q; lofid sends: %s, or \"*\" for all", event,
+      table.concat(M.events, ", ")))
+  end
   local fresh = H.listeners[event] == nil
   H.listeners[event] = H.listeners[event] or {}
   table.insert(H.listeners[event], callback)

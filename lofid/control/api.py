@@ -1,0 +1,365 @@
+"""What the control socket can do to a running `lofid run`: its methods, and one
+description of each method's params, from which every request is checked and its
+error reply made (naming the param that is wrong).
+
+The methods are thin: each reads the state of the director, player, outputs and
+library, or hands a request to the director, and returns at once (they run on the
+socket's event loop). What happens as a result comes back as events to subscribers.
+`subscribe`, `unsubscribe` and `auth` belong to the server itself (server.py).
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass
+
+from lofid import __version__
+from lofid.control.protocol import RpcError
+
+DAY = 86400.0   # the furthest ahead a track may start, and the longest it may last
+
+# kind -> (the Python types it takes, its words in a message). A bool is never a number.
+KINDS = {
+    "text": ((str,), "a text"),
+    "map": ((dict,), "a map"),
+    "text or map": ((str, dict), "a text or a map"),
+    "whole number": ((int,), "a whole number"),
+    "number": ((int, float), "a number"),
+}
+
+
+@dataclass(frozen=True)
+class Param:
+    """One param of a method (or one key of a map param)."""
+    name: str
+    kind: str                        # a key of KINDS
+    required: bool = True            # optional ones may be left out, or given as nil
+    low: float | None = None         # the range a number must be in
+    high: float | None = None
+    unit: str = ""                   # "seconds": said in the message
+    about: str = ""                  # what it is, for the usage text
+    # For a map: the keys it may hold, each checked (other keys are ignored). None:
+    # the map goes through as it is, for the receiver to check.
+    keys: tuple["Param", ...] | None = None
+
+    def words(self) -> str:
+        """What a value must be, as a message says it."""
+        types, words = KINDS[self.kind]
+        if self.unit:
+            words += f" of {self.unit}"
+        if self.low is not None and self.high is not None:
+            words += f" from {self.low:g} to {self.high:g}"
+        elif self.low is not None:
+            words += f" >= {self.low:g}"
+        elif self.high is not None:
+            words += f" <= {self.high:g}"
+        return words
+
+    def check(self, method: str, value):
+        """`value` if it is one of this param's; else an RpcError naming the param."""
+        types, _ = KINDS[self.kind]
+        if isinstance(value, bool) or not isinstance(value, types) \
+                or (self.low is not None and not value >= self.low) \
+                or (self.high is not None and not value <= self.high):   # NaN is neither
+            raise RpcError(f"{method}: {self.name} must be {self.words()}, got {value!r}")
+        if self.keys is None:
+            return value
+        return {key.name: key.check_optional(method, value.get(key.name)) for key in self.keys}
+
+    def check_optional(self, method: str, value):
+        return None if value is None and not self.required else self.check(method, value)
+
+    def usage(self) -> str:
+        text = f"{self.name} ({self.about or KINDS[self.kind][1]}"
+        if self.keys:
+            text += ": " + ", ".join(k.name for k in self.keys)
+        text += ")"
+        return text if self.required else f"optional {text}"
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    params: tuple[Param, ...] = ()
+
+    def usage(self) -> str:
+        if not self.params:
+            return "no params"
+        return " and ".join(p.usage() for p in self.params)
+
+    def check(self, params: list) -> list:
+        """The values of `params` in order, an optional one left out as None; an
+        RpcError naming what is wrong when they do not fit."""
+        required = sum(1 for p in self.params if p.required)
+        if not required <= len(params) <= len(self.params):
+            got = f"got {len(params)}" if params else "got none"
+            raise RpcError(f"{self.name} takes {self.usage()}; {got}")
+        values = list(params) + [None] * (len(self.params) - len(params))
+        return [p.check_optional(self.name, v) for p, v in zip(self.params, values)]
+
+
+def _seconds(name: str) -> Param:
+    return Param(name, "number", required=False, low=0, high=DAY, unit="seconds")
+
+
+# The socket API: every method, with its params. The single place they are described.
+METHODS = {m.name: m for m in (
+    Method("status"),
+    Method("scene.set", (Param("scene", "text or map", about="a text, or a map of scene fields"),)),
+    Method("audio.prompt", (
+        Param("prompt", "text", about="the track's prompt text"),
+        Param("options", "map", required=False, keys=(
+            _seconds("starts_in"),
+            Param("start_at", "number", required=False, about="unix time, within a day of now"),
+            _seconds("duration_sec"))))),
+    Method("audio.track", (
+        Param("path", "text", about="the path of an audio file"),
+        Param("options", "map", required=False, keys=(
+            Param("prompt", "text", required=False),
+            Param("track_id", "text", required=False),
+            _seconds("duration_sec"))))),
+    Method("next"),
+    Method("pause"),
+    Method("resume"),
+    Method("library.list", (Param("scene", "text", required=False, about="a scene name"),)),
+    Method("generate", (
+        Param("scene", "text", about="a scene in words"),
+        Param("options", "map", required=False, keys=(
+            Param("seed", "whole number", required=False, low=0),)))),
+    Method("config.reload"),
+    Method("shutdown"),
+    Method("output.add", (
+        Param("target", "text", about="a file, udp://, tcp://...?listen, rtmp://..., "
+                                      "window or null"),
+        Param("options", "map", required=False, about="fullscreen, borderless"))),
+    Method("output.remove", (Param("name", "text", about="an output's name, see output.list"),)),
+    Method("output.list"),
+)}
+
+
+def _plain_paths(d):
+    return None if d is None else {k: str(v) if hasattr(v, "__fspath__") else v
+                                   for k, v in d.items()}
+
+
+class Control:
+    """The methods of the control socket; `outputs` is the daemon's OutputSet. Each
+    method of METHODS is the one named like it (scene.set: scene_set), called with its
+    params checked."""
+
+    GENERATE_WAITING = 8     # `generate` requests queued behind the one being made
+
+    def __init__(self, director, player, library, outputs, audio=None, reloader=None):
+        self.director = director
+        self.player = player
+        self.library = library
+        self.outputs = outputs
+        self.audio = audio
+        self.reloader = reloader
+        self.started = time.monotonic()
+        self._library_seen: tuple[float, dict] | None = None
+        self._generating: queue.Queue | None = None   # requested loops, for one worker
+        self._generating_lock = threading.Lock()
+        if audio is not None:
+            audio.on_sound = self._track_sounds
+
+    def handlers(self) -> dict:
+        """Method name -> callable(params), for the server."""
+        def handler(method: Method):
+            function = getattr(self, method.name.replace(".", "_"))
+            return lambda params: function(*method.check(params))
+        return {name: handler(method) for name, method in METHODS.items()}
+
+    def status(self) -> dict:
+        d, p = self.director, self.player
+        spec = d.spec
+        return {
+            "version": __version__,
+            "uptime_s": round(time.monotonic() - self.started, 3),
+            "scene": {**spec.to_dict(), "label": spec.label(), "id": spec.id},
+            "loop": d.current_key,
+            "paused": d.held,
+            "clock": {"frame": p.frame, "seconds": round(p.seconds, 3),
+                      "fps": float(p.settings.fps)},
+            "outputs": self.outputs.describe(),
+            "generator": {"ready": len(d._ready), "failures": d.failures,
+                          "generating": d.settings.generate},
+            "library": self._library_numbers(),
+            "config": None if self.reloader is None else {
+                "path": str(self.reloader.path), "error": self.reloader.last_error},
+            "audio": None if self.audio is None else {
+                "now_playing": _plain_paths(self.audio.now_playing()),
+                "playlist": [str(p) for p in self.audio.playlist]},
+        }
+
+    def _library_numbers(self) -> dict:
+        # Counting reads every loop's metadata file: done at most every few seconds, so
+        # a client polling status never makes the socket wait on the disk.
+        now = time.monotonic()
+        if self._library_seen is None or now - self._library_seen[0] > 5.0:
+            self._library_seen = (now, {"loops": len(self.library),
+                                        "bytes": self.library.total_bytes()})
+        return self._library_seen[1]
+
+    def scene_set(self, what) -> dict:
+        from lofid.scene import SceneSpec, parse
+        if isinstance(what, str):
+            spec = parse(what)
+        else:
+            try:
+                spec = SceneSpec.from_dict(what)
+            except ValueError as e:
+                raise RpcError(f"scene.set: {e}") from None
+        # A loop in the library crosses in at once; the answer says what happens.
+        return {"scene": spec.label(), "id": spec.id, **self.director.request(spec, "request")}
+
+    def audio_prompt(self, prompt: str, opts: dict | None) -> dict:
+        """The prompt of a music track: its scene, timed to the track's start when opts
+        say when (`starts_in` seconds from now, or `start_at` unix time) and held while
+        it plays (`duration_sec`). Times beyond a day are refused: a change due then
+        would hold back every later prompt for the scene."""
+        from lofid.scene import parse
+        opts = opts or {}
+        starts_in, start_at = opts.get("starts_in"), opts.get("start_at")
+        if starts_in is not None and start_at is not None:
+            raise RpcError("audio.prompt: give starts_in or start_at, not both")
+        when = None
+        if starts_in is not None:
+            when = time.monotonic() + starts_in
+        elif start_at is not None:
+            now = time.time()
+            if not abs(start_at - now) <= DAY:
+                raise RpcError(f"audio.prompt: start_at must be a unix time within a day of "
+                               f"now ({now:.0f}), got {start_at!r}")
+            when = time.monotonic() + (start_at - now)
+        spec = parse(prompt)
+        return {"scene": spec.label(), "id": spec.id,
+                **self.director.request(spec, "audio", start_at=when,
+                                        hold=opts.get("duration_sec"))}
+
+    def audio_track(self, path: str, opts: dict | None) -> dict:
+        """A finished track (lofi.nvim's generation_complete): it plays next in the
+        stream's audio, and the picture moves to its prompt's scene when it begins to
+        sound (see _track_sounds). A track already queued (same `track_id`, or the same
+        file when none is given) is not queued again."""
+        from lofid.audio import probe
+        from lofid.scene import parse
+        opts = opts or {}
+        if not os.path.isfile(path):
+            raise RpcError(f"audio.track: {path!r} is not a file")
+        if self.audio is None:
+            raise RpcError("audio.track: this lofid has no audio track")
+        key = opts.get("track_id") or os.path.realpath(path)
+        result: dict = {"queued": path}
+        if opts.get("track_id"):
+            result["track_id"] = opts["track_id"]
+        prompt = opts.get("prompt")
+        if prompt:
+            spec = parse(prompt)
+            result.update({"scene": spec.label(), "id": spec.id})
+        if self.audio.find("key", key) is not None:
+            return {**result, "already_queued": True}
+        try:
+            # A text named .wav would otherwise be queued, and skipped only when its turn came.
+            length = probe(path)
+        except ValueError as e:
+            raise RpcError(f"audio.track: {e}") from None
+        info = {"key": key, "track_id": opts.get("track_id"), "prompt": prompt,
+                "duration_sec": length if length is not None else opts.get("duration_sec")}
+        self.audio.add(path, next=True, info={k: v for k, v in info.items() if v is not None})
+        return result
+
+    def _track_sounds(self, info: dict) -> None:
+        """A queued track began to sound in the stream: now its scene is wanted (held
+        while it plays). Runs on the player's thread; the director answers at once."""
+        from lofid.scene import parse
+        if not info.get("prompt"):
+            return
+        self.director.request(parse(info["prompt"]), "audio", start_at=time.monotonic(),
+                              hold=info.get("duration_sec"))
+
+    def next(self) -> bool:
+        self.director.skip()
+        return True
+
+    def pause(self) -> bool:
+        self.director.hold(True)
+        return True
+
+    def resume(self) -> bool:
+        self.director.hold(False)
+        return True
+
+    def library_list(self, scene: str | None) -> list:
+        return [{"key": e["key"], "scene": e["spec"]["scene"], "spec": e["spec"],
+                 "seed": e["seed"], "generator": e["generator"], "bytes": e["bytes"],
+                 "seam_ratio": e["metrics"]["seam_ratio"]}
+                for e in self.library.entries(scene=scene)]
+
+    def generate(self, text: str, opts: dict | None) -> dict:
+        """Make a loop of a scene into the library, in the background, without playing
+        it; `loop_ready` (or `generation_failed`) says when it is done. Requests are
+        made one at a time, in order; past GENERATE_WAITING waiting, one is refused."""
+        from lofid.scene import parse
+        seed = (opts or {}).get("seed")
+        spec = parse(text)
+        with self._generating_lock:
+            if self._generating is None:
+                # One worker makes requested loops one after another: each takes memory
+                # and a core (or the GPU) while it runs, so running many at once only
+                # runs them all slower, and out of memory.
+                self._generating = queue.Queue(maxsize=self.GENERATE_WAITING)
+                threading.Thread(target=self._generate_requested, args=(self._generating,),
+                                 name="generate on request", daemon=True).start()
+            try:
+                self._generating.put_nowait((spec, seed))
+            except queue.Full:
+                raise RpcError(f"generate: {self.GENERATE_WAITING} requests are already "
+                               f"waiting, the most lofid queues; ask again once a loop_ready "
+                               f"or generation_failed event says one is done") from None
+        return {"scene": spec.label(), "id": spec.id}
+
+    def _generate_requested(self, requests: "queue.Queue") -> None:
+        while True:
+            spec, seed = requests.get()
+            self.director.make_one(spec, seed)     # reports its own failures as events
+
+    def config_reload(self) -> dict:
+        if self.reloader is None:
+            raise RpcError("this lofid was started without a config file")
+        return self.reloader.reload()
+
+    def output_add(self, target: str, opts: dict | None) -> dict:
+        """Start one more output (a target as `lofid run -o` takes) while the others
+        play on; output_changed events follow its states."""
+        from lofid.daemon import is_live
+        from lofid.outputs.base import OutputError
+        if not is_live(target) and target.strip() != "null" and "://" not in target \
+                and not os.path.isabs(os.path.expanduser(target.strip())):
+            # Relative to what? The daemon's folder is not the client's.
+            raise RpcError(f"output.add: {target!r} is a relative path; expected an "
+                           f"absolute one (lofid's working folder is not yours)")
+        try:
+            out = self.outputs.add(target, opts)
+        except OutputError as e:
+            raise RpcError(f"output.add: {e}") from None
+        return {"name": out.name, "target": target, "state": out.state}
+
+    def output_remove(self, name: str) -> dict:
+        """Stop one output; a file is finalised (output_changed says `closed`)."""
+        try:
+            out = self.outputs.remove(name)
+        except KeyError as e:
+            raise RpcError(f"output.remove: {e.args[0]}") from None
+        return {"name": out.name, "state": "closing"}
+
+    def output_list(self) -> list:
+        return self.outputs.describe()
+
+    def shutdown(self) -> bool:
+        # Stopping closes outputs and waits for them: never on the socket's own thread.
+        threading.Thread(target=self.player.stop, name="shutdown", daemon=True).start()
+        return True
