@@ -22,7 +22,7 @@ DEFAULT_FRAMES = 60
 DEFAULT_FPS = 12.0
 
 
-# The old name of lofid.errors.UserError.
+# The name the commands here raise lofid.errors.UserError by.
 BadInput = UserError
 
 
@@ -705,15 +705,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return command(args)
     except LofidError as e:
+        # The one map from error to exit code: 2 for what the user gave (UserError),
+        # 1 for what the machine did (Failure); one line either way.
         print(f"lofid: error: {e}", file=sys.stderr)
         return e.exit_code
-    except Exception as e:
-        from lofid.library import LibraryError
-        from lofid.loop import ExportError
-        if not isinstance(e, (OSError, ExportError, LibraryError)):
-            raise
-        # Not the user's input but the machine (a full disk, an encoder failure):
-        # still one line, and a different code.
+    except OSError as e:
+        # Not the user's input but the machine (a full disk, a folder gone).
         print(f"lofid: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -722,7 +719,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # Run as `python -m lofid.cli`, this file is __main__ while the commands raise
-    # lofid.cli.BadInput: hand over to the imported module so the two are one class.
-    from lofid.cli import main as _main
-    sys.exit(_main())
+    sys.exit(main())

@@ -11,13 +11,15 @@ import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from lofid.errors import UserError
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     pass
 
 

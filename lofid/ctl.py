@@ -7,12 +7,14 @@ from pathlib import Path
 
 import msgpack
 
+from lofid.errors import Failure, UserError
 
-class NoDaemon(Exception):
+
+class NoDaemon(Failure):
     """Nothing answers on the socket."""
 
 
-class ControlError(Exception):
+class ControlError(UserError):
     """The daemon answered with an error; the message is its."""
 
 

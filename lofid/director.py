@@ -50,6 +50,8 @@ from collections import deque
 from dataclasses import dataclass, replace
 from typing import Callable
 
+from lofid.errors import UserError
+
 log = logging.getLogger("lofid.director")
 
 REASONS = ("request", "audio")
@@ -59,7 +61,7 @@ REASONS = ("request", "audio")
 _STANDBY_SECONDS = 0.5
 
 
-class NothingToPlay(Exception):
+class NothingToPlay(UserError):
     """The library holds no loop for the scene and generating is off."""
 
 

@@ -22,6 +22,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from lofid.errors import Failure
+
 EXPORT_FORMATS = (".mp4", ".webm", ".gif")
 
 METRIC_NAMES = ("seam_ratio", "motion", "flicker")
@@ -33,7 +35,7 @@ _METRIC_SAMPLES_PER_SIDE = 320
 _LUMA = np.array([0.2126, 0.7152, 0.0722])
 
 
-class ExportError(ValueError):
+class ExportError(Failure, ValueError):
     """A loop cannot be exported as asked (unknown format, bad option, encoder failure)."""
 
 

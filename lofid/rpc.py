@@ -46,6 +46,8 @@ from typing import Any, Callable
 
 import msgpack
 
+from lofid.errors import UserError
+
 log = logging.getLogger("lofid.rpc")
 
 REQUEST, RESPONSE, NOTIFICATION = 0, 1, 2
@@ -70,7 +72,7 @@ class RpcError(Exception):
         self.code = code
 
 
-class SocketError(Exception):
+class SocketError(UserError):
     """The socket cannot be made safely; the message says why."""
 
 

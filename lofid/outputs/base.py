@@ -26,13 +26,15 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Callable
 
+from lofid.errors import Failure
+
 log = logging.getLogger("lofid.outputs")
 
 AUDIO_RATE = 48000
 AUDIO_CHANNELS = 2
 
 
-class OutputError(Exception):
+class OutputError(Failure):
     """An output cannot be opened or has failed; the message names the output."""
 
 
