@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+from lofid.errors import LofidError, UserError
+
 EXIT_BAD_INPUT = 2
 
 DEFAULT_SIZE = (1280, 720)
@@ -20,8 +22,8 @@ DEFAULT_FRAMES = 60
 DEFAULT_FPS = 12.0
 
 
-class BadInput(Exception):
-    """Something the user gave us is wrong; the message says what."""
+# The name the commands here raise lofid.errors.UserError by.
+BadInput = UserError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -378,33 +380,12 @@ def _loop_size(out_w: int, out_h: int) -> tuple[int, int]:
             max(MIN_SIZE, round(out_h * scale / 2) * 2))
 
 
-def cmd_run(args) -> int:
-    import logging
-    import signal
-    import threading
-    from fractions import Fraction
-
+def _loop_maker(cfg, size: tuple[int, int]):
+    """How `lofid run` makes loops: the generator the config names (or the one `auto`
+    picks) and the loop shape it can make for an output of `size`."""
     from lofid import generators
-    from lofid.config import ConfigError, byte_size_of, load, loop_fps_for, size_of
-    from lofid.director import Director, DirectorSettings, NothingToPlay
-    from lofid.scene import parse
-
-    overrides = {"outputs": args.output or None, "duration": args.duration, "scene": args.scene,
-                 "rotate": args.rotate, "crossfade": args.crossfade, "fps": args.fps,
-                 "size": args.size, "audio": args.audio or None,
-                 "generate": False if args.no_generate else None,
-                 "realtime": True if args.realtime else None, "fit": args.fit,
-                 "bitrate": args.bitrate, "fullscreen": True if args.fullscreen else None,
-                 "borderless": True if args.borderless else None,
-                 "library": args.library, "socket": args.socket}
-    from lofid.config import default_path
-    config = args.config or (default_path() if default_path().exists() else None)
-    try:
-        cfg = load(config, overrides)
-        size = size_of(cfg.size)
-    except ConfigError as e:
-        raise BadInput(str(e)) from None
-    # Everything the user gave is checked before any output opens or any loop is made.
+    from lofid.config import size_of
+    from lofid.daemon.app import LoopMaker
     name = _pick_generator(cfg.generator)
     generate = generators.get(name)
     loop_size, loop_frames = _loop_size(*size), cfg.loop_frames
@@ -417,180 +398,30 @@ def cmd_run(args) -> int:
     if cfg.loop_size:
         loop_size = size_of(cfg.loop_size, "loop_size")
     _check_loop(name, loop_size, loop_frames, "loop_size", "loop_frames")
-    from lofid.library import Library, LibraryError
+    return LoopMaker(name, generate, loop_size, loop_frames, auto=cfg.generator == "auto")
+
+
+def cmd_run(args) -> int:
+    from lofid.config import ConfigError, default_path, load, size_of
+    from lofid.daemon.app import Daemon
+
+    overrides = {"outputs": args.output or None, "duration": args.duration, "scene": args.scene,
+                 "rotate": args.rotate, "crossfade": args.crossfade, "fps": args.fps,
+                 "size": args.size, "audio": args.audio or None,
+                 "generate": False if args.no_generate else None,
+                 "realtime": True if args.realtime else None, "fit": args.fit,
+                 "bitrate": args.bitrate, "fullscreen": True if args.fullscreen else None,
+                 "borderless": True if args.borderless else None,
+                 "library": args.library, "socket": args.socket}
+    config = args.config or (default_path() if default_path().exists() else None)
     try:
-        library = Library(cfg.library, max_bytes=byte_size_of(cfg.library_max_size))
-    except LibraryError as e:
-        raise BadInput(f"library: {e}") from None
-    targets = cfg.outputs
-    if not targets:
-        if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
-            targets = ["window"]
-        else:
-            raise BadInput("no output given and no display for a window: choose one or more with "
-                           "--output (a file such as stream.mp4, udp://127.0.0.1:5000, "
-                           "tcp://127.0.0.1:5000?listen, rtmp://..., window or null)")
-
-    logging.basicConfig(level=logging.INFO, format="lofid: %(message)s", stream=sys.stderr)
-    from lofid.audio import AudioTrack
-    from lofid.daemon import OutputSet, is_live
-    from lofid.player import Player, PlayerSettings
-
-    player = None
-    server = None   # the control socket, when asked for: events go to its subscribers too
-
-    def on_state(name: str, state: str, detail: str | None) -> None:
-        print(f"lofid: output {name}: {state}" + (f" ({detail})" if detail else ""), file=sys.stderr)
-        if server is not None:
-            server.notify("output_changed", {"output": name, "state": state, "detail": detail})
-        # The user closed the window (one removed over the socket is not playing).
-        if name == "window" and state == "closed" and cfg.close_stops and player is not None \
-                and output_set.is_playing(name):
-            player.stop()
-
-    # One bad output does not stop the others: it is reported and left out.
-    output_set = OutputSet(dict(fullscreen=cfg.fullscreen, borderless=cfg.borderless,
-                                close_stops=cfg.close_stops), on_state)
-    output_set.stop_when_all_failed = cfg.socket is None and cfg.control_tcp is None
-    outputs = output_set.open(targets)
-    if not outputs:
-        print("lofid: error: no output can run", file=sys.stderr)
-        return EXIT_BAD_INPUT
-
-    def on_event(name: str, payload: dict) -> None:
-        if name in ("scene_changed", "crossfade", "generation_failed", "player_error",
-                    "config_reloaded"):
-            print(f"lofid: {name.replace('_', ' ')}: "
-                  + ", ".join(f"{k} {v}" for k, v in payload.items()), file=sys.stderr)
-        if server is not None:
-            server.notify(name, payload)
-
-    spec = parse(cfg.scene)
-    realtime = cfg.realtime or any(is_live(t) for t in targets)
-    output_set.realtime = realtime
-    print(f"lofid: generator {name}" + (" (auto)" if cfg.generator == "auto" else ""),
-          file=sys.stderr)
-    director = Director(library, spec,
-                        DirectorSettings(loop_size=loop_size, frames=loop_frames,
-                                         fps=cfg.loop_fps or loop_fps_for(cfg.fps),
-                                         rotate=cfg.rotate,
-                                         generate=cfg.generate, generator=name,
-                                         max_seam_ratio=cfg.max_seam_ratio,
-                                         wait_for_next=0.0 if realtime else 300.0,
-                                         live=cfg.live_crossfade, min_scene=cfg.min_scene,
-                                         history=cfg.scene_history,
-                                         standby=cfg.standby_scenes),
-                        generate=generate, on_event=on_event)
-    audio = AudioTrack(cfg.audio)
-    settings = PlayerSettings(fps=Fraction(cfg.fps), size=size, crossfade=cfg.crossfade,
-                              fit=cfg.fit, bitrate=cfg.bitrate * 1000, duration=cfg.duration,
-                              realtime=realtime)
-    player = Player(director, outputs, audio, settings, on_event=on_event)
-    output_set.player = player
-    start_frame = settings.start_frame
-    director.attach_clock(lambda: player.seconds)
-
-    # The first Ctrl-C (or SIGTERM) stops cleanly: files are finalised, within a stop
-    # timeout whatever any thread is doing. A second forces (lofid.stopping).
-    from lofid.stopping import SignalStop
-
-    def stop_playing() -> None:
-        player.stop()
-        director.stop(timeout=0)                # its worker's waits end at once too
-    stopper = SignalStop(stop_playing, lambda: player.outputs)
-    reloader = None
-    if config is not None:
-        from lofid.daemon import ConfigReloader
-
-        def apply(old, new) -> list[str]:
-            """What a new config can change while playing; the rest needs a restart."""
-            if new.scene != old.scene:
-                director.set_scene(parse(new.scene))
-            director.settings.rotate = new.rotate
-            director.settings.max_seam_ratio = new.max_seam_ratio
-            director.settings.live = new.live_crossfade
-            director.settings.min_scene = new.min_scene
-            player.settings.crossfade = new.crossfade
-            for source in new.audio:
-                if source not in old.audio:
-                    try:
-                        audio.add(source)
-                    except ValueError as e:
-                        print(f"lofid: audio {source!r}: {e}", file=sys.stderr)
-            if new.outputs != old.outputs:
-                output_set.follow_config(old.outputs, new.outputs)
-            live = {"scene", "rotate", "crossfade", "audio", "max_seam_ratio", "outputs",
-                    "live_crossfade", "min_scene"}
-            return [k for k in vars(new) if getattr(new, k) != getattr(old, k) and k not in live]
-        reloader = ConfigReloader(config, cfg, overrides, apply, on_event=on_event)
-        reloader.start()
-    if cfg.socket is not None or cfg.control_tcp is not None:
-        from lofid.config import address_of, read_token
-        from lofid.daemon import Control
-        from lofid.rpc import Server, SocketError, default_socket_path
-        try:
-            tcp = address_of(cfg.control_tcp) if cfg.control_tcp is not None else None
-            token = read_token(cfg.control_token_file) if tcp is not None else None
-            server = Server(None if cfg.socket is None else cfg.socket or default_socket_path(),
-                            Control(director, player, director.library, output_set, audio,
-                                    reloader).handlers(), tcp=tcp, token=token)
-            server.start()
-        except (SocketError, ConfigError) as e:
-            server = None
-            if reloader is not None:
-                reloader.stop()
-            for out in outputs:
-                out.close(timeout=2)
-            raise BadInput(str(e)) from None
-        if server.path is not None:
-            print(f"lofid: control socket {server.path}", file=sys.stderr)
-        if server.tcp_address is not None:
-            host, port = server.tcp_address
-            print(f"lofid: control on TCP {host}:{port} (token required)", file=sys.stderr)
-            if host not in ("127.0.0.1", "::1", "localhost"):
-                print("lofid: warning: control over TCP is clear text; beyond this machine, "
-                      "tunnel it (ssh -L)", file=sys.stderr)
-    stopper.start()
-    previous = {}
-    # SIGHUP reloads the config (systemctl --user reload lofid); never the default,
-    # which would end the daemon.
-    previous[signal.SIGHUP] = signal.signal(
-        signal.SIGHUP, lambda signum, frame: threading.Thread(
-            target=reloader.reload, name="reload", daemon=True).start() if reloader
-        else print("lofid: SIGHUP: no config file to reload", file=sys.stderr))
-    from lofid.daemon import SystemdNotifier
-    notifier = SystemdNotifier(player, describe=lambda: f"{director.spec.label()}, "
-                               f"{player.seconds:.0f} s out to {len(player.outputs)} output(s)")
-    notifier.start()
-    t0 = time.monotonic()
-    try:
-        player.run()
-    except NothingToPlay as e:
-        print(f"lofid: error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    finally:
-        if reloader is not None:
-            reloader.stop()
-        notifier.stop()
-        # Stopped by a signal, a loop still being made is not waited for (the
-        # library's writes are atomic).
-        director.stop(timeout=1.0 if stopper.signals else 30.0)
-        audio.close()
-        if server is not None:
-            server.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        stopper.done()
-        stopper.close()
-    seconds = (player.frame - start_frame) / cfg.fps
-    print(f"played {seconds:.1f} s ({player.frame - start_frame} frames) in "
-          f"{time.monotonic() - t0:.1f} s to {', '.join(o.name for o in player.outputs)}")
-    failed = output_set.all_failed()
-    if failed:
-        print("lofid: error: every output failed: "
-              + "; ".join(f"{name}: {error}" for name, error in failed), file=sys.stderr)
-        return 1
-    return 0
+        cfg = load(config, overrides)
+        size = size_of(cfg.size)
+    except ConfigError as e:
+        raise BadInput(str(e)) from None
+    # Everything the user gave is checked before any output opens or any loop is made.
+    maker = _loop_maker(cfg, size)
+    return Daemon(cfg, maker, config_path=config, overrides=overrides).run()
 
 
 def _ctl_client(args):
@@ -874,16 +705,13 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     try:
         return command(args)
-    except BadInput as e:
+    except LofidError as e:
+        # The one map from error to exit code: 2 for what the user gave (UserError),
+        # 1 for what the machine did (Failure); one line either way.
         print(f"lofid: error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except Exception as e:
-        from lofid.library import LibraryError
-        from lofid.export import ExportError
-        if not isinstance(e, (OSError, ExportError, LibraryError)):
-            raise
-        # Not the user's input but the machine (a full disk, an encoder failure):
-        # still one line, and a different code.
+        return e.exit_code
+    except OSError as e:
+        # Not the user's input but the machine (a full disk, a folder gone).
         print(f"lofid: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -892,7 +720,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # Run as `python -m lofid.cli`, this file is __main__ while the commands raise
-    # lofid.cli.BadInput: hand over to the imported module so the two are one class.
-    from lofid.cli import main as _main
-    sys.exit(_main())
+    sys.exit(main())

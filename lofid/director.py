@@ -51,6 +51,7 @@ from dataclasses import dataclass, replace
 from typing import Callable
 
 from lofid.control import events
+from lofid.errors import UserError
 
 log = logging.getLogger("lofid.director")
 
@@ -61,7 +62,7 @@ REASONS = ("request", "audio")
 _STANDBY_SECONDS = 0.5
 
 
-class NothingToPlay(Exception):
+class NothingToPlay(UserError):
     """The library holds no loop for the scene and generating is off."""
 
 

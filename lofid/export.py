@@ -15,13 +15,14 @@ from typing import Any, Callable
 
 import numpy as np
 
+from lofid.errors import Failure
 from lofid.loop import Loop, check_frames
 from lofid.media import TO_BT709, tag_bt709
 
 EXPORT_FORMATS = (".mp4", ".webm", ".gif")
 
 
-class ExportError(ValueError):
+class ExportError(Failure, ValueError):
     """A loop cannot be exported as asked (unknown format, bad option, encoder failure)."""
 
 

@@ -58,6 +58,7 @@ from typing import Any
 import numpy as np
 
 from lofid import paths
+from lofid.errors import Failure
 from lofid.loop import Loop, check_metrics
 from lofid.scene import SCENES, SceneSpec
 
@@ -81,7 +82,7 @@ _CODEC_OPTIONS = {"qp": "0", "preset": "ultrafast"}
 _PIX_FMT = "rgb24"
 
 
-class LibraryError(Exception):
+class LibraryError(Failure):
     """Something in the library folder is not as it should be."""
 
 

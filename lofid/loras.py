@@ -31,6 +31,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lofid.errors import UserError
+
 # Weights past this are almost always a typo ("style:75" for 0.75); real LoRAs are used
 # between about -2 and 2.
 MAX_WEIGHT = 5.0
@@ -47,7 +49,7 @@ _MOTION_MARKERS = ("motion_modules", "motion_module", "temporal_transformer")
 _NUMBER_START = re.compile(r"^[+-]?(\d|\.\d)")
 
 
-class LoraError(ValueError):
+class LoraError(UserError, ValueError):
     """A LoRA that cannot be used: names the file, what it holds and what was expected."""
 
 

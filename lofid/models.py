@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lofid import paths
+from lofid.errors import UserError
 
 KINDS = ("checkpoint", "motion_adapter", "lora", "motion_lora")
 # Model families: SD1.5 (AnimateDiffPipeline, motion modules v1-v3) and SDXL
@@ -44,7 +45,7 @@ SCAN_SUFFIXES = (".safetensors", ".ckpt", ".pt")
 _MAX_DEPTH = 6  # how deep a search folder is walked (guards against link cycles)
 
 
-class ModelError(ValueError):
+class ModelError(UserError, ValueError):
     """A model that is missing, unreadable, of the wrong kind or the wrong shape."""
 
 

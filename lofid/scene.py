@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Iterable, Mapping
 
+from lofid.errors import UserError
+
 SCENES = ("study_room", "coffee_shop", "bedroom_night", "rainy_window",
           "balcony_sunset", "library", "kitchen_morning", "rooftop_night")
 MOTIONS = ("hair_sway", "rain", "steam", "flicker", "curtain", "particles",
@@ -82,7 +84,7 @@ _FIELDS = ("scene", "motions", "season", "theme", "weather", "time_of_day", "set
            "mood")
 
 
-class SceneSpecError(ValueError):
+class SceneSpecError(UserError, ValueError):
     """A spec field holds a value outside the vocabulary."""
 
 

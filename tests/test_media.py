@@ -76,7 +76,9 @@ def test_a_stream_played_at_29_97_is_ntsc(tmp_path):
 
 # --------------------------------------------------------------------------- imports
 
-GROUND_FLOOR = ("loop", "media", "paths", "scene")
+# The ground floor of the design: these import nothing of lofid but errors.py, which
+# is itself ground floor and imports nothing at all.
+GROUND_FLOOR = ("errors", "loop", "media", "paths", "scene")
 
 
 def _lofid_imports(path: Path) -> list[str]:
@@ -95,7 +97,8 @@ def _lofid_imports(path: Path) -> list[str]:
 
 @pytest.mark.parametrize("name", GROUND_FLOOR)
 def test_the_ground_floor_imports_nothing_else_of_lofid(name):
-    assert _lofid_imports(ROOT / "lofid" / f"{name}.py") == []
+    allowed = [] if name == "errors" else ["lofid.errors"]
+    assert set(_lofid_imports(ROOT / "lofid" / f"{name}.py")) <= set(allowed)
 
 
 def test_the_import_check_sees_imports():

@@ -13,15 +13,16 @@ import socket
 from pathlib import Path
 
 from lofid.control import events
+from lofid.errors import Failure, UserError
 from lofid.control.protocol import (Notification, Response, classify, error_text, request,
                                     unpacker)
 
 
-class NoDaemon(Exception):
+class NoDaemon(Failure):
     """Nothing answers on the socket."""
 
 
-class ControlError(Exception):
+class ControlError(UserError):
     """The daemon answered with an error; the message is its."""
 
 

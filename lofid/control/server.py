@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from lofid import paths
+from lofid.errors import UserError
 from lofid.control import events
 from lofid.control.protocol import (BAD_BYTES, E_AUTH, E_FAILED, E_INVALID, E_NO_METHOD,
                                     MAX_MESSAGE, NOTIFY, RESPONSE, TOO_BIG, Malformed,
@@ -57,7 +58,7 @@ MAX_CLIENTS = 1024                  # connections at once, at most (and half the
 ACCEPT_RETRY = 1.0                  # seconds before accepting again when out of descriptors
 
 
-class SocketError(Exception):
+class SocketError(UserError):
     """The socket cannot be made safely; the message says why."""
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import importlib
 
+from lofid.errors import UserError
+
 # name -> module that defines `generate`
 BACKENDS = {
     "procedural": "lofid.generators.procedural",
@@ -20,7 +22,7 @@ BACKENDS = {
 }
 
 
-class UnknownGenerator(ValueError):
+class UnknownGenerator(UserError, ValueError):
     pass
 
 

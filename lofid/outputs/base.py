@@ -26,6 +26,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+from lofid.errors import Failure
+
 # The wire types live in lofid.media. Importing them from here still works only for
 # the outputs that do so today (file, window): these re-exports go when they move.
 from lofid.media import (AUDIO_CHANNELS, AUDIO_RATE, AudioChunk, Packet,  # noqa: F401
@@ -34,7 +36,7 @@ from lofid.media import (AUDIO_CHANNELS, AUDIO_RATE, AudioChunk, Packet,  # noqa
 log = logging.getLogger("lofid.outputs")
 
 
-class OutputError(Exception):
+class OutputError(Failure):
     """An output cannot be opened or has failed; the message names the output."""
 
 

@@ -108,7 +108,7 @@ def text_about(path: Path) -> str:
 
 def check_trigger(trigger: str) -> str:
     """A trigger word is one short phrase: no commas (they separate tags), no new lines."""
-    from lofid.cli import BadInput
+    from lofid.errors import UserError as BadInput
 
     t = trigger.strip()
     if not t or "," in t or "\n" in t or len(t) > 64:

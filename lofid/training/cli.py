@@ -1,7 +1,7 @@
 """`lofid prepare images|clips` and `lofid train style|motion`: argparse glue.
 
 Each command lives in its own module, which provides `add_arguments(parser)` and
-`run(args) -> int`. Bad input is raised as `lofid.cli.BadInput` (one line, exit 2).
+`run(args) -> int`. Bad input is raised as `lofid.errors.UserError` (one line, exit 2).
 """
 
 from __future__ import annotations

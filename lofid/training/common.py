@@ -60,7 +60,7 @@ RESUME_MAY_CHANGE = {"steps", "checkpoint_every", "keep_checkpoints", "validatio
 
 
 def _bad(message: str):
-    from lofid.cli import BadInput
+    from lofid.errors import UserError as BadInput
     return BadInput(message)
 
 

@@ -118,7 +118,7 @@ class Settings:
 
 
 def _settings(args) -> Settings:
-    from lofid.cli import BadInput
+    from lofid.errors import UserError as BadInput
 
     size = parse_resolution(args.resolution)
     seconds = check_number("--seconds", args.seconds, 1, 10)
@@ -135,7 +135,7 @@ def _settings(args) -> Settings:
 
 
 def run(args) -> int:
-    from lofid.cli import BadInput
+    from lofid.errors import UserError as BadInput
 
     settings = _settings(args)
     trigger = check_trigger(args.trigger)

@@ -58,7 +58,7 @@ BUCKET_SHAPES = ((1, 1), (5, 4), (4, 3), (3, 2), (16, 9), (2, 1))
 
 def parse_resolution(text: str) -> tuple[int, int]:
     """--resolution: N (square) or WxH; each side a multiple of 8 from 64 to 4096."""
-    from lofid.cli import BadInput
+    from lofid.errors import UserError as BadInput
 
     m = re.fullmatch(r"\s*(\d+)\s*(?:[x×]\s*(\d+)\s*)?", str(text))
     if not m:
@@ -79,7 +79,7 @@ def check_folders(src: str, dst: str, command: str,
     """SRC must be a folder; DST must not lie inside it and must be new, empty or an
     earlier output of the same command, whose files (those ending in `outputs`, and
     report.json and manifest.json) are then removed."""
-    from lofid.cli import BadInput
+    from lofid.errors import UserError as BadInput
 
     src_path, dst_path = Path(src), Path(dst)
     if not src_path.exists():
@@ -98,7 +98,7 @@ def check_folders(src: str, dst: str, command: str,
 
 
 def _clear_earlier_output(dst: Path, command: str, outputs: tuple[str, ...]) -> None:
-    from lofid.cli import BadInput
+    from lofid.errors import UserError as BadInput
 
     report = dst / "report.json"
     try:
@@ -176,7 +176,7 @@ class Report:
 
 
 def check_number(flag: str, value, low: float, high: float):
-    from lofid.cli import BadInput
+    from lofid.errors import UserError as BadInput
 
     if not low <= value <= high:
         raise BadInput(f"{flag} {value} is out of range: expected {low} to {high}")
@@ -218,7 +218,7 @@ class _Candidate:
 
 
 def run(args) -> int:
-    from lofid.cli import BadInput
+    from lofid.errors import UserError as BadInput
 
     resolution = parse_resolution(args.resolution)
     min_size = check_number("--min-size", args.min_size, 1, 100_000)
