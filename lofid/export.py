@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from lofid.durable import fsync_path
 from lofid.errors import Failure
 from lofid.loop import Loop, check_frames
 from lofid.media import TO_BT709, tag_bt709
@@ -45,16 +46,8 @@ def _atomic_target(path: Path) -> tuple[int, Path]:
     return fd, Path(tmp)
 
 
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _finish(tmp: Path, path: Path) -> None:
-    _fsync_file(tmp)
+    fsync_path(tmp)
     os.chmod(tmp, 0o644 & ~_umask())
     os.replace(tmp, path)
 

@@ -58,6 +58,7 @@ from typing import Any
 import numpy as np
 
 from lofid import paths
+from lofid.durable import fsync_dir, fsync_path
 from lofid.errors import Failure
 from lofid.loop import Loop, check_metrics
 from lofid.scene import SCENES, SceneSpec
@@ -186,7 +187,7 @@ class Library:
         frames_path = self._frames_path(key)
         with self._temp_file(key, FRAMES_SUFFIX) as frames_tmp:
             _encode_frames(loop, frames_tmp)
-            _fsync_path(frames_tmp)
+            fsync_path(frames_tmp)
             size, digest = _file_digest(frames_tmp)
             doc = loop.metadata()
             doc.update({
@@ -206,9 +207,9 @@ class Library:
                     if self._meta_path(key).exists():
                         return      # stored meanwhile by another Library: keep that one
                     os.replace(frames_tmp, frames_path)
-                    _fsync_dir(self.root)
+                    fsync_dir(self.root)
                     os.replace(meta_tmp, self._meta_path(key))
-                    _fsync_dir(self.root)
+                    fsync_dir(self.root)
         log.debug("stored loop %s (%d bytes)", key, size)
 
     # ------------------------------------------------------------------ reading
@@ -372,7 +373,7 @@ class Library:
                 doc["last_played"] = float(when)
                 _write_json(meta_tmp, doc)
                 os.replace(meta_tmp, self._meta_path(key))
-                _fsync_dir(self.root)
+                fsync_dir(self.root)
 
     def remove(self, key: str) -> None:
         """Delete the loop stored under `key`; KeyError if there is none."""
@@ -420,7 +421,7 @@ class Library:
         # frames left behind by a crash here are cleared at the next start.
         with contextlib.suppress(FileNotFoundError):
             self._meta_path(key).unlink()
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
         with contextlib.suppress(FileNotFoundError):
             self._frames_path(key).unlink()
 
@@ -550,7 +551,7 @@ class Library:
             os.replace(path, target)
         except FileNotFoundError:
             return
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
         log.warning("moved %s aside to %s: %s", path, target, why)
 
     @contextlib.contextmanager
@@ -914,20 +915,3 @@ def _file_digest(path: Path) -> tuple[int, str]:
             h.update(chunk)
             size += len(chunk)
     return size, h.hexdigest()
-
-
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    # Makes a rename or deletion in the folder itself durable.
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -81,3 +81,8 @@ def season_leaf(season, k=0):
     if season == "summer":
         return [rgb("#3f9a4a"), rgb("#4fae52"), rgb("#2f8a44")][k % 3]
     return [rgb("#5f8f58"), rgb("#74a060"), rgb("#4c7c4a")][k % 3]
+
+
+def pick(rng, choices):
+    """One of `choices`, drawn with rng (one draw, whatever the choices)."""
+    return choices[int(rng.integers(len(choices)))]

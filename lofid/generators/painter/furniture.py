@@ -8,7 +8,7 @@ import numpy as np
 
 from . import canvas as cv
 from .canvas import rgb, scale
-from .colours import BOOKS, WOOD, season_leaf
+from .colours import BOOKS, WOOD, pick, season_leaf
 from .context import Context
 
 
@@ -42,7 +42,7 @@ def books(ctx: Context, x0, x1, base, max_h, rng, lean=True, min_h=0.6):
         if x + bw > x1:
             break
         bh = max_h * rng.uniform(min_h, 1.0)
-        col = BOOKS[int(rng.integers(len(BOOKS)))]
+        col = pick(rng, BOOKS)
         gap = rng.random()
         if lean and gap < 0.06 and x + bh < x1:
             lying.append((x, bw, bh, col))
@@ -141,7 +141,7 @@ def plant(ctx: Context, x, base, size, rng, kind=None, pot=None):
 def framed_print(ctx: Context, x0, y0, x1, y1, rng, frame=None):
     """A small framed print on the wall: hills under a sun, in the scene's colours."""
     s = ctx.s
-    frame = frame or WOOD[int(rng.integers(len(WOOD)))]
+    frame = frame or pick(rng, WOOD)
     cv.rect(ctx.layer, x0 + 4 * s, y0 + 6 * s, x1 + 4 * s, y1 + 6 * s, (0, 0, 0), alpha=0.18, soft=8 * s)
     cv.rect(ctx.layer, x0, y0, x1, y1, frame, radius=2 * s)
     m = 7 * s
@@ -150,7 +150,7 @@ def framed_print(ctx: Context, x0, y0, x1, y1, rng, frame=None):
     ix0, iy0, ix1, iy1 = x0 + m2, y0 + m2, x1 - m2, y1 - m2
     palettes = [(rgb("#f2c9a0"), rgb("#d9825b"), rgb("#8a5a6a")), (rgb("#cfe0e8"), rgb("#7fa7a0"), rgb("#4f6f6a")),
                 (rgb("#f4d9a8"), rgb("#c9a25b"), rgb("#6d8f6a"))]
-    sky, near, far = palettes[int(rng.integers(len(palettes)))]
+    sky, near, far = pick(rng, palettes)
     cv.fill(ctx.layer, ix0, iy0, ix1, iy1, sky)
     cv.circle(ctx.layer, ix0 + (ix1 - ix0) * rng.uniform(0.3, 0.7), iy0 + (iy1 - iy0) * 0.4,
               (ix1 - ix0) * 0.12, rgb("#fff3dc"))

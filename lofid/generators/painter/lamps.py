@@ -8,7 +8,7 @@ import numpy as np
 
 from . import canvas as cv
 from .canvas import mix, rgb, scale
-from .colours import WARM
+from .colours import WARM, pick
 from .context import Context
 
 
@@ -112,7 +112,7 @@ def fairy_lights(ctx: Context, p0, p1, sag, n, rng, colors=None):
         t = (i + 0.5) / n
         bx = p0[0] + (p1[0] - p0[0]) * t
         by = p0[1] + (p1[1] - p0[1]) * t + sag * 4 * t * (1 - t) + 4 * s
-        c = colors[int(rng.integers(len(colors)))]
+        c = pick(rng, colors)
         bulbs.append((bx, by, c))
         ctx.add_light(bx, by, 22 * s, c, "fairy")
         ctx.pool(bx, by, 90 * s, c, 0.25 if ctx.night else 0.06)

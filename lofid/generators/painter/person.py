@@ -8,7 +8,7 @@ import numpy as np
 from . import canvas as cv
 from . import finish
 from .canvas import mix, rgb, scale
-from .colours import BOOKS, HAIR, SWEATER
+from .colours import BOOKS, HAIR, SWEATER, pick
 from .context import Context
 from .picture import Figure
 
@@ -22,8 +22,8 @@ def make_figure(ctx: Context, cx, base, height, rng, cap=False) -> Figure:
     rgba = np.zeros((h, w, 4), np.float32)
     hair_layer = np.zeros((h, w, 4), np.float32)
     mid = w / 2
-    hair_c = HAIR[int(rng.integers(len(HAIR)))]
-    sweater = SWEATER[int(rng.integers(len(SWEATER)))]
+    hair_c = pick(rng, HAIR)
+    sweater = pick(rng, SWEATER)
     skin = rgb("#e9b796")
     style = int(rng.integers(4))  # 0 long, 1 bun, 2 bob, 3 ponytail
     if cap and style in (1, 2):   # under a beanie only long hair shows (and sways)
@@ -82,7 +82,7 @@ def make_figure(ctx: Context, cx, base, height, rng, cap=False) -> Figure:
     hair = hair_layer[..., 3].copy()
     cv.composite(rgba, hair_layer, 0, 0)
     if cap:             # knitted beanie over the hair; it does not sway
-        capc = BOOKS[int(rng.integers(len(BOOKS)))]
+        capc = pick(rng, BOOKS)
         cv.ellipse(rgba, hx, head_y - S * 0.06, S * 0.165, S * 0.14, capc, soft=1.2)
         cv.rect(rgba, hx - S * 0.17, head_y - S * 0.02, hx + S * 0.17, head_y + S * 0.04, scale(capc, 0.8),
                 radius=S * 0.02)

@@ -8,7 +8,7 @@ import numpy as np
 
 from . import canvas as cv
 from .canvas import mix, rgb, scale
-from .colours import AMBIENT, CITY, FACADES, SKY, season_leaf
+from .colours import AMBIENT, CITY, FACADES, SKY, pick, season_leaf
 from .context import Context
 
 
@@ -131,7 +131,7 @@ def _skyline(ctx: Context, rect, horizon: float, layers=2, lit=None, tag="city",
             bh = rng.uniform(0.3, 1.0) * maxh
             gap = rng.uniform(-10, 14) * s
             roof = int(rng.integers(0, 4))
-            facade = FACADES[int(rng.integers(len(FACADES)))]
+            facade = pick(rng, FACADES)
             table = rng.random(64)
             tint = rng.random()
             top = horizon - bh

@@ -5,15 +5,15 @@ from __future__ import annotations
 from .. import canvas as cv
 from .. import christmas, furniture, lamps, windows
 from ..canvas import mix, rgb, scale
-from ..colours import BOOKS, WALLS, WARM, WOOD
+from ..colours import BOOKS, WALLS, WARM, WOOD, pick
 from ..context import Context
 
 
 def compose(ctx: Context):
     W, H, s = ctx.W, ctx.H, ctx.s
     rng = ctx.rng("layout")
-    wall = WALLS[int(rng.integers(len(WALLS)))]
-    wood = WOOD[int(rng.integers(len(WOOD)))]
+    wall = pick(rng, WALLS)
+    wood = pick(rng, WOOD)
     floor_y = H * rng.uniform(0.74, 0.8)
     furniture.wall(ctx, wall, 0, floor_y)
     furniture.floor(ctx, floor_y, scale(wood, 0.9))
@@ -22,7 +22,7 @@ def compose(ctx: Context):
     ww, wh = W * rng.uniform(0.24, 0.32), H * rng.uniform(0.38, 0.46)
     wx = W * rng.uniform(0.6, 0.68) if side > 0 else W * rng.uniform(0.32, 0.4) - ww
     wy = H * rng.uniform(0.12, 0.18)
-    curtain = mix(BOOKS[int(rng.integers(len(BOOKS)))], (1, 1, 1), 0.3)
+    curtain = mix(pick(rng, BOOKS), (1, 1, 1), 0.3)
     windows.window(ctx, wx, wy, wx + ww, wy + wh, cols=2, rows=int(rng.integers(1, 3)), curtains=curtain)
     # the bed on the other side: headboard against the wall, duvet towards us
     bw = W * rng.uniform(0.4, 0.48)
@@ -39,7 +39,7 @@ def compose(ctx: Context):
         px = bcx + k * bw * 0.22
         cv.rect(ctx.layer, px - bw * 0.2, mattress - 52 * s, px + bw * 0.2, mattress + 14 * s,
                 cv.vgradient(mattress - 52 * s, mattress + 14 * s, [pillow, scale(pillow, 0.85)]), radius=26 * s)
-    duvet = mix(BOOKS[int(rng.integers(len(BOOKS)))], (1, 1, 1), 0.45)
+    duvet = mix(pick(rng, BOOKS), (1, 1, 1), 0.45)
     cv.rect(ctx.layer, b0 - 22 * s, mattress, b1 + 22 * s, H + 40 * s,
             cv.vgradient(mattress, H, [mix(duvet, (1, 1, 1), 0.15), duvet, scale(duvet, 0.75)]), radius=30 * s)
     # a few soft folds and a folded throw at the foot
@@ -48,7 +48,7 @@ def compose(ctx: Context):
         fx = b0 + bw * frng.uniform(0.1, 0.9)
         cv.line(ctx.layer, [(fx, mattress + 30 * s), (fx + frng.uniform(-40, 40) * s, H)], 5 * s, scale(duvet, 0.85),
                 alpha=0.5, soft=6 * s)
-    throw = BOOKS[int(rng.integers(len(BOOKS)))]
+    throw = pick(rng, BOOKS)
     ty = mattress + (H - mattress) * 0.55
     cv.rect(ctx.layer, b0 - 24 * s, ty, b1 + 24 * s, ty + 60 * s, throw, radius=14 * s)
     for k in range(3):

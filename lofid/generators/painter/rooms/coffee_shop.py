@@ -7,7 +7,7 @@ import numpy as np
 from .. import canvas as cv
 from .. import christmas, furniture, lamps, windows
 from ..canvas import mix, rgb, scale
-from ..colours import WOOD
+from ..colours import WOOD, pick
 from ..context import Context
 
 
@@ -15,7 +15,7 @@ def compose(ctx: Context):
     W, H, s = ctx.W, ctx.H, ctx.s
     rng = ctx.rng("layout")
     ctx.lightmap *= 0.8   # a deep room: the pendants do most of the lighting
-    wood = WOOD[int(rng.integers(len(WOOD)))]
+    wood = pick(rng, WOOD)
     counter_y = H * rng.uniform(0.66, 0.72)
     brick = [rgb("#a8563c"), rgb("#9a5a48"), rgb("#b56a4a")][int(rng.integers(3))]
     _bricks(ctx, 0, 0, W, counter_y, brick)

@@ -7,14 +7,14 @@ import numpy as np
 from .. import canvas as cv
 from .. import christmas, furniture, lamps, windows
 from ..canvas import mix, rgb, scale
-from ..colours import BOOKS, SKY, WALLS, WOOD
+from ..colours import BOOKS, SKY, WALLS, WOOD, pick
 from ..context import Context
 
 
 def compose(ctx: Context):
     W, H, s = ctx.W, ctx.H, ctx.s
     rng = ctx.rng("layout")
-    wall = mix(WALLS[int(rng.integers(len(WALLS)))], rgb("#f0dcc0"), 0.4)
+    wall = mix(pick(rng, WALLS), rgb("#f0dcc0"), 0.4)
     counter_y = H * rng.uniform(0.66, 0.7)
     furniture.wall(ctx, wall, 0, counter_y)
     # tiles behind the counter
@@ -39,7 +39,7 @@ def compose(ctx: Context):
     ctx.pool(wx + ww / 2, wy + wh / 2, ww * 1.2, SKY[ctx.time][2], 0.15)
     glass = windows.window(ctx, wx, wy, wx + ww, wy + wh, cols=2, rows=int(rng.integers(1, 3)), view="hills")
     # cafe curtain on rod across the lower half
-    cc = mix(BOOKS[int(rng.integers(len(BOOKS)))], (1, 1, 1), 0.55)
+    cc = mix(pick(rng, BOOKS), (1, 1, 1), 0.55)
     cy0 = wy + wh * 0.62
     windows.curtain(ctx, wx + 4 * s, cy0, wx + ww / 2, wy + wh - 4 * s, cc)
     windows.curtain(ctx, wx + ww / 2, cy0, wx + ww - 4 * s, wy + wh - 4 * s, cc, left=False)
@@ -54,7 +54,7 @@ def compose(ctx: Context):
     cv.line(ctx.layer, [(hx, 0), (hx, wy + wh * 0.22)], 1.5 * s, rgb("#3a3028"))
     furniture.plant(ctx, hx, wy + wh * 0.3, 0.9, prng, kind=1)
     # upper cabinets or an open shelf on each side of the window
-    cab = mix(BOOKS[int(rng.integers(len(BOOKS)))], rgb("#e8e0d2"), 0.55)
+    cab = mix(pick(rng, BOOKS), rgb("#e8e0d2"), 0.55)
     for (x0, x1) in ((0, wx - 50 * s), (wx + ww + 50 * s, W)):
         if x1 - x0 < 90 * s:
             continue

@@ -5,7 +5,7 @@ from __future__ import annotations
 from .. import canvas as cv
 from .. import christmas, furniture, lamps, windows
 from ..canvas import mix, rgb, scale
-from ..colours import BOOKS, WARM, WOOD
+from ..colours import BOOKS, WARM, WOOD, pick
 from ..context import Context
 
 
@@ -13,7 +13,7 @@ def compose(ctx: Context):
     W, H, s = ctx.W, ctx.H, ctx.s
     rng = ctx.rng("layout")
     ctx.lightmap *= 0.85   # deep shelves: the lamp and the window do the lighting
-    wood = scale(WOOD[int(rng.integers(len(WOOD)))], 0.85)
+    wood = scale(pick(rng, WOOD), 0.85)
     floor_y = H * rng.uniform(0.82, 0.86)
     furniture.wall(ctx, scale(wood, 0.7), 0, floor_y)
     furniture.floor(ctx, floor_y, scale(WOOD[0], 0.9))
@@ -73,7 +73,7 @@ def compose(ctx: Context):
         cv.rect(ctx.layer, cx + k * 105 * s - 28 * s, cy0 + 90 * s, cx + k * 105 * s + 28 * s, H * 0.92,
                 scale(chair, 0.85), radius=22 * s)
     cv.rect(ctx.layer, cx - 80 * s, cy0 + 130 * s, cx + 80 * s, cy0 + 170 * s, scale(chair, 1.15), radius=12 * s)
-    cush = mix(BOOKS[int(rng.integers(len(BOOKS)))], (1, 1, 1), 0.3)
+    cush = mix(pick(rng, BOOKS), (1, 1, 1), 0.3)
     cv.rect(ctx.layer, cx - 40 * s, cy0 + 70 * s, cx + 40 * s, cy0 + 135 * s, cush, radius=16 * s)
     # an open book left on the seat
     cv.polygon(ctx.layer, [(cx - 60 * s, cy0 + 150 * s), (cx, cy0 + 158 * s), (cx + 60 * s, cy0 + 150 * s),
@@ -86,7 +86,7 @@ def compose(ctx: Context):
     cv.rect(ctx.layer, tx - 6 * s, floor_y - 32 * s, tx + 6 * s, floor_y + 40 * s, scale(wood, 0.9))
     cv.rect(ctx.layer, tx - 30 * s, floor_y + 34 * s, tx + 30 * s, floor_y + 42 * s, scale(wood, 0.9), radius=3 * s)
     furniture.mug(ctx, tx + 12 * s, floor_y - 40 * s, 0.8, rgb("#e8dccb"))
-    cv.rect(ctx.layer, tx - 36 * s, floor_y - 54 * s, tx, floor_y - 40 * s, BOOKS[int(rng.integers(len(BOOKS)))],
+    cv.rect(ctx.layer, tx - 36 * s, floor_y - 54 * s, tx, floor_y - 40 * s, pick(rng, BOOKS),
             radius=2 * s)
     lamps.sunbeams(ctx, glass[0], glass[1], glass[2], glass[3], H * 0.96, rng.choice([-0.6, 0.6]), k=0.12)
     ctx.air = ctx.rect(0, 0, W, floor_y)

@@ -5,15 +5,15 @@ from __future__ import annotations
 from .. import canvas as cv
 from .. import furniture, lamps, windows
 from ..canvas import mix, rgb, scale
-from ..colours import BOOKS, WALLS, WARM, WOOD
+from ..colours import BOOKS, WALLS, WARM, WOOD, pick
 from ..context import Context
 
 
 def compose(ctx: Context):
     W, H, s = ctx.W, ctx.H, ctx.s
     rng = ctx.rng("layout")
-    wall = scale(mix(WALLS[int(rng.integers(len(WALLS)))], rgb("#c89a78"), 0.3), 0.85)
-    wood = WOOD[int(rng.integers(len(WOOD)))]
+    wall = scale(mix(pick(rng, WALLS), rgb("#c89a78"), 0.3), 0.85)
+    wood = pick(rng, WOOD)
     sill_y = H * rng.uniform(0.76, 0.84)
     furniture.wall(ctx, wall, 0, H)
     m = W * rng.uniform(0.05, 0.12)
@@ -42,7 +42,7 @@ def compose(ctx: Context):
     side = 1 if rng.random() < 0.5 else -1
     cw = W * rng.uniform(0.1, 0.16)
     cx0 = m - 30 * s if side < 0 else W - m - cw + 30 * s
-    windows.curtain(ctx, cx0, 0, cx0 + cw, sill_y - 4 * s, mix(BOOKS[int(rng.integers(len(BOOKS)))], (1, 1, 1), 0.6),
+    windows.curtain(ctx, cx0, 0, cx0 + cw, sill_y - 4 * s, mix(pick(rng, BOOKS), (1, 1, 1), 0.6),
              left=side < 0)
     # a deep wooden sill with things on it
     cv.rect(ctx.layer, 0, sill_y - 8 * s, W, sill_y + 30 * s, cv.vgradient(sill_y - 8 * s, sill_y + 30 * s,
@@ -52,7 +52,7 @@ def compose(ctx: Context):
     ctx.reflections.append(ctx.rect(gx0, sill_y - 8 * s, gx1, sill_y + 12 * s))
     slots = rng.permutation(4)  # mug, plant, candle, books: their order along the sill
     xs = [W * (0.16 + 0.22 * k + rng.uniform(-0.04, 0.04)) for k in range(4)]
-    furniture.mug(ctx, xs[slots[0]], sill_y + 12 * s, 1.6, BOOKS[int(rng.integers(len(BOOKS)))])
+    furniture.mug(ctx, xs[slots[0]], sill_y + 12 * s, 1.6, pick(rng, BOOKS))
     furniture.plant(ctx, xs[slots[1]], sill_y + 10 * s, 1.6, ctx.rng("plant"))
     cx = xs[slots[2]]
     for dx, hh in ((0, 60), (34, 38)):
@@ -69,7 +69,7 @@ def compose(ctx: Context):
     bx = xs[slots[3]]
     for i in range(int(rng.integers(2, 5))):
         bh = rng.uniform(14, 22) * s
-        col = BOOKS[int(rng.integers(len(BOOKS)))]
+        col = pick(rng, BOOKS)
         off = rng.uniform(-10, 10) * s
         cv.rect(ctx.layer, bx - 65 * s + off, by - bh, bx + 65 * s + off, by, col, radius=2 * s)
         cv.rect(ctx.layer, bx - 60 * s + off, by - bh * 0.7, bx + 63 * s + off, by - bh * 0.3, rgb("#f2ead8"), alpha=0.7)

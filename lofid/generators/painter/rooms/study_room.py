@@ -5,15 +5,15 @@ from __future__ import annotations
 from .. import canvas as cv
 from .. import christmas, furniture, lamps, windows
 from ..canvas import mix, rgb, scale
-from ..colours import BOOKS, SKY, WALLS, WOOD
+from ..colours import BOOKS, SKY, WALLS, WOOD, pick
 from ..context import Context
 
 
 def compose(ctx: Context):
     W, H, s = ctx.W, ctx.H, ctx.s
     rng = ctx.rng("layout")
-    wall = WALLS[int(rng.integers(len(WALLS)))]
-    wood = WOOD[int(rng.integers(len(WOOD)))]
+    wall = pick(rng, WALLS)
+    wood = pick(rng, WOOD)
     desk_y = H * rng.uniform(0.6, 0.66)
     depth = H * 0.08
     furniture.wall(ctx, wall, 0, desk_y + 4)
@@ -24,7 +24,7 @@ def compose(ctx: Context):
     margin = W * rng.uniform(0.06, 0.14)
     wx = margin if side < 0 else W - margin - ww
     wy = desk_y - wh - H * rng.uniform(0.08, 0.12)
-    curtain = mix(BOOKS[int(rng.integers(len(BOOKS)))], (1, 1, 1), 0.35)
+    curtain = mix(pick(rng, BOOKS), (1, 1, 1), 0.35)
     windows.window(ctx, wx, wy, wx + ww, wy + wh, cols=2, rows=int(rng.integers(1, 3)), curtains=curtain)
     # shelves of books on the other half of the wall
     far0 = wx + ww + 70 * s if side < 0 else 30 * s
@@ -54,13 +54,13 @@ def compose(ctx: Context):
         bh = rng.uniform(11, 18) * s
         bw = rng.uniform(80, 120) * s
         off = rng.uniform(-8, 8) * s
-        col = BOOKS[int(rng.integers(len(BOOKS)))]
+        col = pick(rng, BOOKS)
         cv.rect(ctx.layer, stack_x - bw / 2 + off, by - bh, stack_x + bw / 2 + off, by, col, radius=2 * s)
         cv.rect(ctx.layer, stack_x - bw / 2 + off + 4 * s, by - bh * 0.7, stack_x + bw / 2 + off - 2 * s,
                 by - bh * 0.3, rgb("#f2ead8"), alpha=0.8)
         by -= bh
     mug_x = W * 0.5 + side * W * rng.uniform(0.15, 0.22)
-    furniture.mug(ctx, mug_x, near + 4 * s, 1.1, BOOKS[int(rng.integers(len(BOOKS)))])
+    furniture.mug(ctx, mug_x, near + 4 * s, 1.1, pick(rng, BOOKS))
     px = mug_x + side * 70 * s
     cv.rect(ctx.layer, px - 16 * s, desk_y + depth * 0.5 - 44 * s, px + 16 * s, desk_y + depth * 0.5,
             rgb("#7d9b9a"), radius=4 * s)
