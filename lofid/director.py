@@ -519,6 +519,14 @@ class Director:
             self._standby.pop(key, None)
         return True
 
+    def _rest(self, seconds: float) -> None:
+        """Nothing to make now: bring the standby loops up to date, then wait until
+        woken (a request, a loop taken) or `seconds` pass."""
+        if self._standby_stale:
+            self._standby_stale = not self._fill_standby()
+        self._wake.wait(timeout=seconds)
+        self._wake.clear()
+
     def _prefetch(self) -> None:
         # Making and loading loops ahead is background work: on Linux a thread can have
         # its own nice value, so this one yields the CPU to the player's clock and its
@@ -542,10 +550,7 @@ class Director:
             with self._lock:
                 full = len(self._ready) >= self.settings.prefetch
             if full:
-                if self._standby_stale:
-                    self._standby_stale = not self._fill_standby()
-                self._wake.wait(timeout=5.0)
-                self._wake.clear()
+                self._rest(5.0)
                 continue
             # The loop is taken or made for the scene as it is now; a request may
             # change the scene meanwhile, and then the loop is not wanted.
@@ -570,10 +575,7 @@ class Director:
                 # Nothing new to offer (library only, one loop): look again later.
                 with self._lock:
                     self._making = None
-                if self._standby_stale:
-                    self._standby_stale = not self._fill_standby()
-                self._wake.wait(timeout=10.0)
-                self._wake.clear()
+                self._rest(10.0)
                 continue
             with self._lock:
                 self._making = None
