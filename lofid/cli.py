@@ -34,11 +34,9 @@ class _Parser(argparse.ArgumentParser):
 
 # --- argument types: each names what was wrong -------------------------------------
 
-_SIZE_RANGE = "16..7680 x 16..4320"
-
-
 def _check_size(w: int, h: int, text: str | None = None) -> None:
-    if not (16 <= w <= 7680 and 16 <= h <= 4320):
+    from lofid.settings.values import SIZE_RANGE as _SIZE_RANGE, size_in_range
+    if not size_in_range(w, h):
         raise BadInput(f"--size {text or f'{w}x{h}'!r} is out of range: expected {_SIZE_RANGE}")
 
 
@@ -128,8 +126,9 @@ def _read_image(path: str, size: tuple[int, int] | None):
                 try:
                     _check_size(*size)
                 except BadInput:
+                    from lofid.settings.values import SIZE_RANGE
                     raise BadInput(f"--image {path!r} is {im.width}x{im.height}, and a loop "
-                                   f"at its size would be outside {_SIZE_RANGE}: give --size"
+                                   f"at its size would be outside {SIZE_RANGE}: give --size"
                                    ) from None
             im = im.convert("RGB")
             w, h = size
@@ -402,17 +401,10 @@ def _loop_maker(cfg, size: tuple[int, int]):
 
 
 def cmd_run(args) -> int:
-    from lofid.config import ConfigError, default_path, load, size_of
     from lofid.daemon.app import Daemon
+    from lofid.settings.run import ConfigError, default_path, load, overrides_from_args, size_of
 
-    overrides = {"outputs": args.output or None, "duration": args.duration, "scene": args.scene,
-                 "rotate": args.rotate, "crossfade": args.crossfade, "fps": args.fps,
-                 "size": args.size, "audio": args.audio or None,
-                 "generate": False if args.no_generate else None,
-                 "realtime": True if args.realtime else None, "fit": args.fit,
-                 "bitrate": args.bitrate, "fullscreen": True if args.fullscreen else None,
-                 "borderless": True if args.borderless else None,
-                 "library": args.library, "socket": args.socket}
+    overrides = overrides_from_args(args)
     config = args.config or (default_path() if default_path().exists() else None)
     try:
         cfg = load(config, overrides)
@@ -619,28 +611,8 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="play loops as one endless picture to outputs",
                        description="Play loops of a scene as one endless picture: each loop repeats, "
                                    "then crossfades into the next, to files, streams and a window.")
-    r.add_argument("-o", "--output", action="append", metavar="TARGET",
-                   help="repeatable: a file (.mp4 .mkv .webm .gif), udp://HOST:PORT, "
-                        "tcp://HOST:PORT?listen, rtmp://..., rtmps://..., window or null")
-    r.add_argument("--duration", type=float, help="seconds of output (default: forever)")
-    r.add_argument("--scene", help="what to show, in words (default: the study room)")
-    r.add_argument("--rotate", type=float, help="seconds before moving to another loop (default 180)")
-    r.add_argument("--crossfade", type=float, help="crossfade seconds (default 3)")
-    r.add_argument("--fps", type=int, help="output frames per second: 24, 25, 30, 50, 60 (default 30)")
-    r.add_argument("--size", metavar="WxH", help="output size (default 1920x1080)")
-    r.add_argument("--audio", action="append", metavar="DIR|FILE",
-                   help="repeatable: music files or folders for the audio track (default: silence)")
-    r.add_argument("--no-generate", action="store_true", help="play only loops already in the library")
-    r.add_argument("--realtime", action="store_true",
-                   help="pace files and null to the wall clock (streams and the window always are)")
-    r.add_argument("--fit", choices=("crop", "blur"), help="a loop of another shape: crop (default) "
-                   "or blur (the whole loop over a blurred backdrop)")
-    r.add_argument("--bitrate", type=int, help="video kb/s (default 4500)")
-    r.add_argument("--fullscreen", action="store_true", help="window: start fullscreen (f toggles)")
-    r.add_argument("--borderless", action="store_true", help="window: no decorations")
-    r.add_argument("--socket", nargs="?", const="", metavar="PATH",
-                   help="answer `lofid ctl` and the Neovim plugin on a control socket "
-                        "(default path $XDG_RUNTIME_DIR/lofid/lofid.sock)")
+    from lofid.settings import run as run_settings
+    run_settings.add_flags(r)
     r.add_argument("--config", metavar="FILE", help="a TOML file with any of these options as keys")
     r.set_defaults(run=cmd_run)
 
