@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import tiny_models as T  # noqa: E402
 from lofid import models as M  # noqa: E402
-from lofid import models_cli  # noqa: E402
+from lofid.cli import models as models_cli  # noqa: E402
 
 torch = pytest.importorskip("torch")
 from safetensors.torch import save_file  # noqa: E402

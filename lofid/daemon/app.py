@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Callable
 
 from lofid.errors import UserError
+from lofid.settings.run import LIVE_KEYS
 from lofid.stopping import STOP_TIMEOUT_S, SignalStop
 
 
@@ -50,9 +51,9 @@ class Daemon:
     """One `lofid run`. `cfg` is the loaded RunConfig; `config_path` and `overrides`
     (the flags over it) let the config file be followed while it runs."""
 
-    # The keys a reloaded config changes while playing; the others need a restart.
-    LIVE_KEYS = {"scene", "rotate", "crossfade", "audio", "max_seam_ratio", "outputs",
-                 "live_crossfade", "min_scene"}
+    # The keys a reloaded config changes while playing (the options marked live); the
+    # others need a restart.
+    LIVE_KEYS = LIVE_KEYS
 
     def __init__(self, cfg, maker: LoopMaker, *, config_path: str | Path | None = None,
                  overrides: dict | None = None, stop_timeout: float = STOP_TIMEOUT_S):

@@ -11,6 +11,7 @@ import numpy as np
 from lofid.encode import VideoSettings
 from lofid.media import as_fps
 from lofid.player.compose import FITS
+from lofid.settings.values import MAX_CROSSFADE, SIZE_RANGE, size_in_range
 
 
 @dataclass
@@ -31,12 +32,15 @@ class PlayerSettings:
                 or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in size)):
             raise ValueError(f"player size must be (width, height) in pixels, got {size!r}")
         w, h = int(size[0]), int(size[1])
-        if not (16 <= w <= 8192 and 16 <= h <= 8192) or w % 2 or h % 2:
-            raise ValueError(f"player size must be even numbers from 16 to 8192, got {w}x{h}")
+        # The limits the config and the flags take (lofid.settings), so that what one
+        # accepts the other does too.
+        if not size_in_range(w, h) or w % 2 or h % 2:
+            raise ValueError(f"player size must be even sides, {SIZE_RANGE}, got {w}x{h}")
         self.size = (w, h)
         cf = self.crossfade
-        if isinstance(cf, bool) or not isinstance(cf, (int, float)) or not 0 <= cf <= 60:
-            raise ValueError(f"crossfade must be a number of seconds from 0 to 60, got {cf!r}")
+        if isinstance(cf, bool) or not isinstance(cf, (int, float)) or not 0 <= cf <= MAX_CROSSFADE:
+            raise ValueError(f"crossfade must be a number of seconds from 0 to "
+                             f"{MAX_CROSSFADE:g}, got {cf!r}")
         self.crossfade = float(cf)
         if self.fit not in FITS:
             raise ValueError(f"fit must be one of {', '.join(FITS)}, got {self.fit!r}")

@@ -24,7 +24,7 @@ module does the rest, the same way for both:
   lora_te_..., .lora_down/.lora_up/.alpha) and kohya metadata: the layout ComfyUI,
   A1111 and lofid's own `--lora` load.
 
-Only the standard library is imported at module level.
+Only the standard library (and lofid.settings, itself only that) is imported at module level.
 """
 
 from __future__ import annotations
@@ -44,6 +44,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
+
+from lofid.settings import schema as _schema
+from lofid.settings.schema import BadValue, Option, coerce, defaults, overrides_from_args  # noqa: F401
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
@@ -66,87 +69,16 @@ def _bad(message: str):
 
 # =========================================================================== config
 
-@dataclass(frozen=True)
-class Option:
-    """One config key: TOML `name = value`, flag `--name-with-dashes VALUE`.
-
-    `type` is int, float, str, bool or list (a list of strings). `minimum`/`maximum`
-    bound numbers (inclusive); `choices` lists the allowed strings. A `default` of None
-    means the key must be given (in the file or as a flag). `flag=False` keeps it out of
-    the command line (long lists belong in the file).
-    """
-    name: str
-    type: type
-    default: Any
-    help: str
-    choices: tuple | None = None
-    minimum: float | None = None
-    maximum: float | None = None
-    flag: bool = True
-    metavar: str | None = None      # the flag's value in --help (default: from the type)
-
-    @property
-    def flag_name(self) -> str:
-        return "--" + self.name.replace("_", "-")
-
-
-def _describe_expected(opt: Option) -> str:
-    if opt.choices:
-        return "one of " + ", ".join(repr(c) for c in opt.choices)
-    kind = {int: "a whole number", float: "a number", str: "text", bool: "true or false",
-            list: "a list of strings"}[opt.type]
-    lo, hi = _number(opt.minimum), _number(opt.maximum)
-    if lo is not None and hi is not None:
-        return f"{kind} from {lo} to {hi}"
-    if lo is not None:
-        return f"{kind} >= {lo}"
-    if hi is not None:
-        return f"{kind} <= {hi}"
-    return kind
-
-
-def _number(value) -> str | None:
-    if value is None:
-        return None
-    return str(int(value)) if float(value).is_integer() else repr(value)
-
+# A trainer's options are described as lofid's all are (lofid.settings.schema: Option,
+# defaults, overrides_from_args); its messages name the file or flag, the key, the
+# value and what was expected.
 
 def check_value(opt: Option, value: Any, where: str) -> Any:
     """`value` as `opt` holds it, or BadInput naming the key, the value and what was expected."""
-    def bad():
-        return _bad(f"{where}: {opt.name} = {value!r} is not valid: expected {_describe_expected(opt)}")
-
-    t = opt.type
-    if t is bool:
-        if not isinstance(value, bool):
-            raise bad()
-    elif t is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise bad()
-    elif t is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise bad()
-        value = float(value)
-    elif t is str:
-        if not isinstance(value, str):
-            raise bad()
-    elif t is list:
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise bad()
-        value = list(value)
-    if opt.choices is not None and value not in opt.choices:
-        raise bad()
-    if opt.minimum is not None and value < opt.minimum:
-        raise bad()
-    if opt.maximum is not None and value > opt.maximum:
-        raise bad()
-    return value
-
-
-def defaults(schema) -> dict:
-    """{name: default} of a schema (None for keys that must be given)."""
-    return {o.name: (list(o.default) if isinstance(o.default, (list, tuple)) else o.default)
-            for o in schema}
+    try:
+        return coerce(opt, value)
+    except BadValue as e:
+        raise _bad(f"{where}: {opt.name} = {value!r} is not valid: expected {e.expected}") from None
 
 
 def read_toml(path) -> dict:
@@ -205,36 +137,9 @@ def load_config(schema, path=None, overrides=None) -> dict:
 
 
 def add_flags(parser, schema) -> None:
-    """argparse flags for the schema's options; each defaults to None (= not given), so
-    that only flags the user gave override the config file."""
-    import argparse
-
-    for o in schema:
-        if not o.flag:
-            continue
-        help_ = o.help
-        if o.type is list:
-            help_ += f" (default: {len(o.default or [])} in the code and the shipped config)"
-        elif o.default is not None:
-            help_ += f" (default: {o.default!r})"
-        dest = o.name
-        if o.type is bool:
-            parser.add_argument(o.flag_name, dest=dest, action=argparse.BooleanOptionalAction,
-                                default=None, help=help_)
-        elif o.type is list:
-            parser.add_argument(o.flag_name, dest=dest, action="append", default=None,
-                                metavar="TEXT", help=help_ + " (repeat for more)")
-        else:
-            metavar = o.metavar or ("|".join(o.choices) if o.choices else
-                                    {int: "N", float: "NUMBER"}.get(o.type, "TEXT"))
-            parser.add_argument(o.flag_name, dest=dest, type=o.type, default=None,
-                                metavar=metavar, help=help_)
-
-
-def overrides_from_args(args, schema) -> dict:
-    """{name: value} of the flags the user gave."""
-    return {o.name: getattr(args, o.name) for o in schema
-            if o.flag and getattr(args, o.name, None) is not None}
+    """argparse flags for the schema's options (bools both ways, --x and --no-x), each
+    defaulting to None (= not given) and saying its default."""
+    _schema.add_flags(parser, schema, default_in_help=True)
 
 
 def loop_options(**defaults_) -> list[Option]:

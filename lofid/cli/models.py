@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from . import models as M
+from lofid import models as M
 
 
 def add_parser(sub) -> None:

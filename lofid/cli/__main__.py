@@ -1,0 +1,7 @@
+"""`python -m lofid.cli`."""
+
+import sys
+
+from . import main
+
+sys.exit(main())
