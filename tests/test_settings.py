@@ -108,3 +108,16 @@ def test_config_messages_name_the_key_the_value_and_what_was_expected():
     assert validate(RunConfig(max_seam_ratio=float("inf"))).max_seam_ratio == float("inf")
     with pytest.raises(ConfigError, match="max_seam_ratio"):
         validate(RunConfig(max_seam_ratio=float("nan")))
+
+
+def test_a_whole_number_written_as_a_float_is_that_number(tmp_path):
+    """`fps = 30.0` in a config file is thirty, as it always was; 29.5 is still refused."""
+    from lofid.config import ConfigError, load
+    good = tmp_path / "good.toml"
+    good.write_text("fps = 30.0\nloop_frames = 48.0\n")
+    cfg = load(good, {})
+    assert cfg.fps == 30 and cfg.loop_frames == 48
+    bad = tmp_path / "bad.toml"
+    bad.write_text("fps = 29.5\n")
+    with pytest.raises(ConfigError, match="fps"):
+        load(bad, {})

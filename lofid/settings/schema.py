@@ -115,6 +115,9 @@ def coerce(opt: Option, value: Any) -> Any:
         if not isinstance(value, bool):
             raise bad
     elif t is int:
+        # TOML writes 30.0 for thirty as readily as 30: a whole float is that number.
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
             raise bad
     elif t is float:
