@@ -353,7 +353,7 @@ def test_a_stalled_server_is_detected_and_the_output_restarts(nginx, material):
         assert "stalled" in states.details("reconnecting")[0]
         assert states.wait_for("running", count=2, timeout=10), states.seen
         assert out.child_pid != stuck
-        feeder.feed_for(2)
+        feeder.feed_for(3)   # 1.5 s must reach the new recording, on a busy machine too
     finally:
         feeder.stop()
         out.close()

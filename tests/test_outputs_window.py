@@ -396,7 +396,7 @@ def test_a_stuck_mpv_never_blocks_send_and_the_window_recovers(opened, stream, d
     out.process.send_signal(signal.SIGSTOP)      # mpv frozen: its pipe fills up
     try:
         feed.play(stream[1]["orange_blue"], 8.0, paced=False)
-        assert wait_for(lambda: out.stalls >= 1, timeout=5), "the pipe never filled"
+        assert wait_for(lambda: out.stalls >= 1, timeout=20), "the pipe never filled"
         feed.play(stream[1]["orange_blue"], 4.0, paced=False)
         assert feed.slowest_send < NEVER_WAITS, feed.slowest_send
     finally:
