@@ -17,10 +17,10 @@ import time
 
 import msgpack
 import pytest
-from waiting import wait_for
+from helpers import wait_for
 
-from lofid.ctl import Client, ControlError
-from lofid.rpc import Server, SocketError, prepare_socket_path
+from lofid.control.client import Client, ControlError
+from lofid.control.server import Server, SocketError, prepare_socket_path
 
 
 def lofid(*args, timeout=60):

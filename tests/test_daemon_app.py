@@ -11,10 +11,10 @@ import pytest
 
 from lofid import generators
 from lofid.config import load
-from lofid.ctl import Client
+from lofid.control.client import Client
 from lofid.daemon.app import Daemon, LoopMaker
 from lofid.errors import UserError
-from waiting import wait_for
+from helpers import wait_for
 
 SIZE = "96x64"
 

@@ -28,7 +28,7 @@ import pytest
 
 from lofid.encode import AudioEncoder, VideoSettings, encode_segment, video_stream_info
 from lofid.outputs import open_output
-from lofid.outputs.base import Packet
+from lofid.media import Packet
 
 W, H = 160, 96
 NTSC = Fraction(30000, 1001)        # 1601.6 samples a frame: the audio origin is no whole sample

@@ -15,8 +15,8 @@ import time
 import av
 import pytest
 
-from lofid.ctl import Client
-from waiting import wait_for
+from lofid.control.client import Client
+from helpers import wait_for
 
 SMALL = ["--size", "320x180", "--scene", "rainy night, coffee shop"]
 _F_SETPIPE_SZ = 1031

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lofid.cli import BadInput
+from lofid.errors import UserError as BadInput
 from lofid.training import common
 from lofid.training.common import Option
 
