@@ -11,7 +11,7 @@ from lofid.director import Director, DirectorSettings, NothingToPlay
 from lofid.generators import get
 from lofid.library import Library
 from lofid.scene import parse
-from waiting import holds_for, wait_for
+from helpers import holds_for, wait_for
 
 paint = get("procedural")
 SMALL = dict(loop_size=(64, 36), frames=6, fps=12.0)

@@ -20,7 +20,7 @@ from lofid.generators import get as generator
 from lofid.library import Library, LibraryError
 from lofid.scene import parse
 from test_library import make_loop, painted
-from waiting import wait_for
+from helpers import wait_for
 
 LOG = "lofid.library"
 paint = generator("procedural")

@@ -17,7 +17,7 @@ from lofid.generators import get
 from lofid.library import Library
 from lofid.scene import parse
 from media import write_float_wav, write_tone_wav
-from waiting import wait_for
+from helpers import wait_for
 
 pytestmark = pytest.mark.slow
 

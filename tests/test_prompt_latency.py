@@ -17,7 +17,7 @@ import pytest
 from lofid.generators import get
 from lofid.library import Library
 from lofid.scene import parse
-from waiting import wait_for
+from helpers import wait_for
 
 
 def next_event(session, names, timeout=60):

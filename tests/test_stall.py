@@ -20,7 +20,7 @@ from lofid.library import Library
 from lofid.outputs.null import NullOutput
 from lofid.player import Player, PlayerSettings
 from lofid.scene import parse
-from waiting import holds_for, wait_for
+from helpers import holds_for, wait_for
 
 paint = get("procedural")
 SMALL = dict(loop_size=(64, 36), frames=6, fps=12.0)
