@@ -42,7 +42,7 @@ def holds_for(predicate, seconds: float, every: float = 0.02) -> bool:
 
 # --------------------------------------------------------------------------- lofid
 
-def lofid(*args, env: dict | None = None, cwd=None, timeout: float = 120,
+def lofid(*args, env: dict | None = None, cwd=None, timeout: float = 240,
           input: str | None = None) -> subprocess.CompletedProcess:
     """`lofid ARGS...` run to its end: returncode, stdout and stderr as text."""
     return subprocess.run([*LOFID, *map(str, args)], capture_output=True, text=True,
@@ -119,14 +119,24 @@ class Daemon:
         self.call("stop")
         return self.wait(timeout)
 
+    def close(self, timeout: float = 60) -> None:
+        """Stops it as a user would when it still runs -- over the socket, else
+        SIGTERM -- and reaps it; SIGKILL only when it does not end in `timeout`."""
+        if self.proc.poll() is None and self.sock is not None:
+            try:
+                self.call("stop")
+                self.proc.wait(timeout)
+            except Exception:
+                pass
+        reap(self.proc)
 
-@contextlib.contextmanager
-def running(tmp_path, *args, sock=None, ready=None, env: dict | None = None, cwd=None,
-            timeout: float = 120, preexec_fn=None):
-    """`lofid --library TMP/lib run --socket SOCK ARGS...`, handed over once its socket
-    answers (or, given `ready`, once ready(daemon) is true; sock=False: no --socket);
-    stopped and reaped on leaving. A run that ends before it is ready fails the test
-    with its stderr."""
+
+def start_daemon(tmp_path, *args, sock=None, ready=None, env: dict | None = None, cwd=None,
+                 timeout: float = 120, preexec_fn=None) -> Daemon:
+    """`lofid --library TMP/lib run --socket SOCK ARGS...`, returned once its socket
+    answers (or, given `ready`, once ready(daemon) is true; sock=False: no --socket).
+    A run that ends before it is ready fails the test with its stderr. The caller
+    closes it (or uses `running`)."""
     if sock is False:
         sock, where = None, []
     else:
@@ -144,7 +154,17 @@ def running(tmp_path, *args, sock=None, ready=None, env: dict | None = None, cwd
         wait_for(lambda: proc.poll() is not None or ready(daemon), timeout)
         assert proc.poll() is None, \
             f"lofid run exited with {proc.returncode}:\n{daemon.stderr()}"
+    except BaseException:
+        reap(proc)
+        raise
+    return daemon
+
+
+@contextlib.contextmanager
+def running(tmp_path, *args, **kw):
+    """start_daemon(tmp_path, *args, **kw) for a with block: closed on leaving."""
+    daemon = start_daemon(tmp_path, *args, **kw)
+    try:
         yield daemon
     finally:
-        reap(proc)
-
+        daemon.close()

@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import av
@@ -20,15 +18,10 @@ from lofid.generators import get as generator
 from lofid.library import Library, LibraryError
 from lofid.scene import parse
 from test_library import make_loop, painted
-from helpers import wait_for
+from helpers import lofid, wait_for
 
 LOG = "lofid.library"
 paint = generator("procedural")
-
-
-def lofid(*args, timeout=240):
-    return subprocess.run([sys.executable, "-m", "lofid.cli", *args], capture_output=True,
-                          text=True, timeout=timeout)
 
 
 def _edit(change):
@@ -108,6 +101,7 @@ def test_put_refuses_metadata_reading_would_refuse(tmp_path):
     assert lib.meta(key)["params"]["size"] == [48, 36]
 
 
+@pytest.mark.slow
 def test_library_list_moves_damage_aside_and_lists_the_good_loops(tmp_path):
     root = tmp_path / "loops"
     lib = Library(root)
@@ -264,6 +258,7 @@ def test_run_keeps_the_library_under_library_max_size(tmp_path):
     assert frame_count(out) == 20 * 30
 
 
+@pytest.mark.slow
 def test_library_max_size_is_checked_and_shown_by_default(tmp_path):
     r = lofid("config", "--print-default")
     assert '# library_max_size = "2GB"' in r.stdout

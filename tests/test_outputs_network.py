@@ -20,6 +20,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from helpers import wait_for
 
 from lofid.encode import AudioEncoder, VideoSettings, encode_segment, video_stream_info
 from lofid.media import Packet
@@ -100,7 +101,7 @@ class Feeder(threading.Thread):
     def feed_for(self, seconds: float) -> None:
         """Waits until `seconds` more of stream have been fed."""
         target = self.frame + round(seconds * FPS * self.speed)
-        assert wait_until(lambda: self.frame >= target, seconds + 5), "the feeder fell behind"
+        assert wait_for(lambda: self.frame >= target, seconds + 5), "the feeder fell behind"
 
     def stop(self) -> None:
         self._halt.set()
@@ -131,15 +132,6 @@ class States:
     def details(self, state: str) -> list[str]:
         with self._cond:
             return [d or "" for s, d in self.seen if s == state]
-
-
-def wait_until(predicate, timeout: float, step: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()
 
 
 def free_port(kind=socket.SOCK_STREAM) -> int:
@@ -201,7 +193,7 @@ rtmp {{
                 raise RuntimeError(f"nginx exited: {self.proc.stderr.read().decode()}")
             with socket.socket() as s:
                 return s.connect_ex(("127.0.0.1", self.port)) == 0
-        assert wait_until(accepting, 10), "nginx did not start listening"
+        assert wait_for(accepting, 10), "nginx did not start listening"
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

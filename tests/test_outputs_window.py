@@ -20,6 +20,7 @@ from fractions import Fraction
 import av
 import numpy as np
 import pytest
+from helpers import wait_for
 
 from lofid.encode import AudioEncoder, VideoSettings, encode_segment, video_stream_info
 from lofid.media import Packet
@@ -272,15 +273,6 @@ class Feeder:
             self.frame += 1
             if paced:
                 time.sleep(max(0.0, t0 + (i + 1) / FPS - time.monotonic()))
-
-
-def wait_for(condition, timeout: float = 10.0, step: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(step)
-    return condition()
 
 
 @pytest.fixture
