@@ -116,7 +116,7 @@ class Daemon:
 
     def stop(self, timeout: float = 60) -> int:
         """Asks the daemon to stop over its socket; its exit status."""
-        self.call("stop")
+        self.call("shutdown")
         return self.wait(timeout)
 
     def close(self, timeout: float = 60) -> None:
@@ -124,7 +124,7 @@ class Daemon:
         SIGTERM -- and reaps it; SIGKILL only when it does not end in `timeout`."""
         if self.proc.poll() is None and self.sock is not None:
             try:
-                self.call("stop")
+                self.call("shutdown")
                 self.proc.wait(timeout)
             except Exception:
                 pass

@@ -220,13 +220,13 @@ def test_a_director_keeps_its_capped_library_under_the_cap_and_its_loops_in_use(
         played.append(d.current_key)
         for i in range(1, 16):
             clock.now = float(i)
-            wait_for(lambda: len(d._ready) >= 2)
+            wait_for(lambda: len(d.ready_keys()) >= 2)
             assert d.next_ready() is not None
             played.append(d.current_key)
-            wait_for(lambda: len(d._ready) >= 2)      # refilled: new loops were kept
+            wait_for(lambda: len(d.ready_keys()) >= 2)      # refilled: new loops were kept
             # Everything the player may still read is in the library, and all of it
             # fits the cap.
-            in_use = {d.current_key, played[-2]} | {k for k, _ in d._ready} | set(d._standby)
+            in_use = {d.current_key, played[-2]} | set(d.ready_keys()) | set(d._standby)
             assert in_use <= {e["key"] for e in lib.entries()}, i
             assert lib.total_bytes() <= cap
         assert len(set(played)) == 16 and len(lib) < 16

@@ -241,7 +241,7 @@ def test_lofid_generate_loads_the_lora_and_it_changes_the_picture(world, trained
         assert main(common_args + ["-o", str(plain)]) == 0
         assert main(common_args + ["-o", str(styled), "--lora", str(trained)]) == 0
     finally:
-        animatediff._cache.clear()
+        animatediff.unload()
     a, b = _frames(plain), _frames(styled)
     assert a.shape == b.shape == (8, 64, 64, 3)
     assert np.abs(a - b).mean() > 1.0

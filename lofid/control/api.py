@@ -185,7 +185,7 @@ class Control:
             "clock": {"frame": p.frame, "seconds": round(p.seconds, 3),
                       "fps": float(p.settings.fps)},
             "outputs": self.outputs.describe(),
-            "generator": {"ready": len(d._ready), "failures": d.failures,
+            "generator": {"ready": len(d.ready_keys()), "failures": d.failures,
                           "generating": d.settings.generate},
             "library": self._library_numbers(),
             "config": None if self.reloader is None else {
