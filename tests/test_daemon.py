@@ -28,6 +28,7 @@ def status(sock):
     return json.loads(r.stdout)
 
 
+@pytest.mark.slow
 def test_ctl_drives_the_daemon_and_subscribers_hear_it(daemon):
     from pynvim.msgpack_rpc import socket_session
     proc, sock = daemon
@@ -70,6 +71,7 @@ def test_ctl_drives_the_daemon_and_subscribers_hear_it(daemon):
     assert not sock.exists()
 
 
+@pytest.mark.slow
 def test_ctl_events_waits_through_quiet_times(daemon):
     proc, sock = daemon
     watcher = subprocess.Popen([*LOFID, "ctl", "--socket", str(sock), "--json", "events",
@@ -85,17 +87,20 @@ def test_ctl_events_waits_through_quiet_times(daemon):
         reap(watcher)
 
 
+@pytest.mark.slow
 def test_a_second_daemon_on_the_same_socket_is_refused(daemon):
     _, sock = daemon
     r = lofid("run", "-o", "null", "--duration", "1", "--socket", str(sock))
     assert r.returncode == 2 and "already running" in r.stderr
 
 
+@pytest.mark.slow
 def test_ctl_without_a_daemon_says_so(tmp_path):
     r = lofid("ctl", "--socket", str(tmp_path / "none.sock"), "status")
     assert r.returncode == 1 and "no lofid answers" in r.stderr
 
 
+@pytest.mark.slow
 def test_the_music_moves_the_picture_and_joins_the_stream(daemon, tmp_path):
     from pynvim.msgpack_rpc import socket_session
     _, sock = daemon
@@ -116,6 +121,7 @@ def test_the_music_moves_the_picture_and_joins_the_stream(daemon, tmp_path):
         session.close()
 
 
+@pytest.mark.slow
 def test_the_config_file_is_watched_and_a_bad_one_never_kills_the_daemon(tmp_path):
     import signal
     cfg = tmp_path / "lofid.toml"
@@ -145,6 +151,7 @@ def test_the_config_file_is_watched_and_a_bad_one_never_kills_the_daemon(tmp_pat
         assert "needs_restart ['fps']" in d.stderr()    # said, not silently ignored
 
 
+@pytest.mark.slow
 def test_generate_on_request_fills_the_library_without_changing_the_picture(daemon):
     from pynvim.msgpack_rpc import socket_session
     _, sock = daemon
@@ -208,6 +215,7 @@ def start_run(tmp_path, *args):
     return running(tmp_path, "--realtime", "--size", "160x90", "--scene", "study room", *args)
 
 
+@pytest.mark.slow
 def test_an_output_added_and_removed_live_leaves_the_others_untouched(tmp_path):
     from pynvim.msgpack_rpc import socket_session
     import numpy as np
@@ -260,6 +268,7 @@ def _add_and_remove(session, sock, tmp_path, first, second):
     assert [o["name"] for o in status(sock)["outputs"]] == [str(first)]
 
 
+@pytest.mark.slow
 def test_a_reloaded_config_adds_and_removes_outputs(tmp_path):
     first, second = tmp_path / "first.mkv", tmp_path / "second.mkv"
     cfg = tmp_path / "lofid.toml"
@@ -288,6 +297,7 @@ def test_a_reloaded_config_adds_and_removes_outputs(tmp_path):
     assert keys[0] and len(part) >= 60
 
 
+@pytest.mark.slow
 def test_ctl_output_add_list_remove(daemon, tmp_path):
     _, sock = daemon
     out = tmp_path / "extra.mkv"
@@ -306,6 +316,7 @@ def test_ctl_output_add_list_remove(daemon, tmp_path):
     assert r.returncode == 0 and "balcony" in r.stdout
 
 
+@pytest.mark.slow
 def test_an_unpaced_run_refuses_a_live_output(tmp_path):
     from pynvim.msgpack_rpc import socket_session
     with running(tmp_path, "-o", tmp_path / "fast.mkv", "--size", "160x90",
@@ -348,11 +359,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_no_tcp_listener_by_default(daemon):
     proc, _ = daemon
     assert tcp_listeners(proc.pid) == []
 
 
+@pytest.mark.slow
 def test_control_over_tcp_takes_the_token(tmp_path):
     import os
     token = tmp_path / "token"
@@ -386,6 +399,7 @@ def test_control_over_tcp_takes_the_token(tmp_path):
         assert proc.wait(timeout=60) == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config, mode, says", [
     ('control_tcp = "127.0.0.1:7601"\n', 0o600, "control_tcp = '127.0.0.1:7601' needs "
                                                 "control_token_file"),
@@ -404,6 +418,7 @@ def test_a_tcp_listener_without_a_safe_token_is_refused(tmp_path, config, mode, 
     assert r.returncode == 2 and says in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.slow
 def test_relative_paths_are_the_clients(daemon, tmp_path):
     from pynvim.msgpack_rpc import socket_session
     _, sock = daemon

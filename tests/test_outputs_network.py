@@ -259,6 +259,7 @@ def assert_good_stream(rec: dict, min_seconds: float) -> None:
 
 # --- RTMP ------------------------------------------------------------------------------
 
+@pytest.mark.slow
 @needs_nginx
 def test_rtmp_reaches_nginx_and_reconnects_by_itself_after_the_server_was_down(nginx, material):
     states = States()
@@ -297,6 +298,7 @@ def test_rtmp_reaches_nginx_and_reconnects_by_itself_after_the_server_was_down(n
     assert first["pts"][0] < 0.5 and last["pts"][0] < 0.5
 
 
+@pytest.mark.slow
 @needs_nginx
 def test_rtmp_timestamps_run_on_past_the_24_bit_rollover(nginx, material):
     # rebase=False sends the daemon's clock as it is: the connection's own timestamps
@@ -327,6 +329,7 @@ def test_rtmp_timestamps_run_on_past_the_24_bit_rollover(nginx, material):
     assert rec["pts"][-1] - rec["pts"][0] <= (feeder.frame - sent_from) / FPS + 0.5
 
 
+@pytest.mark.slow
 @needs_nginx
 def test_a_stalled_server_is_detected_and_the_output_restarts(nginx, material):
     states = States()
@@ -356,6 +359,7 @@ def test_a_stalled_server_is_detected_and_the_output_restarts(nginx, material):
     assert_good_stream(read_flv(nginx.recordings()[-1]), 1.5)
 
 
+@pytest.mark.slow
 def test_rtmps_target_is_accepted_and_a_refused_connection_keeps_retrying(material):
     port = free_port()                    # nothing listens there: the connection is refused
     states = States()
@@ -432,6 +436,7 @@ def unwrap(pts: list[int]) -> np.ndarray:
     return out + wraps * TS_WRAP
 
 
+@pytest.mark.slow
 def test_udp_mpegts_stays_decodable_and_continuous_across_the_33_bit_wrap(material):
     port = free_port(socket.SOCK_DGRAM)
     reader = TsReader(f"udp://127.0.0.1:{port}?fifo_size=1000000&overrun_nonfatal=1", frames=130)
@@ -460,6 +465,7 @@ def test_udp_mpegts_stays_decodable_and_continuous_across_the_33_bit_wrap(materi
     assert feeder.slowest_send < SEND_LIMIT
 
 
+@pytest.mark.slow
 def test_tcp_listen_serves_a_client_then_listens_again_when_it_leaves(material):
     port = free_port()
     states = States()
@@ -494,6 +500,7 @@ def test_tcp_listen_serves_a_client_then_listens_again_when_it_leaves(material):
 
 # --- bad targets -----------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target, says", [
     ("ftp://127.0.0.1:21", "unknown scheme"),
     ("udp://127.0.0.1", "no port"),
@@ -508,6 +515,7 @@ def test_bad_targets_are_refused_with_a_message_naming_them(target, says):
     assert isinstance(e.value, OutputError) and isinstance(e.value, ValueError)
 
 
+@pytest.mark.slow
 def test_a_tcp_port_in_use_is_refused_at_once():
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -517,6 +525,7 @@ def test_a_tcp_port_in_use_is_refused_at_once():
             NetworkOutput(f"tcp://127.0.0.1:{port}?listen")
 
 
+@pytest.mark.slow
 def test_bad_option_values_are_refused():
     with pytest.raises(NetworkTargetError, match="stall_timeout.*-1"):
         NetworkOutput("udp://127.0.0.1:5000", stall_timeout=-1)
@@ -528,6 +537,7 @@ def test_bad_option_values_are_refused():
 
 # --- long timelines: RTMP's 32-bit milliseconds ---------------------------------------
 
+@pytest.mark.slow
 @needs_nginx
 @pytest.mark.parametrize("boundary", [1 << 31, 1 << 32], ids=["2^31 ms", "2^32 ms"])
 def test_rtmp_stays_continuous_past_2_31_ms_and_across_the_2_32_ms_wrap(nginx, material, boundary):

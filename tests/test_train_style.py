@@ -247,6 +247,7 @@ def test_lofid_generate_loads_the_lora_and_it_changes_the_picture(world, trained
     assert np.abs(a - b).mean() > 1.0
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_a_checkpoint_and_resume_equals_the_uninterrupted_run(world, trained):
     output = world["tmp"] / "parts" / "cozy.safetensors"
     train_dir = output.with_suffix(".training")
@@ -275,6 +276,7 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_equals_the_uninterrupted_run(world
     assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in got)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("extra, config, words", [
     ([], "rnak = 8\n", ["'rnak'", "did you mean 'rank'"]),
     ([], "rank = 0\n", ["rank = 0", "from 1 to 512"]),
