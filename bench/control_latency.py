@@ -28,7 +28,7 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=500.0, help="requests per second, all clients")
     ap.add_argument("--size", default="1920x1080")
     a = ap.parse_args()
-    from lofid.ctl import Client
+    from lofid.control.client import Client
 
     tmp = Path(tempfile.mkdtemp())
     sock = tmp / "run" / "lofid.sock"

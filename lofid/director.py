@@ -136,6 +136,12 @@ class Director:
         self._standby_stale = True
         library.keep_in_use(self.keys_in_use)   # a capped library never evicts these
 
+    def ready_keys(self) -> list[str]:
+        """The keys of the loops made and waiting to be shown, in the order they come
+        (`lofid ctl status` shows how many)."""
+        with self._lock:
+            return [key for key, _ in self._ready]
+
     def keys_in_use(self) -> set[str]:
         """Keys of the loops playing (and the one fading out), queued, requested or on
         standby: their frames may still be decoding from the library's files."""

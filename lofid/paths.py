@@ -33,7 +33,7 @@ def data_home() -> Path:
 
 
 def runtime_dir() -> Path:
-    """$XDG_RUNTIME_DIR, else /tmp/lofid-UID (private to the user: see lofid.rpc)."""
+    """$XDG_RUNTIME_DIR, else /tmp/lofid-UID (private to the user: see lofid.control.server)."""
     value = os.environ.get("XDG_RUNTIME_DIR", "")
     if value and os.path.isabs(value):
         return Path(value)

@@ -331,13 +331,13 @@ def test_generate_from_model_folders(tmp_path_factory):
                            motion_adapter=str(adapter), steps=2, guidance=1.0, context=8)
         assert loop.frames.shape == (8, 32, 32, 3)
         assert loop.params["model"] and loop.params["motion_adapter"]
-        (cached,) = ad._cache.values()
+        (cached,) = ad.loaded_pipelines()
         again = ad.generate(SceneSpec(), 3, SIZE, 8, 8, model=str(model),
                             motion_adapter=str(adapter), steps=2, guidance=1.0, context=8)
-        assert ad._cache[next(iter(ad._cache))] is cached
+        assert [id(p) for p in ad.loaded_pipelines()] == [id(cached)]   # kept, not reloaded
         assert np.array_equal(again.frames, loop.frames)
     finally:
-        ad._cache.clear()
+        ad.unload()
 
 
 def test_run_asks_for_loops_near_the_models_size_and_at_most_48_frames():

@@ -156,6 +156,7 @@ def nvim_lua(code: str) -> str:
     return r.stdout + r.stderr
 
 
+@pytest.mark.slow
 def test_the_plugin_knows_the_same_events():
     out = nvim_lua("io.stdout:write(vim.json.encode(require('lofi_vision').events))")
     lua = json.loads(out)
@@ -163,6 +164,7 @@ def test_the_plugin_knows_the_same_events():
     assert set(lua) == set(events.ALL)
 
 
+@pytest.mark.slow
 def test_the_plugin_refuses_an_event_lofid_never_sends():
     out = nvim_lua("local ok, err = pcall(require('lofi_vision').on, 'scene_chnaged', "
                    "function() end); io.stdout:write(tostring(ok) .. ' ' .. tostring(err))")

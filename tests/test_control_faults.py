@@ -10,45 +10,22 @@ import os
 import resource
 import socket
 import stat
-import subprocess
-import sys
 import threading
 import time
 
 import msgpack
 import pytest
-from waiting import wait_for
+from helpers import lofid, start_daemon, wait_for
 
-from lofid.ctl import Client, ControlError
-from lofid.rpc import Server, SocketError, prepare_socket_path
-
-
-def lofid(*args, timeout=60):
-    return subprocess.run([sys.executable, "-m", "lofid.cli", *args], capture_output=True,
-                          text=True, timeout=timeout)
+from lofid.control.client import Client, ControlError
+from lofid.control.server import Server, SocketError, prepare_socket_path
 
 
-def start(tmp_path, *args, preexec_fn=None, stderr=subprocess.PIPE):
+def start(tmp_path, *args, preexec_fn=None):
     """`lofid run --socket` playing to null, once its socket answers."""
-    sock = tmp_path / "run" / "lofid.sock"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "lofid.cli", "--library", str(tmp_path / "lib"), "run",
-         "-o", "null", "--realtime", "--size", "160x90", "--socket", str(sock), *args],
-        stdout=subprocess.DEVNULL, stderr=stderr, text=True, preexec_fn=preexec_fn)
-    wait_for(lambda: proc.poll() is not None or lofid("ctl", "--socket", str(sock),
-                                                      "status").returncode == 0, timeout=60)
-    assert proc.poll() is None, f"lofid run exited with {proc.returncode}"
-    return proc, sock
-
-
-def stop(proc, sock):
-    lofid("ctl", "--socket", str(sock), "stop")
-    try:
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
+    d = start_daemon(tmp_path, "-o", "null", "--realtime", "--size", "160x90", *args,
+                     preexec_fn=preexec_fn, timeout=60)
+    return d, d.proc, d.sock
 
 
 def one_line(stderr: str) -> str:
@@ -74,6 +51,7 @@ def shared_folder(tmp_path):
     return shared
 
 
+@pytest.mark.slow
 def test_a_shared_folder_is_refused_and_left_as_it_is(tmp_path):
     shared = shared_folder(tmp_path)
     r = lofid("run", "-o", "null", "--duration", "1", "--socket", str(shared / "lofid.sock"))
@@ -146,8 +124,7 @@ def read_message(conn, timeout=10.0):
 def test_idle_connections_past_the_fd_limit_are_refused_and_lofid_serves_on(tmp_path):
     def low_limit():
         resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
-    log = open(tmp_path / "lofid.log", "w")
-    proc, sock = start(tmp_path, "--rotate", "2", preexec_fn=low_limit, stderr=log)
+    d, proc, sock = start(tmp_path, "--rotate", "2", preexec_fn=low_limit)
     idle: list[socket.socket] = []
     try:
         keeper = Client(sock, timeout=10)      # a client from before the crowd
@@ -185,10 +162,9 @@ def test_idle_connections_past_the_fd_limit_are_refused_and_lofid_serves_on(tmp_
     finally:
         for conn in idle:
             conn.close()
-        stop(proc, sock)
-        log.close()
+        d.close()
     assert proc.returncode == 0
-    text = (tmp_path / "lofid.log").read_text()
+    text = d.stderr()
     assert video.stat().st_size > 0
     assert "Traceback" not in text
     assert len(text) < 20_000, f"{len(text)} bytes of log"
@@ -198,8 +174,7 @@ def test_idle_connections_past_the_fd_limit_are_refused_and_lofid_serves_on(tmp_
 
 @pytest.mark.slow
 def test_running_out_of_descriptors_is_logged_once_not_in_a_loop(tmp_path):
-    log = open(tmp_path / "lofid.log", "w")
-    proc, sock = start(tmp_path, "--rotate", "600", stderr=log)
+    d, proc, sock = start(tmp_path, "--rotate", "600")
     idle: list[socket.socket] = []
     try:
         keeper = Client(sock, timeout=10)
@@ -222,9 +197,8 @@ def test_running_out_of_descriptors_is_logged_once_not_in_a_loop(tmp_path):
     finally:
         for conn in idle:
             conn.close()
-        stop(proc, sock)
-        log.close()
-    text = (tmp_path / "lofid.log").read_text()
+        d.close()
+    text = d.stderr()
     assert "Traceback" not in text and len(text) < 20_000, text[-2000:]
     said = [line for line in text.splitlines() if "Too many open files" in line]
     assert len([line for line in said if "control connection" in line]) == 1, said
@@ -243,6 +217,7 @@ BAD_CONFIGS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", sorted(BAD_CONFIGS))
 def test_an_unreadable_config_is_one_line_and_exit_2(tmp_path, kind):
     cfg = tmp_path / "lofid.toml"
@@ -257,7 +232,7 @@ def test_an_unreadable_config_is_one_line_and_exit_2(tmp_path, kind):
 def test_an_unreadable_config_on_reload_keeps_the_old_one_and_says_why(tmp_path):
     cfg = tmp_path / "lofid.toml"
     cfg.write_text('scene = "rooftop night"\nrotate = 600\n')
-    proc, sock = start(tmp_path, "--config", str(cfg))
+    d, proc, sock = start(tmp_path, "--config", str(cfg))
     listener = Client(sock, timeout=30)
     try:
         listener.call("subscribe", ["config_reloaded"])
@@ -285,8 +260,8 @@ def test_an_unreadable_config_on_reload_keeps_the_old_one_and_says_why(tmp_path)
         assert proc.poll() is None
     finally:
         listener.close()
-        stop(proc, sock)
-    err = proc.stderr.read()
+        d.close()
+    err = d.stderr()
     assert "Traceback" not in err, err[-3000:]
 
 
@@ -333,7 +308,7 @@ def ready_events(listener, seeds: set[int], timeout=300) -> set[int]:
 
 @pytest.mark.slow
 def test_generate_requests_queue_with_a_bound(tmp_path):
-    proc, sock = start(tmp_path, "--rotate", "600")
+    d, proc, sock = start(tmp_path, "--rotate", "600")
     try:
         listener = Client(sock, timeout=120)
         listener.call("subscribe", ["loop_ready", "generation_failed"])
@@ -383,7 +358,7 @@ def test_generate_requests_queue_with_a_bound(tmp_path):
         assert {e["seed"] for e in listed} == accepted | {999}
         listener.close()
     finally:
-        stop(proc, sock)
+        d.close()
 
 
 def test_strangers_on_tcp_cannot_take_every_place(tmp_path):

@@ -11,10 +11,10 @@ import pytest
 
 from lofid import generators
 from lofid.config import load
-from lofid.ctl import Client
+from lofid.control.client import Client
 from lofid.daemon.app import Daemon, LoopMaker
 from lofid.errors import UserError
-from waiting import wait_for
+from helpers import wait_for
 
 SIZE = "96x64"
 
@@ -35,6 +35,7 @@ def _ffprobe(path) -> dict:
     return json.loads(r.stdout)
 
 
+@pytest.mark.slow
 def test_a_daemon_starts_answers_on_its_socket_and_stops_in_process(tmp_path):
     out, sock = tmp_path / "out.mp4", tmp_path / "run" / "lofid.sock"
     cfg = _config(tmp_path, outputs=[str(out)], socket=str(sock), realtime=True)

@@ -11,7 +11,7 @@ from lofid.director import Director, DirectorSettings, NothingToPlay
 from lofid.generators import get
 from lofid.library import Library
 from lofid.scene import parse
-from waiting import holds_for, wait_for
+from helpers import holds_for, wait_for
 
 paint = get("procedural")
 SMALL = dict(loop_size=(64, 36), frames=6, fps=12.0)
@@ -52,7 +52,7 @@ def test_rotation_offers_another_loop_only_after_its_time(tmp_path):
         first = d.first()
         first_key = d.current_key
         # Prefetch fills the queue while the first loop plays...
-        wait_for(lambda: len(d._ready) >= 1)
+        wait_for(lambda: len(d.ready_keys()) >= 1)
         clock.now = 9.9
         assert d.next_ready() is None            # ...but nothing is offered before its time
         clock.now = 10.0
@@ -90,7 +90,7 @@ def test_library_loops_take_turns_without_generating(tmp_path):
         seen = [d.current_key]
         for i in range(1, 6):
             clock.now = float(i)
-            wait_for(lambda: d._ready)
+            wait_for(lambda: d.ready_keys())
             assert d.next_ready() is not None
             seen.append(d.current_key)
         assert set(seen) == keys
@@ -279,7 +279,7 @@ def test_requests_go_before_rotation(tmp_path):
     d, clock = make(Library(tmp_path), generate=slow, rotate=1.0)
     try:
         d.first()
-        wait_for(lambda: len(d._ready) >= 1)
+        wait_for(lambda: len(d.ready_keys()) >= 1)
         d.request(parse("library"), "request")
         assert made.wait(20)
         clock.now = 50.0                         # rotation is long due, a loop is ready ...
@@ -302,7 +302,7 @@ def test_rotation_prefers_loops_not_played_lately(tmp_path):
         seen = [d.current_key]
         for i in range(1, 4):
             clock.now = float(i)
-            wait_for(lambda: d._ready)
+            wait_for(lambda: d.ready_keys())
             assert d.next_ready() is not None
             seen.append(d.current_key)
         assert set(seen) == keys                  # four rotations, four different loops

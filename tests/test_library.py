@@ -159,6 +159,7 @@ def test_put_stores_a_loop_once(root):
 
 # ------------------------------------------------------------------ keys
 
+@pytest.mark.slow
 def test_key_is_stable_across_processes():
     spec = parse("snowy christmas bedroom, cozy")
     params = {"size": [64, 48], "fps": 12.0, "painter": 1}
@@ -348,6 +349,7 @@ CHILD = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_a_write_killed_part_way_leaves_nothing_half_written(root, caplog):
     survivor = Library(root).put(make_loop())
     child = subprocess.Popen([sys.executable, "-c", CHILD, str(root)],

@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import av
@@ -20,15 +18,10 @@ from lofid.generators import get as generator
 from lofid.library import Library, LibraryError
 from lofid.scene import parse
 from test_library import make_loop, painted
-from waiting import wait_for
+from helpers import lofid, wait_for
 
 LOG = "lofid.library"
 paint = generator("procedural")
-
-
-def lofid(*args, timeout=240):
-    return subprocess.run([sys.executable, "-m", "lofid.cli", *args], capture_output=True,
-                          text=True, timeout=timeout)
 
 
 def _edit(change):
@@ -108,6 +101,7 @@ def test_put_refuses_metadata_reading_would_refuse(tmp_path):
     assert lib.meta(key)["params"]["size"] == [48, 36]
 
 
+@pytest.mark.slow
 def test_library_list_moves_damage_aside_and_lists_the_good_loops(tmp_path):
     root = tmp_path / "loops"
     lib = Library(root)
@@ -226,13 +220,13 @@ def test_a_director_keeps_its_capped_library_under_the_cap_and_its_loops_in_use(
         played.append(d.current_key)
         for i in range(1, 16):
             clock.now = float(i)
-            wait_for(lambda: len(d._ready) >= 2)
+            wait_for(lambda: len(d.ready_keys()) >= 2)
             assert d.next_ready() is not None
             played.append(d.current_key)
-            wait_for(lambda: len(d._ready) >= 2)      # refilled: new loops were kept
+            wait_for(lambda: len(d.ready_keys()) >= 2)      # refilled: new loops were kept
             # Everything the player may still read is in the library, and all of it
             # fits the cap.
-            in_use = {d.current_key, played[-2]} | {k for k, _ in d._ready} | set(d._standby)
+            in_use = {d.current_key, played[-2]} | set(d.ready_keys()) | set(d._standby)
             assert in_use <= {e["key"] for e in lib.entries()}, i
             assert lib.total_bytes() <= cap
         assert len(set(played)) == 16 and len(lib) < 16
@@ -264,6 +258,7 @@ def test_run_keeps_the_library_under_library_max_size(tmp_path):
     assert frame_count(out) == 20 * 30
 
 
+@pytest.mark.slow
 def test_library_max_size_is_checked_and_shown_by_default(tmp_path):
     r = lofid("config", "--print-default")
     assert '# library_max_size = "2GB"' in r.stdout

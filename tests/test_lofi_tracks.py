@@ -5,8 +5,6 @@ and bad tracks, bad times and bad audio files are refused or skipped, never fata
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 
 import av
@@ -17,7 +15,7 @@ from lofid.generators import get
 from lofid.library import Library
 from lofid.scene import parse
 from media import write_float_wav, write_tone_wav
-from waiting import wait_for
+from helpers import lofid, running, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -45,41 +43,26 @@ def start_daemon(tmp_path, intro: bool):
     config = tmp_path / "lofid.toml"
     config.write_text("min_scene = 0\n")       # the track's time, not the last change's
     audio = ["--audio", str(write_tone_wav(tmp_path / "intro.wav", 440, 4.0))] if intro else []
-    sock = tmp_path / "run" / "lofid.sock"
     video = tmp_path / "out.mkv"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "lofid.cli", "--library", str(tmp_path / "lib"), "run",
-         "--config", str(config), "-o", str(video), "--realtime", "--size", "160x90",
-         "--socket", str(sock), "--scene", "study room", "--no-generate", "--crossfade", "1",
-         "--rotate", "600",
-         *audio], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_for(lambda: sock.exists() or proc.poll() is not None)
-    assert proc.poll() is None, proc.stderr.read()
-    return proc, sock, video
+    return running(tmp_path, "--config", config, "-o", video, "--realtime", "--size", "160x90",
+                   "--scene", "study room", "--no-generate", "--crossfade", "1",
+                   "--rotate", "600", *audio), video
 
 
 @pytest.fixture
 def daemon(tmp_path):
     """A daemon playing an intro track, as with `--audio`."""
-    proc, sock, video = start_daemon(tmp_path, intro=True)
-    try:
-        yield proc, sock, video
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=30)
+    run, video = start_daemon(tmp_path, intro=True)
+    with run as d:
+        yield d.proc, d.sock, video
 
 
 @pytest.fixture
 def silent_daemon(tmp_path):
     """A daemon with no music of its own, as the plugin starts one."""
-    proc, sock, video = start_daemon(tmp_path, intro=False)
-    try:
-        yield proc, sock, video
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=30)
+    run, video = start_daemon(tmp_path, intro=False)
+    with run as d:
+        yield d, d.sock, video
 
 
 def decoded_audio(video) -> tuple[np.ndarray, float]:
@@ -162,7 +145,7 @@ def test_the_picture_moves_when_the_track_sounds_and_the_joins_do_not_click(daem
 
 def test_a_track_into_silence_starts_and_loops_without_a_click(silent_daemon, tmp_path):
     from pynvim.msgpack_rpc import socket_session
-    proc, sock, video = silent_daemon
+    d, sock, video = silent_daemon
     track = generated_track(tmp_path / "gen.wav", seconds=3.0)
     session = socket_session(str(sock))
     try:
@@ -174,7 +157,7 @@ def test_a_track_into_silence_starts_and_loops_without_a_click(silent_daemon, tm
         session.request("shutdown")
     finally:
         session.close()
-    assert proc.wait(timeout=60) == 0, proc.stderr.read()[-2000:]
+    assert d.wait(timeout=60) == 0, d.stderr()[-2000:]
     x, start = decoded_audio(video)
     on = np.nonzero(np.abs(x) > 0.01)[0]
     assert len(on) and on[0] > 0.3 * 48000                    # silence first, then the music
@@ -216,11 +199,8 @@ def test_audio_that_does_not_decode_is_skipped_with_a_warning(tmp_path):
     clip = tmp_path / "clip.mp4"
     clip.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(2000))    # an MP4 cut short
     out = tmp_path / "x.mp4"
-    r = subprocess.run(
-        [sys.executable, "-m", "lofid.cli", "--library", str(tmp_path / "lib"), "run",
-         "-o", str(out), "--duration", "1", "--size", "160x90",
-         "--audio", str(notes), "--audio", str(clip)],
-        capture_output=True, text=True, timeout=300)
+    r = lofid("--library", tmp_path / "lib", "run", "-o", out, "--duration", "1",
+              "--size", "160x90", "--audio", notes, "--audio", clip, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "Traceback" not in r.stderr
     for name in ("notes.txt", "clip.mp4"):

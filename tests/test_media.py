@@ -95,6 +95,7 @@ def _lofid_imports(path: Path) -> list[str]:
     return found
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", GROUND_FLOOR)
 def test_the_ground_floor_imports_nothing_else_of_lofid(name):
     allowed = [] if name == "errors" else ["lofid.errors"]

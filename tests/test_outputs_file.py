@@ -79,6 +79,7 @@ def record(path: Path, items, info) -> FileOutput:
 
 # --- MP4 and MKV: the shared packets ------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ext", [".mp4", ".mkv"])
 def test_packet_file_reads_back_complete_from_zero(tmp_path, segments, ext):
     path = tmp_path / f"stream{ext}"
@@ -113,6 +114,7 @@ def test_packet_file_reads_back_complete_from_zero(tmp_path, segments, ext):
     assert all(b > a for a, b in zip(audio_times, audio_times[1:]))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("ffprobe") is None, reason="ffprobe is not installed")
 @pytest.mark.parametrize("ext", [".mp4", ".mkv"])
 def test_packet_file_passes_ffprobe(tmp_path, segments, ext):
@@ -155,6 +157,7 @@ def write_without_closing(path: Path, seconds: float) -> None:
     subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ext", [".mp4", ".mkv"])
 def test_packet_file_plays_after_a_crash(tmp_path, ext):
     path = tmp_path / f"crash{ext}"
@@ -183,6 +186,7 @@ def raw_items(n: int, start: int = START, audio: bool = True):
             yield AudioChunk(s, np.stack([tone, tone], axis=1).astype(np.float32))
 
 
+@pytest.mark.slow
 def test_webm_is_vp9_and_opus_from_zero(tmp_path):
     path = tmp_path / "stream.webm"
     out = record(path, raw_items(90), video_stream_info(SETTINGS))
@@ -202,6 +206,7 @@ def test_webm_is_vp9_and_opus_from_zero(tmp_path):
     assert abs(sum(f.samples for f in audio) / 48000 - 3.0) < 0.05
 
 
+@pytest.mark.slow
 def test_webm_audio_before_the_first_frame_and_gaps_are_placed_on_the_clock(tmp_path):
     path = tmp_path / "gaps.webm"
     items = list(raw_items(60))
@@ -217,6 +222,7 @@ def test_webm_audio_before_the_first_frame_and_gaps_are_placed_on_the_clock(tmp_
     assert max(loudness[22:28]) < 0.02 < min(loudness[5:15])
 
 
+@pytest.mark.slow
 def test_gif_loops_forever_at_the_right_speed(tmp_path):
     path = tmp_path / "stream.gif"
     out = record(path, raw_items(45), video_stream_info(SETTINGS))
@@ -236,6 +242,7 @@ def test_gif_loops_forever_at_the_right_speed(tmp_path):
     assert np.abs(rgb[10, 10].astype(int) - (200, 65, 90)).max() < 16
 
 
+@pytest.mark.slow
 def test_gif_at_60_fps_keeps_every_other_frame(tmp_path):
     path = tmp_path / "fast.gif"
     settings = VideoSettings(width=W, height=H, fps=60, bitrate=400_000)

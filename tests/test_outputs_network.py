@@ -20,6 +20,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from helpers import wait_for
 
 from lofid.encode import AudioEncoder, VideoSettings, encode_segment, video_stream_info
 from lofid.media import Packet
@@ -100,7 +101,7 @@ class Feeder(threading.Thread):
     def feed_for(self, seconds: float) -> None:
         """Waits until `seconds` more of stream have been fed."""
         target = self.frame + round(seconds * FPS * self.speed)
-        assert wait_until(lambda: self.frame >= target, seconds + 5), "the feeder fell behind"
+        assert wait_for(lambda: self.frame >= target, seconds + 5), "the feeder fell behind"
 
     def stop(self) -> None:
         self._halt.set()
@@ -131,15 +132,6 @@ class States:
     def details(self, state: str) -> list[str]:
         with self._cond:
             return [d or "" for s, d in self.seen if s == state]
-
-
-def wait_until(predicate, timeout: float, step: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()
 
 
 def free_port(kind=socket.SOCK_STREAM) -> int:
@@ -201,7 +193,7 @@ rtmp {{
                 raise RuntimeError(f"nginx exited: {self.proc.stderr.read().decode()}")
             with socket.socket() as s:
                 return s.connect_ex(("127.0.0.1", self.port)) == 0
-        assert wait_until(accepting, 10), "nginx did not start listening"
+        assert wait_for(accepting, 10), "nginx did not start listening"
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -267,6 +259,7 @@ def assert_good_stream(rec: dict, min_seconds: float) -> None:
 
 # --- RTMP ------------------------------------------------------------------------------
 
+@pytest.mark.slow
 @needs_nginx
 def test_rtmp_reaches_nginx_and_reconnects_by_itself_after_the_server_was_down(nginx, material):
     states = States()
@@ -305,6 +298,7 @@ def test_rtmp_reaches_nginx_and_reconnects_by_itself_after_the_server_was_down(n
     assert first["pts"][0] < 0.5 and last["pts"][0] < 0.5
 
 
+@pytest.mark.slow
 @needs_nginx
 def test_rtmp_timestamps_run_on_past_the_24_bit_rollover(nginx, material):
     # rebase=False sends the daemon's clock as it is: the connection's own timestamps
@@ -335,6 +329,7 @@ def test_rtmp_timestamps_run_on_past_the_24_bit_rollover(nginx, material):
     assert rec["pts"][-1] - rec["pts"][0] <= (feeder.frame - sent_from) / FPS + 0.5
 
 
+@pytest.mark.slow
 @needs_nginx
 def test_a_stalled_server_is_detected_and_the_output_restarts(nginx, material):
     states = States()
@@ -364,6 +359,7 @@ def test_a_stalled_server_is_detected_and_the_output_restarts(nginx, material):
     assert_good_stream(read_flv(nginx.recordings()[-1]), 1.5)
 
 
+@pytest.mark.slow
 def test_rtmps_target_is_accepted_and_a_refused_connection_keeps_retrying(material):
     port = free_port()                    # nothing listens there: the connection is refused
     states = States()
@@ -440,6 +436,7 @@ def unwrap(pts: list[int]) -> np.ndarray:
     return out + wraps * TS_WRAP
 
 
+@pytest.mark.slow
 def test_udp_mpegts_stays_decodable_and_continuous_across_the_33_bit_wrap(material):
     port = free_port(socket.SOCK_DGRAM)
     reader = TsReader(f"udp://127.0.0.1:{port}?fifo_size=1000000&overrun_nonfatal=1", frames=130)
@@ -468,6 +465,7 @@ def test_udp_mpegts_stays_decodable_and_continuous_across_the_33_bit_wrap(materi
     assert feeder.slowest_send < SEND_LIMIT
 
 
+@pytest.mark.slow
 def test_tcp_listen_serves_a_client_then_listens_again_when_it_leaves(material):
     port = free_port()
     states = States()
@@ -502,6 +500,7 @@ def test_tcp_listen_serves_a_client_then_listens_again_when_it_leaves(material):
 
 # --- bad targets -----------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target, says", [
     ("ftp://127.0.0.1:21", "unknown scheme"),
     ("udp://127.0.0.1", "no port"),
@@ -516,6 +515,7 @@ def test_bad_targets_are_refused_with_a_message_naming_them(target, says):
     assert isinstance(e.value, OutputError) and isinstance(e.value, ValueError)
 
 
+@pytest.mark.slow
 def test_a_tcp_port_in_use_is_refused_at_once():
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -525,6 +525,7 @@ def test_a_tcp_port_in_use_is_refused_at_once():
             NetworkOutput(f"tcp://127.0.0.1:{port}?listen")
 
 
+@pytest.mark.slow
 def test_bad_option_values_are_refused():
     with pytest.raises(NetworkTargetError, match="stall_timeout.*-1"):
         NetworkOutput("udp://127.0.0.1:5000", stall_timeout=-1)
@@ -536,6 +537,7 @@ def test_bad_option_values_are_refused():
 
 # --- long timelines: RTMP's 32-bit milliseconds ---------------------------------------
 
+@pytest.mark.slow
 @needs_nginx
 @pytest.mark.parametrize("boundary", [1 << 31, 1 << 32], ids=["2^31 ms", "2^32 ms"])
 def test_rtmp_stays_continuous_past_2_31_ms_and_across_the_2_32_ms_wrap(nginx, material, boundary):

@@ -7,16 +7,16 @@ from __future__ import annotations
 import fcntl
 import os
 import socket
-import subprocess
-import sys
 import threading
-import time
 
 import av
 import pytest
 
-from lofid.ctl import Client
-from waiting import wait_for
+from lofid.control.client import Client
+from helpers import lofid, start_daemon, wait_for
+
+# Every test here runs lofid as a process.
+pytestmark = pytest.mark.slow
 
 SMALL = ["--size", "320x180", "--scene", "rainy night, coffee shop"]
 _F_SETPIPE_SZ = 1031
@@ -52,7 +52,6 @@ def _outputs(client) -> dict:
     return {o["name"]: o for o in client.call("status")["outputs"]}
 
 
-@pytest.mark.slow
 def test_a_file_stuck_on_a_frozen_fifo_drops_for_itself_while_the_others_play_on(tmp_path):
     fifo = tmp_path / "stuck.mkv"
     os.mkfifo(fifo)
@@ -65,16 +64,13 @@ def test_a_file_stuck_on_a_frozen_fifo_drops_for_itself_while_the_others_play_on
     mp4 = tmp_path / "ok.mp4"
     udp = UdpCounter()
     udp.start()
-    sock = tmp_path / "run" / "lofid.sock"
     duration = 24
-    p = subprocess.Popen(
-        [sys.executable, "-m", "lofid.cli", "--library", str(tmp_path / "lib"), "run",
-         "-o", str(fifo), "-o", f"udp://127.0.0.1:{udp.port}", "-o", str(mp4),
-         "--duration", str(duration), *SMALL, "--socket", str(sock)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    d = None
     client = None
     try:
-        wait_for(sock.exists, 90)
+        d = start_daemon(tmp_path, "-o", fifo, "-o", f"udp://127.0.0.1:{udp.port}", "-o", mp4,
+                         "--duration", duration, *SMALL, timeout=90)
+        sock = d.sock
         client = Client(str(sock), timeout=10)
         # The FIFO's queue fills within seconds of stream: it says so, and counts.
         stuck = wait_for(lambda: (o := _outputs(client)[str(fifo)])["state"] == "stalled"
@@ -94,23 +90,22 @@ def test_a_file_stuck_on_a_frozen_fifo_drops_for_itself_while_the_others_play_on
         assert udp_out["dropped"] < outputs[str(fifo)]["dropped"] / 4
         assert outputs[str(fifo)]["dropped"] >= stuck["dropped"]
         # What a user reads from `lofid ctl status`.
-        shown = subprocess.run([sys.executable, "-m", "lofid.cli", "ctl", "--socket", str(sock),
-                                "status"], capture_output=True, text=True, timeout=60)
+        shown = d.ctl("status", timeout=60)
         assert shown.returncode == 0, shown.stderr
         line = next(ln for ln in shown.stdout.splitlines() if str(fifo) in ln)
         assert "stalled" in line and "dropped" in line, shown.stdout
         client.close()
         client = None
-        _, err = p.communicate(timeout=duration + 90)
+        returncode = d.wait(timeout=duration + 90)
+        err = d.stderr()
     finally:
         if client is not None:
             client.close()
-        if p.poll() is None:
-            p.kill()
-            p.communicate()
+        if d is not None:
+            d.close()
         udp.stop()
         os.close(reader)
-    assert p.returncode == 0, err
+    assert returncode == 0, err
     assert f"output {fifo}: stalled" in err
     # The MP4 beside it is whole: every frame of the run, one after the other.
     with av.open(str(mp4)) as c:
@@ -120,14 +115,12 @@ def test_a_file_stuck_on_a_frozen_fifo_drops_for_itself_while_the_others_play_on
     assert frames == list(range(duration * 30))
 
 
-@pytest.mark.slow
 def test_an_unpaced_run_waits_for_a_slow_file_and_loses_nothing(tmp_path):
     # Without a stream or --realtime a file gets every frame, however fast the player
     # runs: the run waits for the muxer. Two files, nothing dropped, all frames there.
     a, b = tmp_path / "a.mkv", tmp_path / "b.webm"
-    r = subprocess.run([sys.executable, "-m", "lofid.cli", "--library", str(tmp_path / "lib"),
-                        "run", "-o", str(a), "-o", str(b), "--duration", "6", *SMALL],
-                       capture_output=True, text=True, timeout=400)
+    r = lofid("--library", tmp_path / "lib", "run", "-o", a, "-o", b, "--duration", "6", *SMALL,
+              timeout=400)
     assert r.returncode == 0, r.stderr
     assert "stalled" not in r.stderr
     for path in (a, b):

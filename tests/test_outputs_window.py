@@ -20,6 +20,7 @@ from fractions import Fraction
 import av
 import numpy as np
 import pytest
+from helpers import wait_for
 
 from lofid.encode import AudioEncoder, VideoSettings, encode_segment, video_stream_info
 from lofid.media import Packet
@@ -274,15 +275,6 @@ class Feeder:
                 time.sleep(max(0.0, t0 + (i + 1) / FPS - time.monotonic()))
 
 
-def wait_for(condition, timeout: float = 10.0, step: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(step)
-    return condition()
-
-
 @pytest.fixture
 def opened(display, stream):
     """Opens WindowOutputs with a state log; closes them after the test."""
@@ -306,6 +298,7 @@ def opened(display, stream):
 
 # --- tests ----------------------------------------------------------------------------
 
+@pytest.mark.slow
 @needs_x
 @needs_mpv
 def test_the_window_shows_the_stream_live(opened, stream, display):
@@ -332,6 +325,7 @@ def test_the_window_shows_the_stream_live(opened, stream, display):
     assert out.state == "running" and out.stats.dropped == 0
 
 
+@pytest.mark.slow
 @needs_x
 @needs_mpv
 def test_closing_the_window_leaves_the_daemon_running(opened, stream, xlib):
@@ -352,6 +346,7 @@ def test_closing_the_window_leaves_the_daemon_running(opened, stream, xlib):
     assert [s for s, _ in out.states].count("closed") == 1, out.states
 
 
+@pytest.mark.slow
 @needs_x
 @needs_mpv
 def test_close_stops_reports_the_user_closing_it(opened, stream, xlib):
@@ -362,6 +357,7 @@ def test_close_stops_reports_the_user_closing_it(opened, stream, xlib):
     assert out.states[-1] == ("closed", CLOSED_BY_USER)
 
 
+@pytest.mark.slow
 @needs_x
 @needs_mpv
 def test_killing_mpv_counts_as_closing_the_window(opened, stream):
@@ -375,6 +371,7 @@ def test_killing_mpv_counts_as_closing_the_window(opened, stream):
     assert feed.slowest_send < NEVER_WAITS
 
 
+@pytest.mark.slow
 @needs_x
 @needs_mpv
 def test_mpv_crashing_is_a_failure_not_a_close(opened, stream):
@@ -387,6 +384,7 @@ def test_mpv_crashing_is_a_failure_not_a_close(opened, stream):
     assert not out.closed_by_user
 
 
+@pytest.mark.slow
 @needs_x
 @needs_mpv
 def test_a_stuck_mpv_never_blocks_send_and_the_window_recovers(opened, stream, display):
@@ -409,6 +407,7 @@ def test_a_stuck_mpv_never_blocks_send_and_the_window_recovers(opened, stream, d
     assert out.state == "running"
 
 
+@pytest.mark.slow
 @needs_x
 @needs_mpv
 def test_fullscreen_covers_the_screen(opened, stream, display):
@@ -423,6 +422,7 @@ def test_fullscreen_covers_the_screen(opened, stream, display):
     assert orange[0] <= 2 and blue[2] >= SCREEN[0] - 2
 
 
+@pytest.mark.slow
 @needs_x
 @needs_mpv
 def test_f_toggles_fullscreen(opened, stream, display, xlib):
@@ -439,6 +439,7 @@ def test_f_toggles_fullscreen(opened, stream, display, xlib):
     assert wait_for(lambda: out.mpv_property("fullscreen") is False, timeout=3)
 
 
+@pytest.mark.slow
 @needs_x
 @needs_mpv
 def test_borderless_asks_for_no_decorations(opened, xlib):
@@ -459,6 +460,7 @@ def test_borderless_asks_for_no_decorations(opened, xlib):
     assert not undecorated(plain.process.pid)
 
 
+@pytest.mark.slow
 @needs_mpv
 def test_a_display_mpv_cannot_open_fails_with_its_reason(monkeypatch, stream):
     monkeypatch.setenv("DISPLAY", ":59999")
@@ -473,6 +475,7 @@ def test_a_display_mpv_cannot_open_fails_with_its_reason(monkeypatch, stream):
         out.close(5)
 
 
+@pytest.mark.slow
 def test_no_display_is_a_clear_error(monkeypatch):
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
@@ -480,6 +483,7 @@ def test_no_display_is_a_clear_error(monkeypatch):
         WindowOutput()
 
 
+@pytest.mark.slow
 def test_missing_mpv_says_what_to_install(monkeypatch, tmp_path):
     monkeypatch.setenv("DISPLAY", ":99")
     monkeypatch.setenv("PATH", str(tmp_path))
@@ -487,6 +491,7 @@ def test_missing_mpv_says_what_to_install(monkeypatch, tmp_path):
         WindowOutput()
 
 
+@pytest.mark.slow
 @needs_mpv
 @pytest.mark.parametrize("options, named", [
     ({"fullscreen": "yes"}, "fullscreen"), ({"borderless": 1}, "borderless"),
@@ -500,6 +505,7 @@ def test_bad_options_name_the_option(monkeypatch, options, named):
     assert isinstance(error.value, OutputError)
 
 
+@pytest.mark.slow
 @needs_mpv
 def test_unknown_options_are_left_to_other_outputs(monkeypatch):
     monkeypatch.setenv("DISPLAY", ":99")
@@ -520,6 +526,7 @@ def _children(pid: int) -> list[int]:
     return kids
 
 
+@pytest.mark.slow
 @needs_x
 @needs_mpv
 def test_a_window_added_to_a_running_lofid_and_removed_again(display, xlib, tmp_path):

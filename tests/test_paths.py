@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from lofid import config, library, models, rpc
+from lofid import config, library, models
+from lofid.control import server
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,7 +45,7 @@ def test_absolute_values_are_followed(home, tmp_path, monkeypatch):
     assert config.default_path() == tmp_path / "cfg" / "lofid" / "config.toml"
     assert library.default_root() == tmp_path / "data" / "lofid" / "loops"
     assert tmp_path / "data" / "lofid" / "models" in models.search_paths()
-    assert rpc.default_socket_path() == tmp_path / "run" / "lofid" / "lofid.sock"
+    assert server.default_socket_path() == tmp_path / "run" / "lofid" / "lofid.sock"
 
 
 def test_unset_values_give_the_defaults(home):
@@ -52,7 +53,7 @@ def test_unset_values_give_the_defaults(home):
     assert config.default_path() == home / ".config" / "lofid" / "config.toml"
     assert library.default_root() == home / ".local" / "share" / "lofid" / "loops"
     assert home / ".local" / "share" / "lofid" / "models" in models.search_paths()
-    assert rpc.default_socket_path() == Path(f"/tmp/lofid-{os.getuid()}/lofid/lofid.sock")
+    assert server.default_socket_path() == Path(f"/tmp/lofid-{os.getuid()}/lofid/lofid.sock")
 
 
 def test_relative_values_are_ignored_everywhere(home, monkeypatch):
@@ -65,7 +66,7 @@ def test_relative_values_are_ignored_everywhere(home, monkeypatch):
     found = [p.resolve() for p in models.search_paths()]
     assert (home / ".local" / "share" / "lofid" / "models").resolve() in found
     assert (home / "here" / "lofid" / "models").resolve() not in found
-    assert rpc.default_socket_path() == Path(f"/tmp/lofid-{os.getuid()}/lofid/lofid.sock")
+    assert server.default_socket_path() == Path(f"/tmp/lofid-{os.getuid()}/lofid/lofid.sock")
 
 
 @pytest.mark.slow

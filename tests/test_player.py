@@ -475,6 +475,7 @@ def ffmpeg_errors(path: Path) -> str:
     return r.stderr.strip()
 
 
+@pytest.mark.slow
 def test_an_urgent_loop_crosses_live_at_the_next_frame_and_joins_its_cached_packets(tmp_path):
     from lofid.library import Library
     library = Library(tmp_path / "library")
@@ -562,6 +563,7 @@ def test_rotation_still_crosses_on_cached_packets_after_a_live_crossfade():
     assert [p.pts for p in recorder.video()] == list(range(240))
 
 
+@pytest.mark.slow
 def test_an_urgent_loop_that_cannot_be_read_never_stops_the_picture(tmp_path):
     from lofid.library import Library
     library = Library(tmp_path / "library")

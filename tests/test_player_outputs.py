@@ -1,4 +1,4 @@
-"""The player's one output registry (lofid.daemon.OutputSet) with a real player, in
+"""The player's one output registry (lofid.player.router.OutputSet) with a real player, in
 this process: outputs added and removed while playing, as a client of the control
 socket or a reloaded config does it. Real outputs, files read back with PyAV."""
 
@@ -11,11 +11,11 @@ import av
 import numpy as np
 import pytest
 
-from lofid.daemon import OutputSet
+from lofid.player.router import OutputSet
 from lofid.loop import Loop
 from lofid.player import Player, PlayerSettings
 from lofid.scene import SceneSpec
-from waiting import wait_for
+from helpers import wait_for
 
 SIZE = (160, 90)
 RED, BLUE = (230, 20, 20), (20, 20, 230)

@@ -148,6 +148,7 @@ def test_prepare_images_buckets_follow_the_shape(tmp_path):
     assert reported == {f"{name}.png": size for name, size in sizes.items()}
 
 
+@pytest.mark.slow
 def test_prepare_images_again_replaces_its_output_and_keeps_others_out(pictures, tmp_path):
     dst = tmp_path / "data"
     assert main(["prepare", "images", str(pictures), str(dst), "--resolution", "64",
@@ -170,6 +171,7 @@ def test_prepare_images_again_replaces_its_output_and_keeps_others_out(pictures,
     assert (other / "photo.png").read_bytes() == b"mine"
 
 
+@pytest.mark.slow
 def test_prepare_images_bad_input_exits_2(pictures, tmp_path, capsys):
     dst = tmp_path / "out"
     cases = [
@@ -314,6 +316,7 @@ def test_prepare_clips_cuts_trims_filters_and_writes_a_manifest(videos, tmp_path
     assert brief["reason"] == "too short: 1.50 s (0.00-1.50 s, shot 1) < 2.5 s"
 
 
+@pytest.mark.slow
 def test_prepare_clips_fps_and_seconds_set_the_frames(videos, tmp_path):
     # What an interrupted earlier run leaves: its report, a clip it did not list yet.
     dst = tmp_path / "clips"
@@ -335,6 +338,7 @@ def test_prepare_clips_fps_and_seconds_set_the_frames(videos, tmp_path):
     assert (dst / "notes.odt").read_bytes() == b"not ours"
 
 
+@pytest.mark.slow
 def test_prepare_clips_bad_input_exits_2(videos, tmp_path, capsys):
     dst = tmp_path / "out"
     cases = [

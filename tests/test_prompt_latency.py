@@ -8,7 +8,6 @@ the answer, the events, the file.
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 
 import av
@@ -17,7 +16,10 @@ import pytest
 from lofid.generators import get
 from lofid.library import Library
 from lofid.scene import parse
-from waiting import wait_for
+from helpers import running, wait_for
+
+# The test here runs lofid as a process.
+pytestmark = pytest.mark.slow
 
 
 def next_event(session, names, timeout=60):
@@ -35,21 +37,10 @@ def daemon(tmp_path):
     paint = get("procedural")
     for text in ("study room", "rainy window, night"):
         library.put(paint(parse(text), 1, (160, 90), 12, 10.0))
-    sock = tmp_path / "run" / "lofid.sock"
     video = tmp_path / "out.mkv"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "lofid.cli", "--library", str(tmp_path / "lib"), "run",
-         "-o", str(video), "--realtime", "--size", "160x90", "--socket", str(sock),
-         "--scene", "study room", "--no-generate", "--crossfade", "1"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        wait_for(lambda: sock.exists() or proc.poll() is not None)
-        assert proc.poll() is None, proc.stderr.read()
-        yield proc, sock, video
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=30)
+    with running(tmp_path, "-o", video, "--realtime", "--size", "160x90",
+                 "--scene", "study room", "--no-generate", "--crossfade", "1") as d:
+        yield d.proc, d.sock, video
 
 
 def test_a_prompt_for_a_stored_scene_crosses_live_and_does_not_bounce(daemon):

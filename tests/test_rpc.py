@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lofid.rpc import (E_AUTH, E_FAILED, E_INVALID, E_NO_METHOD, MAX_MESSAGE, AlreadyRunning,
-                       RpcError, Server, SocketError, prepare_socket_path)
+from lofid.control.protocol import E_AUTH, E_FAILED, E_INVALID, E_NO_METHOD, MAX_MESSAGE, RpcError
+from lofid.control.server import AlreadyRunning, Server, SocketError, prepare_socket_path
 
 
 def handlers():

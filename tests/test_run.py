@@ -6,18 +6,16 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import av
 import numpy as np
 import pytest
+from helpers import LOFID, lofid, reap, wait_for
+
+# Every test here runs lofid as a process.
+pytestmark = pytest.mark.slow
 
 SMALL = ["--size", "320x180", "--scene", "rainy night, coffee shop"]
-
-
-def lofid(*args, env=None, timeout=240):
-    return subprocess.run([sys.executable, "-m", "lofid.cli", *args], capture_output=True,
-                          text=True, env={**os.environ, **(env or {})}, timeout=timeout)
 
 
 def read_back(path):
@@ -85,8 +83,7 @@ def test_no_generate_with_an_empty_library_is_a_clear_error(tmp_path):
 
 def test_no_output_and_no_display_says_how_to_choose(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
-    r = subprocess.run([sys.executable, "-m", "lofid.cli", "run", "--duration", "1"],
-                       capture_output=True, text=True, env=env, timeout=60)
+    r = lofid("run", "--duration", "1", env=env, timeout=60)
     assert r.returncode == 2 and "--output" in r.stderr
 
 
@@ -104,19 +101,18 @@ def test_config_file_keys_are_used_and_checked(tmp_path):
 
 def test_ctrl_c_leaves_a_playable_file(tmp_path):
     out = tmp_path / "interrupted.mp4"
-    p = subprocess.Popen([sys.executable, "-m", "lofid.cli", "--library", str(tmp_path / "lib"),
-                          "run", "-o", str(out), *SMALL, "--realtime"],
+    p = subprocess.Popen([*LOFID, "--library", str(tmp_path / "lib"), "run", "-o", str(out),
+                          *SMALL, "--realtime"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 60
         # Wait until the picture is flowing, then interrupt as a user would.
-        while time.monotonic() < deadline and not (out.exists() and out.stat().st_size > 20000):
-            time.sleep(0.1)
+        wait_for(lambda: p.poll() is not None or (out.exists() and out.stat().st_size > 20000),
+                 timeout=60)
+        assert p.poll() is None, p.communicate()[1]
         p.send_signal(signal.SIGINT)
         _, err = p.communicate(timeout=60)
     finally:
-        if p.poll() is None:
-            p.kill()
+        reap(p)
     assert p.returncode == 0, err
     assert len(read_back(out)["frames"]) > 10
 
@@ -139,12 +135,16 @@ def test_run_makes_its_loops_with_animatediff_from_the_config(tmp_path):
 
 def _playing(tmp_path, out, *extra):
     sock = tmp_path / "run" / "lofid.sock"
-    p = subprocess.Popen([sys.executable, "-m", "lofid.cli", "--library", str(tmp_path / "lib"),
-                          "run", "-o", str(out), *SMALL, "--realtime", "--socket", str(sock),
-                          *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not (out.exists() and out.stat().st_size > 20000):
-        time.sleep(0.1)
+    p = subprocess.Popen([*LOFID, "--library", str(tmp_path / "lib"), "run", "-o", str(out),
+                          *SMALL, "--realtime", "--socket", str(sock), *extra],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: p.poll() is not None or (out.exists() and out.stat().st_size > 20000),
+                 timeout=60)
+        assert p.poll() is None, p.communicate()[1]
+    except BaseException:
+        reap(p)
+        raise
     return p, sock
 
 
@@ -156,8 +156,7 @@ def test_sigterm_stops_cleanly_and_removes_the_socket(tmp_path):
         p.send_signal(signal.SIGTERM)
         _, err = p.communicate(timeout=60)
     finally:
-        if p.poll() is None:
-            p.kill()
+        reap(p)
     assert p.returncode == 0, err
     assert "stopping" in err and not sock.exists()
     assert len(read_back(out)["frames"]) > 10

@@ -379,6 +379,7 @@ def test_id_is_short_hex_and_distinguishes_specs():
     assert a.id not in others and len(others) == 4
 
 
+@pytest.mark.slow
 def test_id_same_in_another_process():
     texts = [SEED_STUDY, SEED_COFFEE, SEED_WINDOW, "", "café, xmas, crème"]
     here = [parse(t).id for t in texts]

@@ -224,9 +224,9 @@ def test_generate_by_path_loads_the_sdxl_pair(zoo):
                            steps=1, context=4, guidance=1.0, device="cpu")
         assert loop.frames.shape == (6, 64, 64, 3)
         assert loop.params["model"] == "tiny-sdxl"
-        assert type(next(iter(ad._cache.values()))).__name__ == "AnimateDiffSDXLPipeline"
+        assert [type(p).__name__ for p in ad.loaded_pipelines()] == ["AnimateDiffSDXLPipeline"]
     finally:
-        ad._cache.clear()
+        ad.unload()
 
 
 # --------------------------------------------------------------------------- decode, memory

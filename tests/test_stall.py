@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from fractions import Fraction
@@ -20,7 +19,7 @@ from lofid.library import Library
 from lofid.outputs.null import NullOutput
 from lofid.player import Player, PlayerSettings
 from lofid.scene import parse
-from waiting import holds_for, wait_for
+from helpers import LOFID, holds_for, lofid as _lofid, reap, wait_for
 
 paint = get("procedural")
 SMALL = dict(loop_size=(64, 36), frames=6, fps=12.0)
@@ -165,11 +164,6 @@ def test_an_unpaced_player_waiting_for_a_coming_loop_stops_at_once():
 
 # --------------------------------------------------------------------------- lofid run
 
-def _lofid(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "lofid.cli", *args], capture_output=True,
-                          text=True, **kw)
-
-
 def _frames(path) -> int:
     with av.open(str(path)) as c:
         return sum(1 for p in c.demux(c.streams.video[0]) for _ in p.decode())
@@ -208,7 +202,7 @@ class _StalledRun:
         self.err_path = tmp_path / "stderr.txt"
         with open(self.err_path, "w") as err:
             self.p = subprocess.Popen(
-                [sys.executable, "-m", "lofid.cli", "--library", lib, "run", "--no-generate",
+                [*LOFID, "--library", lib, "run", "--no-generate",
                  "--scene", "library", "-o", str(self.mp4), "-o", str(self.fifo),
                  "--duration", "3600", "--size", "320x180"],
                 stdout=subprocess.DEVNULL, stderr=err)
@@ -244,8 +238,8 @@ class _StalledRun:
 
     def close(self) -> None:
         if self.p.poll() is None:
-            self.p.kill()
-            self.p.wait()
+            self.p.kill()       # stalled: SIGTERM is what is under test, not a way out
+        reap(self.p)
         if self.reader is not None:
             os.close(self.reader)
 

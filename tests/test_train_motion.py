@@ -161,6 +161,7 @@ def test_bad_input_is_one_line_and_exit_2(world, tmp_path, capsys):
     assert not output.parent.exists()     # nothing was written for any of them
 
 
+@pytest.mark.slow
 def test_bad_input_stops_before_loading_torch(world, tmp_path):
     # A real process: exit code 2, one line, and neither torch nor diffusers imported.
     code = ("code = main()\n"
@@ -192,6 +193,7 @@ def trained(world):
             "run": common.train_dir_for(out)}
 
 
+@pytest.mark.slow
 def test_loss_goes_down_on_a_tiny_overfit_set(trained):
     losses = [entry["loss"] for entry in common.read_losses(trained["run"])]
     assert len(losses) == 30 and all(np.isfinite(losses))
@@ -205,6 +207,7 @@ def test_loss_goes_down_on_a_tiny_overfit_set(trained):
     assert (trained["run"] / "validation" / "step-000030.png").is_file()
 
 
+@pytest.mark.slow
 def test_saved_file_is_in_the_animatediff_motion_lora_format(trained):
     from safetensors import safe_open
 
@@ -228,6 +231,7 @@ def test_saved_file_is_in_the_animatediff_motion_lora_format(trained):
     assert spatial and not any(loras.is_motion_key(k) for k in spatial)
 
 
+@pytest.mark.slow
 def test_motion_lora_changes_the_loop_and_weight_0_is_none(world, trained, tmp_path):
     def generate(name, *extra):
         out = tmp_path / f"{name}.mp4"

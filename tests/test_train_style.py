@@ -241,12 +241,13 @@ def test_lofid_generate_loads_the_lora_and_it_changes_the_picture(world, trained
         assert main(common_args + ["-o", str(plain)]) == 0
         assert main(common_args + ["-o", str(styled), "--lora", str(trained)]) == 0
     finally:
-        animatediff._cache.clear()
+        animatediff.unload()
     a, b = _frames(plain), _frames(styled)
     assert a.shape == b.shape == (8, 64, 64, 3)
     assert np.abs(a - b).mean() > 1.0
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_a_checkpoint_and_resume_equals_the_uninterrupted_run(world, trained):
     output = world["tmp"] / "parts" / "cozy.safetensors"
     train_dir = output.with_suffix(".training")
@@ -275,6 +276,7 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_equals_the_uninterrupted_run(world
     assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in got)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("extra, config, words", [
     ([], "rnak = 8\n", ["'rnak'", "did you mean 'rank'"]),
     ([], "rank = 0\n", ["rank = 0", "from 1 to 512"]),

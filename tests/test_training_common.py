@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lofid.cli import BadInput
+from lofid.errors import UserError as BadInput
 from lofid.training import common
 from lofid.training.common import Option
 
@@ -295,6 +295,7 @@ def _two_processes(script: Path, folder: Path, mode: str) -> list[dict]:
     return results
 
 
+@pytest.mark.slow
 def test_two_processes_stop_together_and_resume(tmp_path):
     """Two processes (as `accelerate launch` starts them, here on the CPU): each takes its
     own samples; Ctrl-C reaching one stops both at the end of the same step; each saves

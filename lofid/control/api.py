@@ -185,7 +185,7 @@ class Control:
             "clock": {"frame": p.frame, "seconds": round(p.seconds, 3),
                       "fps": float(p.settings.fps)},
             "outputs": self.outputs.describe(),
-            "generator": {"ready": len(d._ready), "failures": d.failures,
+            "generator": {"ready": len(d.ready_keys()), "failures": d.failures,
                           "generating": d.settings.generate},
             "library": self._library_numbers(),
             "config": None if self.reloader is None else {
@@ -335,7 +335,7 @@ class Control:
     def output_add(self, target: str, opts: dict | None) -> dict:
         """Start one more output (a target as `lofid run -o` takes) while the others
         play on; output_changed events follow its states."""
-        from lofid.daemon import is_live
+        from lofid.player.router import is_live
         from lofid.outputs.base import OutputError
         if not is_live(target) and target.strip() != "null" and "://" not in target \
                 and not os.path.isabs(os.path.expanduser(target.strip())):

@@ -4,8 +4,5 @@ socket can do to it is lofid/control/api.py; its outputs are lofid/player/router
 
 from __future__ import annotations
 
-# Old import paths, for code that still uses them.
-from lofid.control.api import Control  # noqa: F401
-from lofid.daemon.config_watch import ConfigReloader  # noqa: F401
+# Old import path, for the one test that still uses it.
 from lofid.daemon.systemd import SystemdNotifier  # noqa: F401
-from lofid.player.router import OutputSet, is_live  # noqa: F401

@@ -91,7 +91,7 @@ class Daemon:
     def _startup(self) -> None:
         from lofid.audio import AudioTrack
         from lofid.config import byte_size_of, loop_fps_for, size_of
-        from lofid.daemon import OutputSet, is_live
+        from lofid.player.router import OutputSet, is_live
         from lofid.director import Director, DirectorSettings
         from lofid.library import Library, LibraryError
         from lofid.player import Player, PlayerSettings
@@ -161,8 +161,8 @@ class Daemon:
 
     def _open_control(self) -> None:
         from lofid.config import ConfigError, address_of, read_token
-        from lofid.daemon import Control
-        from lofid.rpc import Server, SocketError, default_socket_path
+        from lofid.control.api import Control
+        from lofid.control.server import Server, SocketError, default_socket_path
         cfg = self.cfg
         try:
             tcp = address_of(cfg.control_tcp) if cfg.control_tcp is not None else None

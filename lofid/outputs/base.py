@@ -27,11 +27,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from lofid.errors import Failure
-
-# The wire types live in lofid.media. Importing them from here still works only for
-# the outputs that do so today (file, window): these re-exports go when they move.
-from lofid.media import (AUDIO_CHANNELS, AUDIO_RATE, AudioChunk, Packet,  # noqa: F401
-                         StreamInfo, VideoFrame)
+from lofid.media import Packet, StreamInfo
 
 log = logging.getLogger("lofid.outputs")
 

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lofid.outputs.base import (AUDIO_CHANNELS, AUDIO_RATE, AudioChunk, Output, OutputError,
-                                Packet, StreamInfo, VideoFrame)
+from lofid.media import AUDIO_CHANNELS, AUDIO_RATE, AudioChunk, Packet, StreamInfo, VideoFrame
+from lofid.outputs.base import Output, OutputError
 from lofid.outputs.mux import PacketMuxer, audio_sample_at
 
 log = logging.getLogger("lofid.outputs")
@@ -61,7 +61,7 @@ class RecordingOutput(Output):
     Paced (a stream or a window plays, or --realtime), the clock belongs to the
     wall and to the other outputs: a file that cannot keep up, or is stuck writing
     into a FIFO nobody reads, drops and counts for itself and says "stalled", like
-    every other output. lofid.daemon.OutputSet sets `lossless` for the run.
+    every other output. lofid.player.router.OutputSet sets `lossless` for the run.
     """
 
     lossless = True

@@ -25,7 +25,7 @@ import math
 from fractions import Fraction
 from typing import Callable
 
-from lofid.outputs.base import Packet, StreamInfo
+from lofid.media import Packet, StreamInfo
 
 log = logging.getLogger("lofid.outputs")
 

@@ -40,7 +40,7 @@ from fractions import Fraction
 
 import msgpack
 
-from lofid.outputs.base import Packet, StreamInfo
+from lofid.media import Packet, StreamInfo
 from lofid.outputs.mux import PacketMuxer
 
 EXIT_OK = 0

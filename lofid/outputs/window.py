@@ -39,7 +39,9 @@ from typing import Callable
 
 import av
 
-from .base import Output, OutputError, Packet, StreamInfo
+from lofid.media import Packet, StreamInfo
+
+from .base import Output, OutputError
 from .mux import PacketMuxer
 
 log = logging.getLogger("lofid.outputs.window")

@@ -12,14 +12,14 @@ from __future__ import annotations
 from .memory import DECODE_CHUNK_MAX, GiB, MemoryPlan, plan_memory
 from .options import (DTYPES, GENERATOR, LOOP_METHODS, PRESETS, SCHEDULERS, loop_shape,
                       preset_options)
-# _cache (the pipeline kept between loops) is read by tests that check its reuse
-from .pipeline import (  # noqa: F401
-    Conditioning, _cache, available, conditioning, decode, denoise_circular, encode, generate,
-    initial_noise, is_sdxl, make_scheduler, speed_up)
+from .pipeline import (
+    Conditioning, available, conditioning, decode, denoise_circular, encode, generate,
+    initial_noise, is_sdxl, loaded_pipelines, make_scheduler, speed_up, unload)
 from .windows import context_windows, default_stride, window_spacing
 
 __all__ = ["Conditioning", "DECODE_CHUNK_MAX", "DTYPES", "GENERATOR", "GiB", "LOOP_METHODS",
            "MemoryPlan", "PRESETS", "SCHEDULERS", "available", "conditioning",
            "context_windows", "decode", "default_stride", "denoise_circular", "encode",
-           "generate", "initial_noise", "is_sdxl", "loop_shape", "make_scheduler",
-           "plan_memory", "preset_options", "speed_up", "window_spacing"]
+           "generate", "initial_noise", "is_sdxl", "loaded_pipelines", "loop_shape",
+           "make_scheduler", "plan_memory", "preset_options", "speed_up", "unload",
+           "window_spacing"]

@@ -246,6 +246,16 @@ def _to_frames(video) -> np.ndarray:
 _cache: dict = {}
 
 
+def loaded_pipelines() -> list:
+    """The pipelines kept loaded between loops (what holds the model's memory)."""
+    return list(_cache.values())
+
+
+def unload() -> None:
+    """Drops the pipelines kept loaded, so the next loop loads its model afresh."""
+    _cache.clear()
+
+
 def _resolve_dtype(dtype: str | None, device_type: str):
     import torch
 

@@ -1,0 +1,170 @@
+"""What the tests share: lofid run as a user runs it (a subprocess), a daemon with a
+control socket, and waiting on a condition with a deadline -- never a bare sleep, and
+a wait that runs out fails the test instead of carrying on."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+LOFID = (sys.executable, "-m", "lofid.cli")
+
+
+# --------------------------------------------------------------------------- waiting
+
+def wait_for(predicate, timeout: float = 30.0, every: float = 0.02):
+    """The first truthy value of predicate(), polled until `timeout` seconds pass;
+    AssertionError when it never comes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"condition not met within {timeout:g} s")
+
+
+def holds_for(predicate, seconds: float, every: float = 0.02) -> bool:
+    """True when predicate() stays truthy for `seconds`; False the moment it does not
+    (for "nothing happens meanwhile": a failure shows at once, not after the wait)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not predicate():
+            return False
+        time.sleep(every)
+    return bool(predicate())
+
+
+# --------------------------------------------------------------------------- lofid
+
+def lofid(*args, env: dict | None = None, cwd=None, timeout: float = 240,
+          input: str | None = None) -> subprocess.CompletedProcess:
+    """`lofid ARGS...` run to its end: returncode, stdout and stderr as text."""
+    return subprocess.run([*LOFID, *map(str, args)], capture_output=True, text=True,
+                          env=env, cwd=cwd, timeout=timeout, input=input)
+
+
+def reap(proc: subprocess.Popen, timeout: float = 30) -> None:
+    """Ends `proc` if it still runs -- SIGTERM first, so a daemon finalises its files
+    and ends its own children, then SIGKILL -- and waits for it: no process is left
+    behind by a test."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    proc.wait(timeout)
+    for stream in (proc.stdin, proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
+
+
+def answers(sock) -> bool:
+    """Whether a lofid daemon answers `status` on the control socket `sock`."""
+    from lofid.control.client import Client
+    try:
+        client = Client(sock, timeout=10)
+    except Exception:
+        return False
+    try:
+        client.call("status")
+        return True
+    except Exception:
+        return False
+    finally:
+        client.close()
+
+
+_runs = itertools.count(1)
+
+
+class Daemon:
+    """A running `lofid run --socket`: its process, its socket, what it wrote to stderr
+    (kept in a file, so a chatty daemon never blocks on a full pipe)."""
+
+    def __init__(self, proc: subprocess.Popen, sock: Path, log: Path):
+        self.proc, self.sock, self.log = proc, sock, log
+
+    def stderr(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def ctl(self, *args, **kw) -> subprocess.CompletedProcess:
+        """`lofid ctl --socket SOCK ARGS...`, as a user types it."""
+        return lofid("ctl", "--socket", self.sock, *args, **kw)
+
+    def call(self, method: str, *params):
+        """One request over the socket, answered in this process."""
+        from lofid.control.client import Client
+        client = Client(self.sock, timeout=30)
+        try:
+            return client.call(method, *params)
+        finally:
+            client.close()
+
+    def status(self) -> dict:
+        return self.call("status")
+
+    def wait(self, timeout: float = 60) -> int:
+        """The exit status once the process ends by itself (or was told to)."""
+        return self.proc.wait(timeout)
+
+    def stop(self, timeout: float = 60) -> int:
+        """Asks the daemon to stop over its socket; its exit status."""
+        self.call("shutdown")
+        return self.wait(timeout)
+
+    def close(self, timeout: float = 60) -> None:
+        """Stops it as a user would when it still runs -- over the socket, else
+        SIGTERM -- and reaps it; SIGKILL only when it does not end in `timeout`."""
+        if self.proc.poll() is None and self.sock is not None:
+            try:
+                self.call("shutdown")
+                self.proc.wait(timeout)
+            except Exception:
+                pass
+        reap(self.proc)
+
+
+def start_daemon(tmp_path, *args, sock=None, ready=None, env: dict | None = None, cwd=None,
+                 timeout: float = 120, preexec_fn=None) -> Daemon:
+    """`lofid --library TMP/lib run --socket SOCK ARGS...`, returned once its socket
+    answers (or, given `ready`, once ready(daemon) is true; sock=False: no --socket).
+    A run that ends before it is ready fails the test with its stderr. The caller
+    closes it (or uses `running`)."""
+    if sock is False:
+        sock, where = None, []
+    else:
+        sock = Path(sock) if sock is not None else tmp_path / "run" / "lofid.sock"
+        where = ["--socket", str(sock)]
+    log = tmp_path / f"lofid-run-{next(_runs)}.log"
+    with open(log, "w") as err:
+        proc = subprocess.Popen(
+            [*LOFID, "--library", str(tmp_path / "lib"), "run", *where, *map(str, args)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, text=True,
+            env=env, cwd=cwd, preexec_fn=preexec_fn)
+    daemon = Daemon(proc, sock, log)
+    try:
+        ready = ready or (lambda d: answers(d.sock))
+        wait_for(lambda: proc.poll() is not None or ready(daemon), timeout)
+        assert proc.poll() is None, \
+            f"lofid run exited with {proc.returncode}:\n{daemon.stderr()}"
+    except BaseException:
+        reap(proc)
+        raise
+    return daemon
+
+
+@contextlib.contextmanager
+def running(tmp_path, *args, **kw):
+    """start_daemon(tmp_path, *args, **kw) for a with block: closed on leaving."""
+    daemon = start_daemon(tmp_path, *args, **kw)
+    try:
+        yield daemon
+    finally:
+        daemon.close()
