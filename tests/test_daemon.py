@@ -317,9 +317,6 @@ def test_ctl_output_add_list_remove(daemon, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="stopping an unpaced run while a segment is being prepared can end "
-                          "in an uncaught lofid.player.segments.Cancelled: a traceback and "
-                          "exit 1", strict=False)
 def test_an_unpaced_run_refuses_a_live_output(tmp_path):
     from pynvim.msgpack_rpc import socket_session
     with running(tmp_path, "-o", tmp_path / "fast.mkv", "--size", "160x90",

@@ -10,7 +10,7 @@ import threading
 import pytest
 
 from lofid import generators
-from lofid.config import load
+from lofid.settings.run import load
 from lofid.control.client import Client
 from lofid.daemon.app import Daemon, LoopMaker
 from lofid.errors import UserError

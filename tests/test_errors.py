@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lofid.config import ConfigError
+from lofid.settings import ConfigError
 from lofid.control.client import ControlError, NoDaemon
 from lofid.director import NothingToPlay
 from lofid.errors import Failure, LofidError, UserError

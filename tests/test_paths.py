@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from lofid import config, library, models
+from lofid import library, models
+from lofid.settings import run as config
 from lofid.control import server
 
 ROOT = Path(__file__).resolve().parent.parent

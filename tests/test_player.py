@@ -653,3 +653,17 @@ def test_the_clock_says_what_it_plays():
                                           Mode.CROSSFADING, Mode.REPEATING]
     assert runs[0][1] == 15 and runs[1][1] == player.stats["live_frames"]
     assert runs[3][1] == 15 and sum(n for _, n in runs) == 240
+
+
+def test_a_stop_while_the_first_loop_is_encoded_ends_the_run_cleanly(tmp_path):
+    """The daemon's socket answers before the first loop is encoded: a `shutdown`
+    then must stop the run as any stop does, not end it in an exception."""
+    class StopAtFirst(Source):
+        def first(self):
+            loop = super().first()
+            player.stop()                  # as a client's shutdown would, meanwhile
+            return loop
+    player = Player(StopAtFirst(colour_ramp_loop(0)), [FileOutput(tmp_path / "x.mkv")], None,
+                    PlayerSettings(size=SIZE, duration=60.0))
+    player.run()                           # returns, raises nothing
+    assert player.frame == 0

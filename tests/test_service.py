@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from lofid.config import RunConfig, default_text, validate
-from lofid.daemon import SystemdNotifier
+from lofid.settings.run import RunConfig, default_text, validate
+from lofid.daemon.systemd import SystemdNotifier
 
 
 def lofid(*args, env=None, timeout=120):

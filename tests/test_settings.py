@@ -8,7 +8,8 @@ import re
 
 import pytest
 
-from lofid.config import ConfigError, RunConfig, default_text, load, validate
+from lofid.settings.run import RunConfig, default_text, load, validate
+from lofid.settings import ConfigError
 from lofid.player import PlayerSettings
 from lofid.settings import run as run_settings
 
@@ -112,7 +113,8 @@ def test_config_messages_name_the_key_the_value_and_what_was_expected():
 
 def test_a_whole_number_written_as_a_float_is_that_number(tmp_path):
     """`fps = 30.0` in a config file is thirty, as it always was; 29.5 is still refused."""
-    from lofid.config import ConfigError, load
+    from lofid.settings.run import load
+    from lofid.settings import ConfigError
     good = tmp_path / "good.toml"
     good.write_text("fps = 30.0\nloop_frames = 48.0\n")
     cfg = load(good, {})

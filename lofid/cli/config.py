@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 def cmd_config(args) -> int:
-    from lofid.config import default_path, default_text
+    from lofid.settings.run import default_path, default_text
     if args.print_default:
         sys.stdout.write(default_text())
         return 0

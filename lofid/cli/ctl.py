@@ -10,9 +10,9 @@ from .common import BadInput
 def _ctl_client(args):
     """A client of the daemon the ctl arguments name: --tcp (with a token from
     --token-file or $LOFID_TOKEN), else the Unix socket."""
-    from lofid.config import ConfigError, address_of, read_token
-    from lofid.ctl import Client
-    from lofid.rpc import default_socket_path
+    from lofid.settings import ConfigError, address_of, read_token
+    from lofid.control.client import Client
+    from lofid.control.server import default_socket_path
     if args.tcp is None:
         if args.token_file:
             raise BadInput("--token-file goes with --tcp HOST:PORT; the Unix socket needs no token")
@@ -43,7 +43,7 @@ _OUTPUT_USAGE = ("ctl output takes: list, add TARGET (a file, udp://, tcp://...?
 def cmd_ctl(args) -> int:
     import json
 
-    from lofid.ctl import ControlError, NoDaemon
+    from lofid.control.client import ControlError, NoDaemon
 
     method = _CTL_METHODS[args.action]
     params: list = []

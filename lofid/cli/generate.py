@@ -134,7 +134,7 @@ def _check_loop(name: str, size: tuple[int, int], frames: int, size_key: str,
                 frames_key: str) -> None:
     """BadInput unless the generator `name` can make a loop of `frames` frames at
     `size`, within the limits on the work one loop may ask for."""
-    from lofid.config import ConfigError, check_loop_work
+    from lofid.settings import ConfigError, check_loop_work
     w, h = size
     if name == "procedural":
         from lofid.generators.painter import MIN_SIZE
@@ -152,7 +152,8 @@ def _check_loop(name: str, size: tuple[int, int], frames: int, size_key: str,
 
 def _generate_config(args):
     """The config file's making-loops keys under this command's flags."""
-    from lofid.config import ConfigError, load
+    from lofid.settings.run import load
+    from lofid.settings import ConfigError
     over = {k: getattr(args, k) for k in ("model", "motion_adapter", "steps", "guidance",
                                           "scheduler", "loop_method", "preset")}
     over.update(loras=args.lora or None, motion_loras=args.motion_lora or None,

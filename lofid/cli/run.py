@@ -18,7 +18,7 @@ def _loop_maker(cfg, size: tuple[int, int]):
     """How `lofid run` makes loops: the generator the config names (or the one `auto`
     picks) and the loop shape it can make for an output of `size`."""
     from lofid import generators
-    from lofid.config import size_of
+    from lofid.settings import size_of
     from lofid.daemon.app import LoopMaker
     name = _pick_generator(cfg.generator)
     generate = generators.get(name)

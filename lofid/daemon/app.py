@@ -90,7 +90,7 @@ class Daemon:
 
     def _startup(self) -> None:
         from lofid.audio import AudioTrack
-        from lofid.config import byte_size_of, loop_fps_for, size_of
+        from lofid.settings import byte_size_of, loop_fps_for, size_of
         from lofid.player.router import OutputSet, is_live
         from lofid.director import Director, DirectorSettings
         from lofid.library import Library, LibraryError
@@ -160,7 +160,7 @@ class Daemon:
                                      f"to {len(player.outputs)} output(s)")
 
     def _open_control(self) -> None:
-        from lofid.config import ConfigError, address_of, read_token
+        from lofid.settings import ConfigError, address_of, read_token
         from lofid.control.api import Control
         from lofid.control.server import Server, SocketError, default_socket_path
         cfg = self.cfg

@@ -28,7 +28,8 @@ class ConfigReloader:
         self._timer: threading.Timer | None = None
 
     def reload(self) -> dict:
-        from lofid.config import ConfigError, load
+        from lofid.settings.run import load
+        from lofid.settings import ConfigError
         with self._lock:
             try:
                 new = load(self.path, self.overrides)

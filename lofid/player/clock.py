@@ -144,6 +144,11 @@ class Player:
         try:
             self._startup()
             self._play()
+        except Cancelled:
+            # A stop that came while a repetition was being encoded in this thread
+            # (the first loop's, or an unpaced clock's) ends the run like any stop.
+            if not self._stop.is_set():
+                raise
         finally:
             self._shutdown()
             self.stats["cpu_total"] += time.process_time() - cpu
