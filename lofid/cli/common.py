@@ -37,19 +37,17 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def parse_byte_size(text: str, flag: str = "--max-size") -> int:
-    units = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-    t = text.strip().lower().removesuffix("b").removesuffix("i")
-    unit = t[-1:] if t[-1:] in units else ""
+    from lofid.settings.values import size_in_bytes
     try:
-        value = float(t[: len(t) - len(unit)])
+        value = size_in_bytes(text)
     except ValueError:
         raise BadInput(f"{flag} {text!r} is not a size (for example 500M or 2G)") from None
     if value < 0:
         raise BadInput(f"{flag} {text!r} is not a size: it is negative")
-    if not math.isfinite(value * units[unit]):    # nan, inf, 1e400
+    if not math.isfinite(value):    # nan, inf, 1e400
         raise BadInput(f"{flag} {text!r} is not a size: expected a finite number "
                        f"(for example 500M or 2G)")
-    return int(value * units[unit])
+    return int(value)
 
 
 

@@ -3,6 +3,8 @@ and the limits every part of lofid agrees on (the config, the flags, the player)
 
 from __future__ import annotations
 
+import math
+
 from lofid.settings.schema import ConfigError
 
 OUTPUT_FPS = (24, 25, 30, 50, 60)
@@ -38,23 +40,30 @@ def size_of(text: str, key: str = "size") -> tuple[int, int]:
 
 def byte_size_of(value, key: str = "library_max_size") -> int:
     """Bytes from a size such as "2GB", "500M", "1.5GiB" or a whole number of bytes."""
-    import math
-    units = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
     expected = 'a size such as "2GB" or "500MB", or bytes'
     if isinstance(value, int) and not isinstance(value, bool):
-        number, unit = float(value), ""
+        number = float(value)
     elif isinstance(value, str):
-        text = value.strip().lower().removesuffix("b").removesuffix("i")
-        unit = text[-1:] if text[-1:] in units else ""
         try:
-            number = float(text[: len(text) - len(unit)])
+            number = size_in_bytes(value)
         except ValueError:
             raise ConfigError(f"{key} = {value!r}: expected {expected}") from None
     else:
         raise ConfigError(f"{key} = {value!r}: expected {expected}")
     if not math.isfinite(number) or number < 0:
         raise ConfigError(f"{key} = {value!r}: expected {expected}, 0 or more")
-    return int(number * units[unit])
+    return int(number)
+
+
+_BYTE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def size_in_bytes(text: str) -> float:
+    """"500M", "2GB", "1.5GiB", "123" as a number of bytes (nan, inf and negatives
+    as they are: the caller says what it accepts); ValueError when it is no size."""
+    t = text.strip().lower().removesuffix("b").removesuffix("i")
+    unit = t[-1:] if t[-1:] in _BYTE_UNITS else ""
+    return float(t[: len(t) - len(unit)]) * _BYTE_UNITS[unit]
 
 
 def check_loop_work(width: int, height: int, frames: int, size_key: str = "loop_size",
