@@ -149,3 +149,26 @@ def test_generate_with_animatediff_end_to_end(tmp_path):
     r = lofid("generate", "x", "-o", str(tmp_path / "c.mp4"), "--steps", "4",
               "--generator", "procedural")
     assert r.returncode == 2 and "--steps" in r.stderr
+
+
+def _commands(parser, prefix=()):
+    """Every command path of the parser: ("run",), ("library", "list"), ..."""
+    import argparse
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield prefix + (name,)
+                yield from _commands(sub, prefix + (name,))
+
+
+def test_every_command_prints_its_help(capsys):
+    """`lofid ... --help` for every command: the text, exit 0, never a traceback
+    (a help text with a bare % once broke argparse's formatting)."""
+    from lofid.cli import build_parser, main
+    commands = list(_commands(build_parser()))
+    assert ("train", "motion") in commands and ("library", "list") in commands
+    for command in commands:
+        with pytest.raises(SystemExit) as done:
+            main([*command, "--help"])
+        assert done.value.code == 0, command
+        assert "usage: lofid" in capsys.readouterr().out, command

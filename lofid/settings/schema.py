@@ -170,7 +170,8 @@ def add_flags(parser, schema, default_in_help: bool = False) -> None:
                 help_ += f" (default: {len(o.default or [])} in the code and the shipped config)"
             elif o.default is not None:
                 help_ += f" (default: {o.default!r})"
-        kwargs = dict(dest=o.name, default=None, help=help_)
+        # argparse reads help as a %-format: "40% less memory" must reach it as %%.
+        kwargs = dict(dest=o.name, default=None, help=help_.replace("%", "%%"))
         if o.metavar is not None:
             kwargs["metavar"] = o.metavar
         if o.type is bool:

@@ -142,6 +142,30 @@ def add_flags(parser, schema) -> None:
     _schema.add_flags(parser, schema, default_in_help=True)
 
 
+def output_options(prompts: list[str], what: str, prompts_help: str,
+                   save_help: str) -> list[Option]:
+    """What a trainer saves and how it shows its progress: the saved LoRA's number
+    format and the validation renders (`what`: "clips", "pictures")."""
+    return [
+        Option("save_precision", str, "fp16", save_help, choices=("fp16", "bf16", "fp32")),
+        Option("validation_prompts", list, prompts, prompts_help),
+        Option("validation_steps", int, 20, f"denoising steps of each validation {what[:-1]}",
+               minimum=1, maximum=200),
+        Option("guidance", float, 7.5, f"classifier-free guidance of the validation {what}",
+               minimum=1.0, maximum=30.0),
+    ]
+
+
+def add_arguments(parser, schema, example: str) -> None:
+    """A trainer's command line: --config (`example` names a sample file), --resume,
+    and a flag for every option of its schema."""
+    parser.add_argument("--config", metavar="FILE",
+                        help=f"a TOML file with any of the keys below ({example})")
+    parser.add_argument("--resume", metavar="latest|FOLDER",
+                        help="go on from a checkpoint: 'latest' (of this --output's run) or a folder")
+    add_flags(parser, schema)
+
+
 def loop_options(**defaults_) -> list[Option]:
     """The options `train()` reads, with per-trainer defaults given as keywords."""
     d = dict(steps=3000, batch_size=1, grad_accum=1, lr_schedule="cosine", warmup_steps=100,

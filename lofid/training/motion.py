@@ -81,27 +81,18 @@ SCHEMA = [
            "(0: plain loss only)", minimum=0.0, maximum=10.0),
     Option("gradient_checkpointing", bool, True, "recompute activations in the backward pass: "
            "about 40% less memory, about 15% slower"),
-    Option("save_precision", str, "fp16", "number format of the saved LoRA files",
-           choices=("fp16", "bf16", "fp32")),
-    Option("validation_prompts", list, VALIDATION_PROMPTS,
-           "prompts rendered as short clips with the motion LoRA every validation_every steps "
-           "(one row of frames each)"),
-    Option("validation_steps", int, 20, "denoising steps of each validation clip",
-           minimum=1, maximum=200),
-    Option("guidance", float, 7.5, "classifier-free guidance of the validation clips",
-           minimum=1.0, maximum=30.0),
-] + common.loop_options(steps=500, batch_size=1, grad_accum=1, lr_schedule="constant",
+] + common.output_options(
+    VALIDATION_PROMPTS, "clips",
+    "prompts rendered as short clips with the motion LoRA every validation_every steps "
+    "(one row of frames each)", "number format of the saved LoRA files",
+) + common.loop_options(steps=500, batch_size=1, grad_accum=1, lr_schedule="constant",
                         warmup_steps=0, checkpoint_every=100, validation_every=0)
 
 
 # --- the command -----------------------------------------------------------------------------
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--config", metavar="FILE",
-                        help="a TOML file with any of the keys below (training/configs/motion.toml)")
-    parser.add_argument("--resume", metavar="latest|FOLDER",
-                        help="go on from a checkpoint: 'latest' (of this --output's run) or a folder")
-    common.add_flags(parser, SCHEMA)
+    common.add_arguments(parser, SCHEMA, "training/configs/motion.toml")
 
 
 @dataclass(frozen=True)

@@ -70,24 +70,15 @@ SCHEMA = [
     Option("gradient_checkpointing", bool, False, "recompute activations: less memory, slower"),
     Option("trigger", str, "lofivision", "the trigger word of the captions (kept in the file's metadata)",
            metavar="WORD"),
-    Option("save_precision", str, "fp16", "number format of the saved LoRA",
-           choices=("fp16", "bf16", "fp32")),
-    Option("validation_prompts", list, VALIDATION_PROMPTS,
-           "prompts rendered every validation_every steps"),
-    Option("validation_steps", int, 20, "denoising steps of each validation picture",
-           minimum=1, maximum=200),
-    Option("guidance", float, 7.5, "classifier-free guidance of the validation pictures",
-           minimum=1.0, maximum=30.0),
-] + common.loop_options(steps=3000, batch_size=4, grad_accum=1, lr_schedule="cosine",
+] + common.output_options(
+    VALIDATION_PROMPTS, "pictures", "prompts rendered every validation_every steps",
+    "number format of the saved LoRA",
+) + common.loop_options(steps=3000, batch_size=4, grad_accum=1, lr_schedule="cosine",
                         warmup_steps=100, checkpoint_every=500, validation_every=500)
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--config", metavar="FILE",
-                        help="a TOML file with any of the keys below (training/configs/style.toml)")
-    parser.add_argument("--resume", metavar="latest|FOLDER",
-                        help="go on from a checkpoint: 'latest' (of this --output's run) or a folder")
-    common.add_flags(parser, SCHEMA)
+    common.add_arguments(parser, SCHEMA, "training/configs/style.toml")
 
 
 def list_images(folder: Path) -> list[tuple[Path, str | None]]:
