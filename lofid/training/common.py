@@ -142,6 +142,19 @@ def add_flags(parser, schema) -> None:
     _schema.add_flags(parser, schema, default_in_help=True)
 
 
+def start_or_resume(cfg: dict, output, resume: str | None):
+    """(the run's training folder, the checkpoint to go on from or None): with
+    --resume the checkpoint must fit this config; without it, no earlier run of
+    this output may be overwritten."""
+    train_dir = train_dir_for(output)
+    if resume:
+        checkpoint = find_checkpoint(resume, train_dir)
+        check_resume(cfg, checkpoint)
+        return train_dir, checkpoint
+    check_fresh_start(train_dir)
+    return train_dir, None
+
+
 def output_options(prompts: list[str], what: str, prompts_help: str,
                    save_help: str) -> list[Option]:
     """What a trainer saves and how it shows its progress: the saved LoRA's number

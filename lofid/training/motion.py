@@ -128,13 +128,7 @@ def check(args) -> Checked:
     clips = read_manifest(Path(cfg["data"]).expanduser())
     check_clip_lengths(clips, cfg["frames"], cfg["stride"])
     model, adapter = find_models(cfg["model"], cfg["motion_adapter"], cfg["frames"])
-    train_dir = common.train_dir_for(output)
-    checkpoint = None
-    if args.resume:
-        checkpoint = common.find_checkpoint(args.resume, train_dir)
-        common.check_resume(cfg, checkpoint)
-    else:
-        common.check_fresh_start(train_dir)
+    train_dir, checkpoint = common.start_or_resume(cfg, output, args.resume)
     return Checked(cfg, output, spatial_output, train_dir, checkpoint, clips, model, adapter)
 
 

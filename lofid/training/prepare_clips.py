@@ -51,8 +51,8 @@ from pathlib import Path
 
 from lofid.media import tag_bt709
 from lofid.training.captions import DEFAULT_TRIGGER, caption, check_trigger, text_about
-from lofid.training.prepare_images import (IMAGE_EXTENSIONS, Report, check_folders,
-                                           check_number, crop_to, output_name,
+from lofid.training.prepare_images import (IMAGE_EXTENSIONS, Report, add_folder_arguments,
+                                           check_folders, check_number, crop_to, output_name,
                                            parse_resolution, walk)
 
 DEFAULT_RESOLUTION = 512
@@ -77,12 +77,8 @@ _EPS = 1e-4                 # seconds: timestamps within this are the same momen
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("src", metavar="SRC", help="folder of videos (sub-folders too)")
-    parser.add_argument("dst", metavar="DST",
-                        help="new or empty folder for the clips (an earlier output there "
-                             "is replaced)")
-    parser.add_argument("--resolution", default=str(DEFAULT_RESOLUTION), metavar="N|WxH",
-                        help=f"size of the clips, centre-cropped (default {DEFAULT_RESOLUTION})")
+    add_folder_arguments(parser, "videos", "the clips", "size of the clips, centre-cropped",
+                         DEFAULT_RESOLUTION)
     parser.add_argument("--seconds", type=float, default=DEFAULT_SECONDS, metavar="S",
                         help=f"length of each clip, 1 to 10 (default {DEFAULT_SECONDS}; "
                              f"motion LoRAs train on 2-3 s)")

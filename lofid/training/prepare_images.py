@@ -185,13 +185,20 @@ def check_number(flag: str, value, low: float, high: float):
 
 # --- the command ---------------------------------------------------------------------
 
-def add_arguments(parser) -> None:
-    parser.add_argument("src", metavar="SRC", help="folder of pictures (sub-folders too)")
+def add_folder_arguments(parser, sources: str, results: str, resolution: str,
+                         default) -> None:
+    """SRC, DST and --resolution, as both `lofid prepare` commands take them."""
+    parser.add_argument("src", metavar="SRC", help=f"folder of {sources} (sub-folders too)")
     parser.add_argument("dst", metavar="DST",
-                        help="new or empty folder for the training data (an earlier output there "
+                        help=f"new or empty folder for {results} (an earlier output there "
                              "is replaced)")
-    parser.add_argument("--resolution", default=str(DEFAULT_RESOLUTION), metavar="N|WxH",
-                        help=f"size of the output pictures (default {DEFAULT_RESOLUTION})")
+    parser.add_argument("--resolution", default=str(default), metavar="N|WxH",
+                        help=f"{resolution} (default {default})")
+
+
+def add_arguments(parser) -> None:
+    add_folder_arguments(parser, "pictures", "the training data", "size of the output pictures",
+                         DEFAULT_RESOLUTION)
     parser.add_argument("--buckets", action="store_true",
                         help="crop each picture to the aspect bucket (WxH, multiples of 64, "
                              "about the resolution's area) nearest its shape instead of "

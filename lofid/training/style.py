@@ -122,13 +122,7 @@ def check(args):
     if cfg["buckets"]:
         check_buckets(list_images(Path(cfg["data"]).expanduser()))
     common.check_model(cfg["model"])
-    train_dir = common.train_dir_for(output)
-    checkpoint = None
-    if args.resume:
-        checkpoint = common.find_checkpoint(args.resume, train_dir)
-        common.check_resume(cfg, checkpoint)
-    else:
-        common.check_fresh_start(train_dir)
+    train_dir, checkpoint = common.start_or_resume(cfg, output, args.resume)
     return cfg, output, train_dir, checkpoint
 
 
