@@ -142,6 +142,15 @@ def add_flags(parser, schema) -> None:
     _schema.add_flags(parser, schema, default_in_help=True)
 
 
+def autocast(ctx):
+    """Validation renders in the training's number format (a no-op in fp32)."""
+    import contextlib
+    import torch
+    if ctx.weight_dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(ctx.device.type, dtype=ctx.weight_dtype)
+
+
 def start_or_resume(cfg: dict, output, resume: str | None):
     """(the run's training folder, the checkpoint to go on from or None): with
     --resume the checkpoint must fit this config; without it, no earlier run of

@@ -609,7 +609,6 @@ class MotionTask(common.Task):
     def validate(self, step: int, folder: Path) -> Path | None:
         """Each validation prompt as a short clip with the motion LoRA (the spatial one
         off): one row of frames per prompt on a contact sheet."""
-        import contextlib
 
         import numpy as np
         import torch
@@ -625,9 +624,6 @@ class MotionTask(common.Task):
             unet=self.unet, motion_adapter=None, feature_extractor=None, image_encoder=None,
             scheduler=DDIMScheduler.from_config(self.noise.config, clip_sample=False))
         pipe.set_progress_bar_config(disable=True)
-        device = self.ctx.device
-        cast = (torch.autocast(device.type, dtype=self.ctx.weight_dtype)
-                if self.ctx.weight_dtype != torch.float32 else contextlib.nullcontext())
         size = self.cfg["resolution"]
         was_training = self.unet.training
         self.unet.eval()
@@ -635,7 +631,7 @@ class MotionTask(common.Task):
         set_scale(self._layers["spatial"], on=False)
         rows = []
         try:
-            with cast:
+            with common.autocast(self.ctx):
                 for i, prompt in enumerate(prompts):
                     out = pipe(prompt, num_frames=self.cfg["frames"], height=size, width=size,
                                generator=torch.Generator().manual_seed(self.cfg["seed"] + i),

@@ -342,7 +342,6 @@ class StyleTask(common.Task):
         }
 
     def validate(self, step: int, folder: Path) -> Path | None:
-        import contextlib
 
         import numpy as np
         import torch
@@ -358,15 +357,12 @@ class StyleTask(common.Task):
             scheduler=DDIMScheduler.from_config(self.noise.config), safety_checker=None,
             feature_extractor=None, requires_safety_checker=False)
         pipe.set_progress_bar_config(disable=True)
-        device = self.ctx.device
-        cast = (torch.autocast(device.type, dtype=self.ctx.weight_dtype)
-                if self.ctx.weight_dtype != torch.float32 else contextlib.nullcontext())
         size = self.cfg["resolution"]
         was_training = self.unet.training
         self.unet.eval()
         pictures = []
         try:
-            with cast:
+            with common.autocast(self.ctx):
                 for i, prompt in enumerate(prompts):
                     gen = torch.Generator().manual_seed(self.cfg["seed"] + i)
                     out = pipe(prompt, height=size, width=size, generator=gen, output_type="np",
