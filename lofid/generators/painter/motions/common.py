@@ -49,6 +49,15 @@ def clip_rect(rect, w: int, h: int):
     return x0, y0, x1, y1
 
 
+def regions(rects, w: int, h: int, seed: int, stream: str):
+    """(index, clipped rect, its own rng) for each of `rects` that shows in the frame;
+    the rng is the index's, so a region keeps its look when another one is off-frame."""
+    for i, rect in enumerate(rects):
+        r = clip_rect(rect, w, h)
+        if r is not None:
+            yield i, r, motion_rng(seed, stream, i)
+
+
 def palette_color(p, key: str, default) -> np.ndarray:
     """The painting's colour for `key` (its palette: what rain, snow, dust... look
     like in this picture's light), 0..1 float32; `default` when it has none."""

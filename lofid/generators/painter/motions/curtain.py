@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from ..canvas import blur_array
-from .common import Motion, TAU, clip_rect, cycles, motion_rng
+from .common import Motion, TAU, cycles, regions
 from .frame import shift_rows
 
 
@@ -19,11 +19,7 @@ class Curtain(Motion):
         h, w = static.shape[:2]
         self.n = n
         self.items = []
-        for ci, rect in enumerate(p.curtains):
-            r = clip_rect(rect, w, h)
-            if r is None:
-                continue
-            rng = motion_rng(seed, "curtain", ci)
+        for ci, r, rng in regions(p.curtains, w, h, seed, "curtain"):
             x0, y0, x1, y1 = r
             amp = max(1.0, 0.006 * h)
             m = int(np.ceil(amp)) + 2

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .common import Motion, TAU, clip_rect, cycles, motion_rng
+from .common import Motion, TAU, cycles, regions
 from .frame import shift_rows, stamp
 
 
@@ -27,11 +27,7 @@ class WaterReflection(Motion):
         self.items = []
         hl = np.asarray(p.palette.get("warm", (1.0, 0.9, 0.7)), np.float32)
         hl = (0.5 + 0.5 * hl) * 255.0
-        for ri, rect in enumerate(p.reflections):
-            r = clip_rect(rect, w, h)
-            if r is None:
-                continue
-            rng = motion_rng(seed, "water_reflection", ri)
+        for ri, r, rng in regions(p.reflections, w, h, seed, "water_reflection"):
             x0, y0, x1, y1 = r
             rh, rw = y1 - y0, x1 - x0
             ys = np.arange(rh, dtype=np.float32)[:, None]
