@@ -142,6 +142,21 @@ class Director:
         with self._lock:
             return [key for key, _ in self._ready]
 
+    def standby_keys(self) -> list[str]:
+        """Keys of the loops whose first frames are kept decoded, one per scene, so a
+        request for that scene crosses in at once."""
+        return list(self._standby)
+
+    def pending(self) -> dict | None:
+        """The scene change on its way, not shown yet: its scene, the loop (once one
+        is found), whether that loop is loaded, and the seconds until it is due."""
+        with self._lock:
+            req = self._pending
+        if req is None:
+            return None
+        return {"scene": req.spec.label(), "reason": req.reason, "loop": req.key,
+                "loaded": req.loop is not None, "due_in": max(0.0, req.due - time.monotonic())}
+
     def keys_in_use(self) -> set[str]:
         """Keys of the loops playing (and the one fading out), queued, requested or on
         standby: their frames may still be decoding from the library's files."""

@@ -86,7 +86,8 @@ def test_a_start_that_fails_closes_what_it_had_opened(tmp_path):
     # The audio decoder, the output, the director: nothing keeps running.
     assert daemon.audio is not None and daemon.outputs is not None
     wait_for(lambda: _lofid_threads() <= before, timeout=10)
-    assert all(o.state == "closed" for o in daemon._started_outputs)
+    opened = daemon.outputs.describe()
+    assert opened and all(o["state"] == "closed" for o in opened)
 
 
 def test_lofid_run_that_cannot_open_its_socket_leaves_no_thread_running(tmp_path):

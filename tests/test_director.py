@@ -186,7 +186,7 @@ def test_a_stored_scene_is_answered_at_once_from_memory(tmp_path):
     try:
         d.first()
         # The worker keeps the first frames of each scene's loop in memory.
-        wait_for(lambda: keys["rainy window"] in d._standby)
+        wait_for(lambda: keys["rainy window"] in d.standby_keys())
         answer = d.request(parse("rainy window, jazz"), "audio")   # mood words aside
         assert answer == {"action": "switch", "due_in": 0.0}
         loop = wait_for(d.urgent, timeout=10)
@@ -208,7 +208,7 @@ def test_a_request_for_the_scene_showing_does_nothing(tmp_path):
         d.first()
         assert d.request(parse("coffee shop"), "request")["action"] == "showing"
         assert d.request(parse("coffee shop, chill"), "audio")["action"] == "showing"
-        assert d.urgent() is None and d._pending is None
+        assert d.urgent() is None and d.pending() is None
         assert [n for n, _ in events].count("scene_changed") == 1
     finally:
         d.stop()
@@ -253,7 +253,7 @@ def test_a_prompt_is_timed_to_its_track_and_held_while_it_plays(tmp_path):
         start = time.monotonic() + 1.0
         answer = d.request(parse("rainy window"), "audio", start_at=start, hold=2.0)
         assert answer["action"] == "scheduled" and 0.5 < answer["due_in"] <= 1.0
-        wait_for(lambda: d._pending.loop is not None)
+        wait_for(lambda: d.pending()["loaded"])
         assert d.urgent() is None                        # loaded, but not yet due
         loop = wait_for(d.urgent, timeout=10, every=0.01)
         assert time.monotonic() >= start and loop.spec.scene == "rainy_window"

@@ -226,7 +226,7 @@ def test_a_director_keeps_its_capped_library_under_the_cap_and_its_loops_in_use(
             wait_for(lambda: len(d.ready_keys()) >= 2)      # refilled: new loops were kept
             # Everything the player may still read is in the library, and all of it
             # fits the cap.
-            in_use = {d.current_key, played[-2]} | set(d.ready_keys()) | set(d._standby)
+            in_use = {d.current_key, played[-2]} | set(d.ready_keys()) | set(d.standby_keys())
             assert in_use <= {e["key"] for e in lib.entries()}, i
             assert lib.total_bytes() <= cap
         assert len(set(played)) == 16 and len(lib) < 16
