@@ -59,6 +59,8 @@ def write_tone(path: Path, freq: float, seconds: float, *, rate: int = RATE, cha
                 container.mux(packet)
         for packet in stream.encode(None):
             container.mux(packet)
+    # int16 times 2**-15, as FFmpeg's s16-to-float conversion does: a power-of-two scale of
+    # integers, exact on any CPU, so tests compare 16-bit files' samples exactly.
     ref = (quantised / 32768).astype(np.float32)
     return np.repeat(ref[:, None], 2, axis=1)
 

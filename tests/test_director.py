@@ -191,7 +191,7 @@ def test_a_stored_scene_is_answered_at_once_from_memory(tmp_path):
         assert answer == {"action": "switch", "due_in": 0.0}
         loop = wait_for(d.urgent, timeout=10)
         assert d.current_key == keys["rainy window"] and loop.key == keys["rainy window"]
-        # Its frames decode behind it, and are the stored ones.
+        # Its frames decode behind it, and are the stored ones (lossless storage: exact).
         loop.wait_frame(5)
         assert np.array_equal(loop.frames, lib.get(keys["rainy window"]).frames)
         assert [(p["scene"], p["reason"]) for n, p in events if n == "scene_changed"] == [

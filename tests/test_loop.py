@@ -195,6 +195,7 @@ def test_clips_that_do_not_loop_have_a_large_seam_ratio(clip, at_least):
 
 def test_static_clip_loops_perfectly():
     m = compute_metrics(grey_frames([77] * 6))
+    # identical frames: every difference is exactly 0, and 0/0 is defined as 1.0
     assert m == {"seam_ratio": 1.0, "motion": 0.0, "flicker": 0.0}
 
 
@@ -251,8 +252,9 @@ def test_close_loop_keeps_the_middle_and_blends_the_head():
     frames = brightening_clip()
     closed = close_loop(frames, overlap=4)
     assert len(closed) == 20
-    np.testing.assert_array_equal(closed[4:], frames[4:20])
-    # the new loop point is the clip's own step from frame 19 to frame 20
+    np.testing.assert_array_equal(closed[4:], frames[4:20])                # copied
+    # the new loop point is the clip's own step from frame 19 to frame 20 (its weight is
+    # 256/256 in close_loop's integer blend: exact)
     np.testing.assert_array_equal(closed[0], frames[20])
     # brightness eases from the tail's back to the head's, monotonically
     levels = closed[:5].mean(axis=(1, 2, 3))

@@ -102,6 +102,7 @@ def test_tiny_models_are_deterministic():
 
 
 def test_tiny_single_files_hold_the_same_weights_as_the_folders(zoo):
+    # Exact: a single file's conversion only renames keys and reshapes tensors.
     from diffusers import MotionAdapter, StableDiffusionPipeline
 
     single = StableDiffusionPipeline.from_single_file(
@@ -313,7 +314,8 @@ def test_load_pipeline_from_the_tiny_folder_generates_frames(zoo):
     frames = _gen(pipe)
     assert frames.shape == (1, 8, 32, 32, 3)
     assert np.isfinite(frames).all() and frames.std() > 0
-    # the weights are the tiny models' own, not fresh random ones
+    # the weights are the tiny models' own, not fresh random ones (built again here by the
+    # same seeded code that wrote the files in this run: the same bytes)
     for part, build in (("vae", T.build_vae), ("text_encoder", T.build_text_encoder)):
         want = build().state_dict()
         got = getattr(pipe, part).state_dict()

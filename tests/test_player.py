@@ -256,7 +256,7 @@ def test_10_fps_loop_shows_each_frame_three_times_at_30():
     images = [f.image for f in frames_seen.images()]
     assert len(images) == 72
     for j, image in enumerate(images):
-        assert np.array_equal(image, loop.frames[(j // 3) % 12]), j
+        assert np.array_equal(image, loop.frames[(j // 3) % 12]), j   # repeated, not blended
 
 
 def test_12_fps_loop_blends_neighbouring_frames_at_30():

@@ -113,7 +113,7 @@ def test_the_motion_unet_keeps_the_checkpoints_sdxl_embedding(zoo, pipe):
     source = UNet2DConditionModel.from_pretrained(zoo / "tiny-sdxl", subfolder="unet").state_dict()
     loaded = pipe.unet.state_dict()
     assert any(k.startswith("add_embedding.") for k in source)
-    different = [k for k, v in source.items() if not torch.equal(loaded[k], v)]
+    different = [k for k, v in source.items() if not torch.equal(loaded[k], v)]   # copies: exact
     assert different == []
 
 

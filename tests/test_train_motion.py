@@ -289,6 +289,7 @@ def test_interrupted_and_resumed_run_repeats_an_uninterrupted_one(world, tmp_pat
     assert stopped.interrupted and stopped.step == 3 and not (tmp_path / "split" / "lora.safetensors").exists()
     rest = _run_in_memory(parts, clips, tmp_path / "split", resume="latest")
     assert rest.start_step == 3 and not rest.interrupted
+    # Exact: resuming restores the state bit for bit; then the same arithmetic runs.
     assert stopped.losses + rest.losses == whole.losses
     assert [e["loss"] for e in common.read_losses(tmp_path / "split")] == whole.losses
     from safetensors.torch import load_file

@@ -247,6 +247,8 @@ def test_ctrl_c_checkpoints_and_resume_continues_exactly(tmp_path):
     train_dir = common.train_dir_for(out)
     resumed, task, _ = _run(tmp_path, "part", resume=common.find_checkpoint("latest", train_dir), **over)
     assert resumed.start_step == 8 and resumed.step == 20
+    # Exact: the checkpoint restores weights, optimiser and random state bit for bit, and
+    # the rest of the run is the same arithmetic on the same machine.
     assert [r["loss"] for r in common.read_losses(train_dir)] == whole.losses
     assert torch.equal(task.model.weight, whole_task.model.weight)
     assert torch.equal(task.model.bias, whole_task.model.bias)
@@ -312,6 +314,7 @@ def test_two_processes_stop_together_and_resume(tmp_path):
     state = json.loads((last / "state.json").read_text())
     assert state["num_processes"] == 2 and state["samples_seen"] == 5 * 2 * 2 * 2
     again = _two_processes(script, tmp_path, "resume")
+    # Exact: the all-reduce hands both processes the same averaged gradient
     assert [r["step"] for r in again] == [10, 10] and again[0]["weight"] == again[1]["weight"]
     assert [r["step"] for r in common.read_losses(train_dir)] == list(range(1, 11))
     assert (tmp_path / "l.safetensors").is_file()
