@@ -9,6 +9,7 @@ import itertools
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -38,6 +39,58 @@ def holds_for(predicate, seconds: float, every: float = 0.02) -> bool:
             return False
         time.sleep(every)
     return bool(predicate())
+
+
+class Clock:
+    """A clock a test moves by hand (clock.now = ...): a director attached to it sees
+    time pass only when the test says so."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+class States:
+    """Collects an output's on_state calls; lets a test wait for one."""
+
+    def __init__(self):
+        self.seen: list[tuple[str, str | None]] = []
+        self._cond = threading.Condition()
+
+    def __call__(self, name, state, detail):
+        with self._cond:
+            self.seen.append((state, detail))
+            self._cond.notify_all()
+
+    def count(self, state: str) -> int:
+        with self._cond:
+            return sum(1 for s, _ in self.seen if s == state)
+
+    def wait_for(self, state: str, count: int = 1, timeout: float = 10.0) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: sum(1 for s, _ in self.seen if s == state) >= count,
+                                       timeout)
+
+    def states(self) -> set[str]:
+        with self._cond:
+            return {s for s, _ in self.seen}
+
+    def details(self, state: str) -> list[str]:
+        with self._cond:
+            return [d or "" for s, d in self.seen if s == state]
+
+
+def next_event(session, names, timeout=60):
+    """The next event named in `names` from a pynvim msgpack-RPC session, as
+    (name, its first argument); AssertionError when none comes within `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        message = session.next_message()
+        if message is not None and message[1] in names:
+            return message[1], message[2][0]
+    raise AssertionError(f"no {names} event within {timeout} s")
 
 
 # --------------------------------------------------------------------------- lofid

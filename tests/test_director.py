@@ -11,18 +11,10 @@ from lofid.director import Director, DirectorSettings, NothingToPlay
 from lofid.generators import get
 from lofid.library import Library
 from lofid.scene import parse
-from helpers import holds_for, wait_for
+from helpers import Clock, holds_for, wait_for
 
 paint = get("procedural")
 SMALL = dict(loop_size=(64, 36), frames=6, fps=12.0)
-
-
-class Clock:
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self):
-        return self.now
 
 
 def make(library, text="coffee shop", rotate=10.0, generate=paint, events=None,

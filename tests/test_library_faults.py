@@ -18,7 +18,7 @@ from lofid.generators import get as generator
 from lofid.library import Library, LibraryError
 from lofid.scene import parse
 from test_library import make_loop, painted
-from helpers import lofid, wait_for
+from helpers import Clock, lofid, wait_for
 
 LOG = "lofid.library"
 paint = generator("procedural")
@@ -185,14 +185,6 @@ def test_a_capped_library_never_evicts_a_loop_in_use(tmp_path):
     assert lib.prune(0) == [made[-1]] and playing in lib      # a prune spares it too
     lib.keep_in_use(None)
     assert lib.prune(0) == [playing]
-
-
-class Clock:
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self):
-        return self.now
 
 
 def test_a_director_keeps_its_capped_library_under_the_cap_and_its_loops_in_use(tmp_path):

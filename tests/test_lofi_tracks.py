@@ -5,8 +5,6 @@ and bad tracks, bad times and bad audio files are refused or skipped, never fata
 
 from __future__ import annotations
 
-import time
-
 import av
 import numpy as np
 import pytest
@@ -15,18 +13,9 @@ from lofid.generators import get
 from lofid.library import Library
 from lofid.scene import parse
 from media import write_float_wav, write_tone_wav
-from helpers import lofid, running, wait_for
+from helpers import lofid, next_event, running, wait_for
 
 pytestmark = pytest.mark.slow
-
-
-def next_event(session, names, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        message = session.next_message()
-        if message is not None and message[1] in names:
-            return message[1], message[2][0]
-    raise AssertionError(f"no {names} event within {timeout} s")
 
 
 def generated_track(path, seconds=6.0, rate=32000, freq=220.0):

@@ -24,7 +24,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from helpers import wait_for
+from helpers import States, wait_for
 
 from lofid.encode import AudioEncoder, VideoSettings, encode_segment, video_stream_info
 from lofid.outputs import open_output
@@ -68,25 +68,6 @@ def player_packets(segments, order, start: int, fps: Fraction, skip: int = 0):
                 yield Packet("video", n, frame + p.dts, 1, p.keyframe, p.data)
                 yield from made
         frame += len(segments[k])
-
-
-class States:
-    def __init__(self):
-        self.seen: list[tuple[str, str | None]] = []
-        self._cond = threading.Condition()
-
-    def __call__(self, name, state, detail):
-        with self._cond:
-            self.seen.append((state, detail))
-            self._cond.notify_all()
-
-    def wait_for(self, state: str, timeout: float) -> bool:
-        with self._cond:
-            return self._cond.wait_for(lambda: any(s == state for s, _ in self.seen), timeout)
-
-    def states(self) -> set[str]:
-        with self._cond:
-            return {s for s, _ in self.seen}
 
 
 def send_all(out, packets) -> None:
@@ -165,7 +146,7 @@ def to_network(info, packets) -> tuple[dict, States]:
         assert wait_for(connect, 30), "the network child never listened"
         reader = threading.Thread(target=read, daemon=True)
         reader.start()
-        assert states.wait_for("running", 30), states.seen
+        assert states.wait_for("running", timeout=30), states.seen
         send_all(out, packets)
     finally:
         out.close(timeout=60)

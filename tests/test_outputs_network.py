@@ -20,7 +20,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from helpers import wait_for
+from helpers import States, wait_for
 
 from lofid.encode import AudioEncoder, VideoSettings, encode_segment, video_stream_info
 from lofid.media import Packet
@@ -106,32 +106,6 @@ class Feeder(threading.Thread):
     def stop(self) -> None:
         self._halt.set()
         self.join(5)
-
-
-class States:
-    """Collects on_state calls; lets a test wait for one."""
-
-    def __init__(self):
-        self.seen: list[tuple[str, str | None]] = []
-        self._cond = threading.Condition()
-
-    def __call__(self, name, state, detail):
-        with self._cond:
-            self.seen.append((state, detail))
-            self._cond.notify_all()
-
-    def count(self, state: str) -> int:
-        with self._cond:
-            return sum(1 for s, _ in self.seen if s == state)
-
-    def wait_for(self, state: str, count: int = 1, timeout: float = 10.0) -> bool:
-        with self._cond:
-            return self._cond.wait_for(lambda: sum(1 for s, _ in self.seen if s == state) >= count,
-                                       timeout)
-
-    def details(self, state: str) -> list[str]:
-        with self._cond:
-            return [d or "" for s, d in self.seen if s == state]
 
 
 def free_port(kind=socket.SOCK_STREAM) -> int:
@@ -298,21 +272,22 @@ def test_rtmp_reaches_nginx_and_reconnects_by_itself_after_the_server_was_down(n
     assert first["pts"][0] < 0.5 and last["pts"][0] < 0.5
 
 
-@pytest.mark.slow
-@needs_nginx
-def test_rtmp_timestamps_run_on_past_the_24_bit_rollover(nginx, material):
-    # rebase=False sends the daemon's clock as it is: the connection's own timestamps
-    # start 2 s before 2^24 ms and cross it, in RTMP's extended timestamp field
+def _stream_across(nginx, material, name: str, boundary_ms: int):
+    """Streams to nginx's `name` with the daemon's clock as it is (rebase=False), from
+    2 s before `boundary_ms` to past it, at twice real time, on one connection. The
+    recording, read back and checked by assert_good_stream; the seconds of stream sent
+    in all, and since the connection ran."""
+    start = (boundary_ms - 2000) * FPS // 1000
     states = States()
-    out = NetworkOutput(nginx.url("rollover"), on_state=states, rebase=False)
+    out = NetworkOutput(nginx.url(name), on_state=states, rebase=False)
     out.start(material[2])
-    feeder = Feeder(out, material, start=NEAR_RTMP_ROLLOVER, speed=2.0)
+    feeder = Feeder(out, material, start=start, speed=2.0)
     feeder.start()
     try:
         assert states.wait_for("running", timeout=10), states.seen
         sent_from = feeder.frame
         feeder.feed_for(5)
-        crossed = feeder.frame * 1000 / FPS > RTMP_ROLLOVER_MS + 1000
+        crossed = feeder.frame * 1000 / FPS > boundary_ms + 1000
     finally:
         feeder.stop()
         out.close()
@@ -322,11 +297,20 @@ def test_rtmp_timestamps_run_on_past_the_24_bit_rollover(nginx, material):
     (recording,) = nginx.recordings()
     rec = read_flv(recording)
     assert_good_stream(rec, 4.0)
+    return rec, (feeder.frame - start) / FPS, (feeder.frame - sent_from) / FPS
+
+
+@pytest.mark.slow
+@needs_nginx
+def test_rtmp_timestamps_run_on_past_the_24_bit_rollover(nginx, material):
+    # rebase=False sends the daemon's clock as it is: the connection's own timestamps
+    # start 2 s before 2^24 ms and cross it, in RTMP's extended timestamp field
+    rec, _, sent_running = _stream_across(nginx, material, "rollover", RTMP_ROLLOVER_MS)
     # nginx records from the stream's first message (its epoch: the first picture,
     # sent at the daemon's 4 h 39 min 58 s); across 2^24 ms the timestamps go on one
     # frame at a time (a misread extended timestamp would be a jump of hours, or a
     # step back, which assert_good_stream refuses)
-    assert rec["pts"][-1] - rec["pts"][0] <= (feeder.frame - sent_from) / FPS + 0.5
+    assert rec["pts"][-1] - rec["pts"][0] <= sent_running + 0.5
 
 
 @pytest.mark.slow
@@ -544,27 +528,8 @@ def test_rtmp_stays_continuous_past_2_31_ms_and_across_the_2_32_ms_wrap(nginx, m
     # RTMP timestamps are 32-bit milliseconds: 2^31 ms is 24.8 days (a 24/7 stream on
     # one connection gets there), 2^32 ms is 49.7 days, where they wrap to 0. The
     # daemon's clock starts 2 s before the boundary and goes out as it is (rebase=False).
-    states = States()
-    out = NetworkOutput(nginx.url("long"), on_state=states, rebase=False)
-    out.start(material[2])
-    start = (boundary - 2000) * FPS // 1000
-    feeder = Feeder(out, material, start=start, speed=2.0)
-    feeder.start()
-    try:
-        assert states.wait_for("running", timeout=10), states.seen
-        feeder.feed_for(5)
-        crossed = feeder.frame * 1000 / FPS > boundary + 1000
-    finally:
-        feeder.stop()
-        out.close()
-    nginx.stop()
-    assert crossed
-    assert out.state == "closed" and states.count("reconnecting") == 0, states.seen
-    (recording,) = nginx.recordings()
     # What a player reading the recording sees: one frame after another, no jump of
     # days (forward or back) and no run of frames stuck at one time.
-    rec = read_flv(recording)
-    assert_good_stream(rec, 4.0)
-    sent = (feeder.frame - start) / FPS
+    rec, sent, _ = _stream_across(nginx, material, "long", boundary)
     assert sent - 1.5 <= rec["pts"][-1] - rec["pts"][0] <= sent + 0.5, (rec["pts"][::30], sent)
     assert np.diff(rec["audio_pts"]).max() < 0.5

@@ -16,19 +16,10 @@ import pytest
 from lofid.generators import get
 from lofid.library import Library
 from lofid.scene import parse
-from helpers import running, wait_for
+from helpers import next_event, running, wait_for
 
 # The test here runs lofid as a process.
 pytestmark = pytest.mark.slow
-
-
-def next_event(session, names, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        message = session.next_message()
-        if message is not None and message[1] in names:
-            return message[1], message[2][0]
-    raise AssertionError(f"no {names} event within {timeout} s")
 
 
 @pytest.fixture

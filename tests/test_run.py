@@ -101,14 +101,9 @@ def test_config_file_keys_are_used_and_checked(tmp_path):
 
 def test_ctrl_c_leaves_a_playable_file(tmp_path):
     out = tmp_path / "interrupted.mp4"
-    p = subprocess.Popen([*LOFID, "--library", str(tmp_path / "lib"), "run", "-o", str(out),
-                          *SMALL, "--realtime"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Once the picture is flowing, interrupt as a user would.
+    p, _ = _playing(tmp_path, out, socket=False)
     try:
-        # Wait until the picture is flowing, then interrupt as a user would.
-        wait_for(lambda: p.poll() is not None or (out.exists() and out.stat().st_size > 20000),
-                 timeout=60)
-        assert p.poll() is None, p.communicate()[1]
         p.send_signal(signal.SIGINT)
         _, err = p.communicate(timeout=60)
     finally:
@@ -133,10 +128,13 @@ def test_run_makes_its_loops_with_animatediff_from_the_config(tmp_path):
     assert len(read_back(out)["frames"]) == 60
 
 
-def _playing(tmp_path, out, *extra):
-    sock = tmp_path / "run" / "lofid.sock"
+def _playing(tmp_path, out, *extra, socket=True):
+    """`lofid run -o OUT --realtime` (with a control socket unless socket=False),
+    returned with its socket once the picture is flowing into OUT."""
+    sock = tmp_path / "run" / "lofid.sock" if socket else None
+    where = ["--socket", str(sock)] if socket else []
     p = subprocess.Popen([*LOFID, "--library", str(tmp_path / "lib"), "run", "-o", str(out),
-                          *SMALL, "--realtime", "--socket", str(sock), *extra],
+                          *SMALL, "--realtime", *where, *extra],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_for(lambda: p.poll() is not None or (out.exists() and out.stat().st_size > 20000),

@@ -19,18 +19,10 @@ from lofid.library import Library
 from lofid.outputs.null import NullOutput
 from lofid.player import Player, PlayerSettings
 from lofid.scene import parse
-from helpers import LOFID, holds_for, lofid as _lofid, reap, wait_for
+from helpers import LOFID, Clock, holds_for, lofid as _lofid, reap, wait_for
 
 paint = get("procedural")
 SMALL = dict(loop_size=(64, 36), frames=6, fps=12.0)
-
-
-class Clock:
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self):
-        return self.now
 
 
 class CountingLibrary(Library):
@@ -252,15 +244,22 @@ def _ffprobe_frames(path) -> int:
     return int(r.stdout.strip() or 0)
 
 
-@pytest.mark.slow
-def test_sigterm_finishes_the_files_it_can_within_the_stop_timeout(tmp_path):
+def _sigterm_stalled(tmp_path, reader_opens: bool):
+    """A stalled run sent one SIGTERM: the run, ended, and the seconds it took to end."""
     from lofid.stopping import STOP_TIMEOUT_S
-    run = _StalledRun(tmp_path, reader_opens=True)
+    run = _StalledRun(tmp_path, reader_opens=reader_opens)
     try:
         run.wait_until_stalled()
         took = run.signal_and_time(timeout=STOP_TIMEOUT_S + 20)
     finally:
         run.close()
+    return run, took
+
+
+@pytest.mark.slow
+def test_sigterm_finishes_the_files_it_can_within_the_stop_timeout(tmp_path):
+    from lofid.stopping import STOP_TIMEOUT_S
+    run, took = _sigterm_stalled(tmp_path, reader_opens=True)
     err = run.err()
     # Within the stop timeout (and a margin for a busy machine), saying what is left.
     assert took < STOP_TIMEOUT_S + 3, err
@@ -292,11 +291,6 @@ def test_a_second_sigterm_ends_a_stalled_run_within_a_second(tmp_path, reader_op
 @pytest.mark.slow
 def test_a_single_sigterm_ends_a_run_where_no_python_thread_can_run(tmp_path):
     from lofid.stopping import STOP_TIMEOUT_S
-    run = _StalledRun(tmp_path, reader_opens=False)
-    try:
-        run.wait_until_stalled()
-        took = run.signal_and_time(timeout=STOP_TIMEOUT_S + 20)
-    finally:
-        run.close()
+    run, took = _sigterm_stalled(tmp_path, reader_opens=False)
     assert took < STOP_TIMEOUT_S + 4, run.err()  # the watchdog's kill, 2 s after the timeout
     assert run.p.returncode != 0 and "stuck" in run.err()

@@ -24,9 +24,13 @@ import json
 import math
 import os
 import random
-import struct
 import sys
 import time
+
+# Run as a script: the tests' folder holds media.py, whose float WAV is the one format
+# lofi.nvim's tracks come in; one writer, so the stand-in and the tests cannot drift.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from media import write_float_wav  # noqa: E402
 
 RATE = 32000
 VERSION = "musicgen-small-standin"
@@ -48,13 +52,7 @@ def write_wav(path, seconds, seed):
     base = 110.0 * (1 + (seed % 7) / 7)
     samples = [0.3 * math.cos(2 * math.pi * base * i / RATE)
                + 0.1 * math.cos(2 * math.pi * base * 1.5 * i / RATE) for i in range(n)]
-    data = struct.pack(f"<{2 * n}f", *[s for s in samples for _ in (0, 1)])
-    ieee_float = bytes.fromhex("0300000000001000800000aa00389b71")
-    fmt = struct.pack("<HHIIHHHHI16s", 0xFFFE, 2, RATE, RATE * 8, 8, 32, 22, 32, 0x3, ieee_float)
-    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt \
-        + b"data" + struct.pack("<I", len(data)) + data
-    with open(path, "wb") as f:
-        f.write(b"RIFF" + struct.pack("<I", len(body)) + body)
+    write_float_wav(path, samples, RATE)
 
 
 def generate(rid, params):
