@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lofid.media import AUDIO_CHANNELS, AUDIO_RATE, AudioChunk, Packet, StreamInfo, VideoFrame
+from lofid.media import (AUDIO_CHANNELS, AUDIO_RATE, AudioChunk, Packet, StreamInfo, VideoFrame,
+                         tag_bt709)
 from lofid.outputs.base import Output, OutputError
 from lofid.outputs.mux import PacketMuxer, audio_sample_at
 
@@ -127,8 +128,7 @@ class WebmWriter:
             v.width, v.height, v.pix_fmt = info.width, info.height, "yuv420p"
             v.time_base = self.settings.time_base
             cc = v.codec_context
-            cc.colorspace = cc.color_primaries = cc.color_trc = 1    # BT.709
-            cc.color_range = 1                                        # limited
+            tag_bt709(cc)
             cc.gop_size = self.settings.gop
             cc.bit_rate = info.video_bitrate
             # Real-time speed settings: the file is made while the stream plays, and
@@ -145,6 +145,7 @@ class WebmWriter:
             self.container.close()
             raise
         self._origin: int | None = None
+        self._audio_origin: int | None = None   # the daemon sample at self._origin
         self._pending_audio: list[AudioChunk] = []
         self._audio_next: int | None = None
         self._audio_buffer = np.zeros((0, AUDIO_CHANNELS), np.float32)
@@ -163,6 +164,8 @@ class WebmWriter:
     def _write_frame(self, item: VideoFrame) -> None:
         if self._origin is None:
             self._origin = item.index
+            # the first picture's instant on the audio timeline, by the packet muxer's rule
+            self._audio_origin = audio_sample_at(item.index, self.info.fps, AUDIO_RATE)
             pending, self._pending_audio = self._pending_audio, []
             for chunk in pending:
                 self._write_audio(chunk)
@@ -177,9 +180,7 @@ class WebmWriter:
     def _write_audio(self, chunk: AudioChunk) -> None:
         import av
 
-        # the first picture's instant on the audio timeline, by the packet muxer's rule
-        origin = audio_sample_at(self._origin, self.info.fps, AUDIO_RATE)
-        placed = _rebased_audio(chunk, origin, self._audio_next)
+        placed = _rebased_audio(chunk, self._audio_origin, self._audio_next)
         if placed is None:
             return
         start, samples = placed

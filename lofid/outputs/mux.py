@@ -117,7 +117,7 @@ class PacketMuxer:
         self.before_mux = before_mux
         fps = Fraction(info.fps)
         self.timeline = Timeline(fps, info.audio_rate, rebase)
-        self.time_base = {"video": 1 / fps, "audio": Fraction(1, info.audio_rate)}
+        self.time_base = {"video": info.video_time_base, "audio": info.audio_time_base}
         no_global_header = ~av.codec.context.Flags.global_header
 
         # Each codec context only carries the stream's parameters into the header; it

@@ -156,7 +156,7 @@ def check_resolves(host: str, target: str, timeout: float = 5.0) -> None:
             result.append(None)
         except socket.gaierror as e:
             result.append(e)
-        except Exception as e:  # noqa: BLE001 - anything else says nothing about the host
+        except Exception:  # noqa: BLE001 - anything else says nothing about the host
             result.append(None)
     worker = threading.Thread(target=look_up, name=f"resolve {host}", daemon=True)
     worker.start()

@@ -13,7 +13,6 @@ from typing import Any, Callable
 import numpy as np
 
 from lofid.encode import YuvConverter, scaled_yuv
-from lofid.settings.values import FITS  # one list: the fits a config may name
 
 # Blend weights are integers out of 256, so blending stays in uint16 arithmetic.
 ONE = 256

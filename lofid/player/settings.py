@@ -10,8 +10,7 @@ import numpy as np
 
 from lofid.encode import VideoSettings
 from lofid.media import as_fps
-from lofid.player.compose import FITS
-from lofid.settings.values import MAX_CROSSFADE, SIZE_RANGE, size_in_range
+from lofid.settings.values import FITS, MAX_CROSSFADE, SIZE_RANGE, size_in_range
 
 
 @dataclass
