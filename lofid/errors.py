@@ -27,3 +27,10 @@ class Failure(LofidError):
     """The machine failed us (disk, encoder, network), not the user's input."""
 
     exit_code = 1
+
+
+class BadArgument(UserError, ValueError):
+    """A value a library function cannot take (a size, a frame count, a scheduler's
+    name). It is the user's error when the CLI passed it on unchanged, and still a
+    ValueError for Python callers. Checks that guard against our own bugs keep raising
+    plain ValueError, so a bug is never reported as bad input."""

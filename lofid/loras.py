@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lofid.errors import UserError
+from lofid.errors import BadArgument, UserError
 
 # Weights past this are almost always a typo ("style:75" for 0.75); real LoRAs are used
 # between about -2 and 2.
@@ -63,10 +63,10 @@ def parse_lora_arg(text: str) -> tuple[str, float]:
     existing file whose name ends in ":0.5" is taken as a file.
     """
     if not isinstance(text, str):
-        raise ValueError(f"LoRA argument {text!r} is not text: expected FILE_OR_NAME[:WEIGHT]")
+        raise BadArgument(f"LoRA argument {text!r} is not text: expected FILE_OR_NAME[:WEIGHT]")
     text = text.strip()
     if not text:
-        raise ValueError("LoRA argument is empty: expected FILE_OR_NAME[:WEIGHT], e.g. ghibli:0.8")
+        raise BadArgument("LoRA argument is empty: expected FILE_OR_NAME[:WEIGHT], e.g. ghibli:0.8")
     head, colon, tail = text.rpartition(":")
     if not colon or os.path.exists(text):
         return text, 1.0
@@ -77,15 +77,15 @@ def parse_lora_arg(text: str) -> tuple[str, float]:
         return text, 1.0            # "my:lora": the colon is part of the name
     name = head.strip()
     if not name:
-        raise ValueError(f"LoRA argument {text!r} has a weight but no file or name before the colon: "
+        raise BadArgument(f"LoRA argument {text!r} has a weight but no file or name before the colon: "
                          "expected FILE_OR_NAME[:WEIGHT]")
     if not tail:
-        raise ValueError(f"LoRA argument {text!r} ends in a colon with no weight: "
+        raise BadArgument(f"LoRA argument {text!r} ends in a colon with no weight: "
                          f"expected a number after it, e.g. {name}:0.8")
     try:
         weight = float(tail)
     except ValueError:
-        raise ValueError(f"LoRA weight {tail!r} in {text!r} is not a number: "
+        raise BadArgument(f"LoRA weight {tail!r} in {text!r} is not a number: "
                          f"expected e.g. {name}:0.8 (a dot, not a comma, for decimals)") from None
     return name, check_weight(weight, what=f"LoRA weight in {text!r}")
 
@@ -95,10 +95,10 @@ def check_weight(weight, what: str = "LoRA weight") -> float:
     try:
         value = float(weight)
     except (TypeError, ValueError):
-        raise ValueError(f"{what} {weight!r} is not a number: expected a number "
+        raise BadArgument(f"{what} {weight!r} is not a number: expected a number "
                          f"between {-MAX_WEIGHT:g} and {MAX_WEIGHT:g}") from None
     if not math.isfinite(value) or abs(value) > MAX_WEIGHT:
-        raise ValueError(f"{what} {weight!r} is out of range: expected a number "
+        raise BadArgument(f"{what} {weight!r} is out of range: expected a number "
                          f"between {-MAX_WEIGHT:g} and {MAX_WEIGHT:g} (usually 0 to 1.5)")
     return value
 

@@ -87,3 +87,43 @@ def test_main_ends_any_lofid_error_in_one_line_with_its_code(tmp_path, capsys):
     assert main(["run", "--config", str(bad), "-o", "null"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("lofid: error: ") and "Traceback" not in err[0]
+
+
+def test_a_value_the_generator_cannot_take_is_bad_input_and_still_a_value_error():
+    from lofid.errors import BadArgument
+    from lofid.generators import procedural
+    from lofid.scene import parse
+    with pytest.raises(BadArgument) as caught:
+        procedural.generate(parse("coffee shop"), 1, (64, 64), 1, 12)   # one frame is no loop
+    assert isinstance(caught.value, ValueError) and caught.value.exit_code == 2
+
+
+def test_a_bug_inside_generate_is_not_reported_as_bad_input(tmp_path, monkeypatch):
+    # `lofid generate` used to turn every ValueError from the generator into "bad input",
+    # exit 2: a bug looked like the user's mistake. Only the generator's own BadArgument
+    # (and the other UserErrors) are the user's; anything else keeps its traceback.
+    from lofid import generators
+    from lofid.cli import main
+
+    def broken(*args, **kwargs):
+        raise ValueError("operands could not be broadcast together")
+
+    monkeypatch.setattr(generators, "get", lambda name: broken)
+    with pytest.raises(ValueError, match="broadcast"):
+        main(["generate", "coffee shop", "-o", str(tmp_path / "x.mp4"), "--generator",
+              "procedural", "--no-library"])
+
+
+def test_main_reports_a_generator_bad_argument_in_one_line(tmp_path, monkeypatch, capsys):
+    from lofid import generators
+    from lofid.cli import main
+    from lofid.errors import BadArgument
+
+    def picky(*args, **kwargs):
+        raise BadArgument("frames must be an integer >= 2, got 1")
+
+    monkeypatch.setattr(generators, "get", lambda name: picky)
+    assert main(["generate", "coffee shop", "-o", str(tmp_path / "x.mp4"), "--generator",
+                 "procedural", "--no-library"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["lofid: error: frames must be an integer >= 2, got 1"]

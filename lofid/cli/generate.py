@@ -104,26 +104,23 @@ def _animatediff_options(cfg) -> dict:
     """generate()'s keyword options from config keys (or flags of the same names)."""
     from lofid.generators.animatediff import preset_options
     from lofid.loras import parse_lora_arg
-    try:
-        options = preset_options(cfg.preset) if cfg.preset else {}
-        for key in ("model", "motion_adapter", "steps", "guidance", "scheduler", "loop_method"):
-            if getattr(cfg, key) is not None:
-                options[key] = getattr(cfg, key)
-        options["loras"] = [parse_lora_arg(t) for t in cfg.loras]
-        options["motion_loras"] = [parse_lora_arg(t) for t in cfg.motion_loras]
-        if options.get("model") is None or options.get("motion_adapter") is None:
-            raise BadInput("the animatediff generator needs --model and --motion-adapter (config "
-                           "keys model and motion_adapter), e.g. after `lofid models pull`: "
-                           "--model dreamshaper-8 --motion-adapter animatediff-v1-5-3")
-        # Found now (file headers only), not when the first loop is made.
-        from lofid import models
-        models.find("checkpoint", options["model"])
-        models.find("motion_adapter", options["motion_adapter"])
-        for kind, key in (("lora", "loras"), ("motion_lora", "motion_loras")):
-            for name, _ in options[key]:
-                models.find(kind, name)
-    except ValueError as e:
-        raise BadInput(str(e)) from None
+    options = preset_options(cfg.preset) if cfg.preset else {}
+    for key in ("model", "motion_adapter", "steps", "guidance", "scheduler", "loop_method"):
+        if getattr(cfg, key) is not None:
+            options[key] = getattr(cfg, key)
+    options["loras"] = [parse_lora_arg(t) for t in cfg.loras]
+    options["motion_loras"] = [parse_lora_arg(t) for t in cfg.motion_loras]
+    if options.get("model") is None or options.get("motion_adapter") is None:
+        raise BadInput("the animatediff generator needs --model and --motion-adapter (config "
+                       "keys model and motion_adapter), e.g. after `lofid models pull`: "
+                       "--model dreamshaper-8 --motion-adapter animatediff-v1-5-3")
+    # Found now (file headers only), not when the first loop is made.
+    from lofid import models
+    models.find("checkpoint", options["model"])
+    models.find("motion_adapter", options["motion_adapter"])
+    for kind, key in (("lora", "loras"), ("motion_lora", "motion_loras")):
+        for name, _ in options[key]:
+            models.find(kind, name)
     return options
 
 
@@ -211,12 +208,11 @@ def cmd_generate(args) -> int:
         if name != "procedural":
             raise BadInput("--image is animated by the procedural generator only")
         options["image"] = image
-    try:
-        loop = generate(spec, seed, size, args.frames, args.fps,
-                        progress=_progress_bar("painting" if name == "procedural" else "denoising"),
-                        **options)
-    except ValueError as e:   # a model that is not what it should be, a size it cannot make
-        raise BadInput(str(e)) from None
+    # What the generator cannot take raises a UserError of its own (BadArgument,
+    # ModelError); any other error is a bug and keeps its traceback.
+    loop = generate(spec, seed, size, args.frames, args.fps,
+                    progress=_progress_bar("painting" if name == "procedural" else "denoising"),
+                    **options)
     painted = time.monotonic() - t0
     export(loop, out, repeat=args.repeat, progress=_progress_bar("encoding"))
     total = time.monotonic() - t0

@@ -13,6 +13,7 @@ from typing import Callable
 
 import numpy as np
 
+from lofid.errors import BadArgument
 from lofid.loop import Loop
 from lofid.generators.painter import PAINTER_VERSION, Animator, Light, Painting, paint
 
@@ -26,32 +27,32 @@ def _check_size(size) -> tuple[int, int]:
     try:
         w, h = size
     except (TypeError, ValueError):
-        raise ValueError(f"size must be (width, height), got {size!r}") from None
+        raise BadArgument(f"size must be (width, height), got {size!r}") from None
     for name, v in (("width", w), ("height", h)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0:
-            raise ValueError(f"size {name} must be a positive integer, got {v!r} in size {size!r}")
+            raise BadArgument(f"size {name} must be a positive integer, got {v!r} in size {size!r}")
     return int(w), int(h)
 
 
 def _check_inputs(seed, size, frames, fps) -> tuple[int, int]:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise ValueError(f"seed must be an integer, got {seed!r}")
+        raise BadArgument(f"seed must be an integer, got {seed!r}")
     w, h = _check_size(size)
     if isinstance(frames, bool) or not isinstance(frames, (int, np.integer)) or frames < 2:
-        raise ValueError(f"frames must be an integer >= 2, got {frames!r}")
+        raise BadArgument(f"frames must be an integer >= 2, got {frames!r}")
     if isinstance(fps, bool) or not isinstance(fps, (int, float, np.number)) or not fps > 0 \
             or not np.isfinite(fps):
-        raise ValueError(f"fps must be a number > 0, got {fps!r}")
+        raise BadArgument(f"fps must be a number > 0, got {fps!r}")
     return w, h
 
 
 def _check_image(image, w: int, h: int) -> np.ndarray:
     if not isinstance(image, np.ndarray):
-        raise ValueError(f"image must be a numpy array (H, W, 3) uint8, got {type(image).__name__}")
+        raise BadArgument(f"image must be a numpy array (H, W, 3) uint8, got {type(image).__name__}")
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"image must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
+        raise BadArgument(f"image must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
     if image.shape[:2] != (h, w):
-        raise ValueError(f"image is {image.shape[1]}x{image.shape[0]}, expected the output "
+        raise BadArgument(f"image is {image.shape[1]}x{image.shape[0]}, expected the output "
                          f"size {w}x{h}")
     return image
 

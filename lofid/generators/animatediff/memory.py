@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 from .windows import context_windows, default_stride
 
+from lofid.errors import BadArgument
+
 
 GiB = 1024 ** 3
 MIN_CONTEXT = 4     # the shortest windows an out-of-memory retry goes down to
@@ -48,7 +50,7 @@ def plan_memory(free_bytes: int | None, width: int, height: int, frames: int,
     which roughly offsets its wider layers) -- also not yet measured.
     """
     if family not in _WEIGHTS_GIB:
-        raise ValueError(f"family must be one of {', '.join(_WEIGHTS_GIB)}, got {family!r}")
+        raise BadArgument(f"family must be one of {', '.join(_WEIGHTS_GIB)}, got {family!r}")
     all_weights, resident = _WEIGHTS_GIB[family]
     n_windows = len(context_windows(frames, context, default_stride(context), 0))
     if free_bytes is None:     # CPU: all windows of a step in one UNet call

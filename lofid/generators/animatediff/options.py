@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from lofid.errors import BadArgument
+
 GENERATOR = "animatediff"
 SCHEDULERS = ("ddim", "euler", "lcm")
 LOOP_METHODS = ("circular", "none", "circular+blend")
@@ -26,7 +28,7 @@ def preset_options(name: str) -> dict:
     """steps, guidance and scheduler of a preset: "standard", "lcm" (AnimateLCM
     weights) or "lightning" (AnimateDiff-Lightning weights)."""
     if name not in PRESETS:
-        raise ValueError(f"preset must be one of {', '.join(PRESETS)}, got {name!r}")
+        raise BadArgument(f"preset must be one of {', '.join(PRESETS)}, got {name!r}")
     return dict(PRESETS[name])
 
 
@@ -37,37 +39,37 @@ def is_int(v: Any) -> bool:
 def check_inputs(seed, size, frames, fps, steps, guidance, scheduler, loop_method,
                   context, dtype) -> tuple[int, int]:
     if not is_int(seed):
-        raise ValueError(f"seed must be an integer, got {seed!r}")
+        raise BadArgument(f"seed must be an integer, got {seed!r}")
     try:
         w, h = size
     except (TypeError, ValueError):
-        raise ValueError(f"size must be (width, height), got {size!r}") from None
+        raise BadArgument(f"size must be (width, height), got {size!r}") from None
     for name, v in (("width", w), ("height", h)):
         if not is_int(v) or v <= 0 or v % 8:
-            raise ValueError(f"size {name} must be a positive multiple of 8, got {v!r} "
+            raise BadArgument(f"size {name} must be a positive multiple of 8, got {v!r} "
                              f"in size {size!r}")
     if not is_int(frames) or frames < 2:
-        raise ValueError(f"frames must be an integer >= 2, got {frames!r}")
+        raise BadArgument(f"frames must be an integer >= 2, got {frames!r}")
     if loop_method not in LOOP_METHODS:
-        raise ValueError(f"loop_method must be one of {', '.join(LOOP_METHODS)}, "
+        raise BadArgument(f"loop_method must be one of {', '.join(LOOP_METHODS)}, "
                          f"got {loop_method!r}")
     if loop_method != "circular" and frames < 3:
-        raise ValueError(f"frames must be >= 3 for loop_method {loop_method!r} "
+        raise BadArgument(f"frames must be >= 3 for loop_method {loop_method!r} "
                          f"(the pixel crossfade needs them), got {frames}")
     if isinstance(fps, bool) or not isinstance(fps, (int, float, np.number)) \
             or not math.isfinite(fps) or fps <= 0:
-        raise ValueError(f"fps must be a number > 0, got {fps!r}")
+        raise BadArgument(f"fps must be a number > 0, got {fps!r}")
     if not is_int(steps) or steps < 1:
-        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+        raise BadArgument(f"steps must be an integer >= 1, got {steps!r}")
     if isinstance(guidance, bool) or not isinstance(guidance, (int, float, np.number)) \
             or not math.isfinite(guidance) or guidance < 0:
-        raise ValueError(f"guidance must be a number >= 0, got {guidance!r}")
+        raise BadArgument(f"guidance must be a number >= 0, got {guidance!r}")
     if scheduler not in SCHEDULERS:
-        raise ValueError(f"scheduler must be one of {', '.join(SCHEDULERS)}, got {scheduler!r}")
+        raise BadArgument(f"scheduler must be one of {', '.join(SCHEDULERS)}, got {scheduler!r}")
     if not is_int(context) or context < 2:
-        raise ValueError(f"context must be an integer >= 2 frames, got {context!r}")
+        raise BadArgument(f"context must be an integer >= 2 frames, got {context!r}")
     if dtype is not None and dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+        raise BadArgument(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     return int(w), int(h)
 
 

@@ -30,6 +30,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from lofid.errors import BadArgument
 from lofid.loop import Loop, close_loop
 
 from .memory import MIN_CONTEXT, apply_plan, offloaded, plan_memory
@@ -53,7 +54,7 @@ def make_scheduler(name: str, config):
                                                   timestep_spacing="trailing")
     if name == "lcm":     # AnimateLCM
         return LCMScheduler.from_config(config, beta_schedule="linear")
-    raise ValueError(f"scheduler must be one of {', '.join(SCHEDULERS)}, got {name!r}")
+    raise BadArgument(f"scheduler must be one of {', '.join(SCHEDULERS)}, got {name!r}")
 
 
 def speed_up(pipe, device, *, channels_last: bool | None = None, compile: bool = False) -> dict:
@@ -313,7 +314,7 @@ def generate(spec, seed, size, frames, fps, progress=None, *, model=None, motion
     given_stride = stride
     stride = default_stride(context) if stride is None else stride
     if not is_int(stride) or stride < 1:
-        raise ValueError(f"stride must be an integer >= 1, got {stride!r}")
+        raise BadArgument(f"stride must be an integer >= 1, got {stride!r}")
     style_loras, motion_lora_list = _lora_list(loras), _lora_list(motion_loras)
 
     if device is None and pipeline is not None:
@@ -323,7 +324,7 @@ def generate(spec, seed, size, frames, fps, progress=None, *, model=None, motion
     torch_dtype = _resolve_dtype(dtype, device.type)
     if pipeline is None:
         if model is None or motion_adapter is None:
-            raise ValueError("animatediff needs model and motion_adapter (paths or names) "
+            raise BadArgument("animatediff needs model and motion_adapter (paths or names) "
                              f"or a ready pipeline, got model={model!r}, "
                              f"motion_adapter={motion_adapter!r}")
         pipe, ref, mref = _load(model, motion_adapter, device, torch_dtype)
@@ -341,11 +342,11 @@ def generate(spec, seed, size, frames, fps, progress=None, *, model=None, motion
                              [(models.find("motion_lora", n), w) for n, w in motion_lora_list])
 
     if width % pipe.vae_scale_factor or height % pipe.vae_scale_factor:
-        raise ValueError(f"size {width}x{height} must be a multiple of the VAE's "
+        raise BadArgument(f"size {width}x{height} must be a multiple of the VAE's "
                          f"{pipe.vae_scale_factor}")
     longest = int(getattr(pipe.unet.config, "motion_max_seq_length", 32) or 32)
     if context > longest:
-        raise ValueError(f"context must be at most the motion module's {longest} frames, "
+        raise BadArgument(f"context must be at most the motion module's {longest} frames, "
                          f"got {context}")
 
     # A pixel crossfade eats `overlap` frames: make that many more so the loop
@@ -353,7 +354,7 @@ def generate(spec, seed, size, frames, fps, progress=None, *, model=None, motion
     overlap = max(2, frames // 4) if loop_method != "circular" else 0
     n_make = frames + overlap
     if loop_method == "none" and n_make > longest:
-        raise ValueError(f"loop_method 'none' makes all {n_make} frames in one window, more "
+        raise BadArgument(f"loop_method 'none' makes all {n_make} frames in one window, more "
                          f"than the motion module's {longest}; use 'circular' for long loops")
 
     pipe.scheduler = make_scheduler(scheduler, pipe.scheduler.config)

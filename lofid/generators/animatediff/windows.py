@@ -8,6 +8,8 @@ import math
 
 import numpy as np
 
+from lofid.errors import BadArgument
+
 
 def _golden_shift(modulus: int) -> int:
     """A per-step shift for offsets modulo `modulus`: the integer nearest
@@ -51,7 +53,7 @@ def context_windows(n_frames: int, context: int, stride: int, step: int) -> list
     for name, value, least in (("n_frames", n_frames, 1), ("context", context, 2),
                                ("stride", stride, 1), ("step", step, 0)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
-            raise ValueError(f"context_windows {name} must be an integer >= {least}, got {value!r}")
+            raise BadArgument(f"context_windows {name} must be an integer >= {least}, got {value!r}")
     n, step = int(n_frames), int(step)
     if n <= context:
         start = (step * _golden_shift(n)) % n

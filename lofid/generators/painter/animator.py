@@ -20,6 +20,8 @@ from .motions.regions import weather_glass
 from .motions.steam import Steam
 from .motions.water_reflection import WaterReflection
 
+from lofid.errors import BadArgument
+
 
 class _BehindGlass:
     """Keeps what was drawn so far (weather seen through the windows) to the glass:
@@ -45,9 +47,9 @@ class Animator:
 
     def __init__(self, painting, spec, seed: int, n_frames: int, fps: float):
         if int(n_frames) != n_frames or n_frames < 2:
-            raise ValueError(f"frames must be an integer >= 2, got {n_frames!r}")
+            raise BadArgument(f"frames must be an integer >= 2, got {n_frames!r}")
         if not fps or fps <= 0:
-            raise ValueError(f"fps must be > 0, got {fps!r}")
+            raise BadArgument(f"fps must be > 0, got {fps!r}")
         self.n = int(n_frames)
         self.fps = float(fps)
         static = np.asarray(painting.background, np.float32) * 255.0

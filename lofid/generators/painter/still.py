@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from lofid.errors import BadArgument
 from lofid.scene import TIMES, WEATHERS
 
 from . import finish, person
@@ -58,18 +59,18 @@ def glass_mask(ctx: Context) -> np.ndarray:
 def _check(spec, seed, width, height):
     for name in ("scene", "weather", "time_of_day", "season", "theme"):
         if not hasattr(spec, name):
-            raise ValueError(f"spec {spec!r} has no field {name!r}: expected a SceneSpec")
+            raise BadArgument(f"spec {spec!r} has no field {name!r}: expected a SceneSpec")
     if spec.scene not in SCENE_NAMES:
-        raise ValueError(f"scene {spec.scene!r} unknown: expected one of {', '.join(SCENE_NAMES)}")
+        raise BadArgument(f"scene {spec.scene!r} unknown: expected one of {', '.join(SCENE_NAMES)}")
     if spec.time_of_day not in TIMES:
-        raise ValueError(f"time_of_day {spec.time_of_day!r} unknown: expected one of {', '.join(TIMES)}")
+        raise BadArgument(f"time_of_day {spec.time_of_day!r} unknown: expected one of {', '.join(TIMES)}")
     if spec.weather not in WEATHERS:
-        raise ValueError(f"weather {spec.weather!r} unknown: expected one of {', '.join(WEATHERS)}")
+        raise BadArgument(f"weather {spec.weather!r} unknown: expected one of {', '.join(WEATHERS)}")
     for name, v in (("width", width), ("height", height)):
         if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < MIN_SIZE:
-            raise ValueError(f"{name} {v!r} invalid: expected an integer >= {MIN_SIZE}")
+            raise BadArgument(f"{name} {v!r} invalid: expected an integer >= {MIN_SIZE}")
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
-        raise ValueError(f"seed {seed!r} invalid: expected an integer")
+        raise BadArgument(f"seed {seed!r} invalid: expected an integer")
 
 
 def paint(spec, seed: int, width: int, height: int) -> Painting:
