@@ -205,6 +205,12 @@ class AudioTrack:
             return {**(t.entry.info or {}), "path": str(t.path),
                     "position_s": t.consumed / AUDIO_RATE, "duration_s": duration}
 
+    def up_next(self) -> Path | None:
+        """The track decoded ahead to follow the one that sounds, or None while there is
+        none yet (it is decoded while the current one plays, so a crossfade never waits)."""
+        with self._cond:
+            return self._tracks[1].path if len(self._tracks) > 1 else None
+
     def find(self, key: str, value) -> Path | None:
         """The path of a playlist entry added with info[key] == value, or None."""
         with self._cond:

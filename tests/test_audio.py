@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from lofid.audio import AudioTrack
+from helpers import wait_for
 
 RATE = 48000
 AMP = 0.5
@@ -285,10 +286,8 @@ def test_add_next_plays_right_after_the_current_track(tmp_path, track_factory):
     track = track_factory([tmp_path / "a.wav", tmp_path / "b.wav"], crossfade=0.1, loop=False)
     first = read_all(track, RATE // 4)
     # By now a is decoded to its end and b has been decoded ahead of it.
-    deadline = time.monotonic() + 5
-    while track._tracks[-1].path.name != "b.wav" and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert track._tracks[-1].path.name == "b.wav"             # so the swap below is exercised
+    # (so the swap below is exercised)
+    wait_for(lambda: track.up_next() == tmp_path / "b.wav", 5)
     track.add(tmp_path / "c.wav", next=True)
     track.add(tmp_path / "d.wav")
     assert [p.name for p in track.playlist] == ["a.wav", "c.wav", "b.wav", "d.wav"]

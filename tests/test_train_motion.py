@@ -316,22 +316,18 @@ def test_each_pass_trains_only_its_own_lora(world):
                          num_processes=1, is_main_process=True, train_dir=world["tmp"], cfg=cfg)
     task = motion.MotionTask(ctx, cfg, clips, parts=parts)
     with torch.no_grad():       # a LoRA part way through training: B no longer zero
-        for p in task._temporal + task._spatial:
+        for p in task.temporal_params + task.spatial_params:
             p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())) * 0.1)
     batch = task.load_batch([0, 1], torch.Generator().manual_seed(0))
 
     task.loss(batch, {"unet": task.unet}, torch.Generator().manual_seed(1)).backward()
-    both = {id(p): p.grad.clone() for p in task._temporal + task._spatial}
-    assert all(both[id(p)].abs().sum() > 0 for p in task._temporal + task._spatial)
+    both = {id(p): p.grad.clone() for p in task.temporal_params + task.spatial_params}
+    assert all(both[id(p)].abs().sum() > 0 for p in task.temporal_params + task.spatial_params)
     task.unet.zero_grad(set_to_none=True)
 
     # The spatial pass alone, with the same random draws (it draws first).
-    task._freeze_spatial(False)
-    motion.set_part_scale(task.unet, "temporal", on=False)
-    task._set_checkpointing(False)
-    clips_, singles, text = batch
-    motion.diffusion_loss(task.unet, task.noise, singles, text, generator=torch.Generator().manual_seed(1)).backward()
-    for p in task._spatial:
+    task.spatial_loss(batch, torch.Generator().manual_seed(1)).backward()
+    for p in task.spatial_params:
         assert torch.allclose(both[id(p)], p.grad, atol=1e-6)
-    for p in task._temporal:        # switched off: no say in the one-frame pass
+    for p in task.temporal_params:        # switched off: no say in the one-frame pass
         assert p.grad is None or not p.grad.abs().sum()

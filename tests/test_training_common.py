@@ -109,10 +109,10 @@ def test_model_checks_read_headers_only(tmp_path):
 
 
 def test_mixed_precision_on_the_cpu():
-    assert common._resolve_precision("auto", cuda=False) == "no"
-    assert common._resolve_precision("no", cuda=False) == "no"
+    assert common.resolve_precision("auto", cuda=False) == "no"
+    assert common.resolve_precision("no", cuda=False) == "no"
     with pytest.raises(BadInput, match=r"mixed_precision = 'fp16' needs a CUDA GPU"):
-        common._resolve_precision("fp16", cuda=False)
+        common.resolve_precision("fp16", cuda=False)
 
 
 # --------------------------------------------------------------------------- schedule, data order

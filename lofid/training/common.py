@@ -465,7 +465,9 @@ def lr_factor(step: int, steps: int, warmup: int, schedule: str) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * done))
 
 
-def _resolve_precision(requested: str, cuda: bool) -> str:
+def resolve_precision(requested: str, cuda: bool) -> str:
+    """The mixed precision accelerate is given: "auto" picks bf16 where the GPU has it,
+    fp16 on other GPUs, none on the CPU; a precision the CPU cannot run is bad input."""
     if requested == "auto":
         if not cuda:
             return "no"
@@ -485,7 +487,7 @@ def make_accelerator(mixed_precision: str):
         raise _bad("lofid train needs the accelerate package: pip install accelerate") from None
     import torch
 
-    precision = _resolve_precision(mixed_precision, torch.cuda.is_available())
+    precision = resolve_precision(mixed_precision, torch.cuda.is_available())
     return Accelerator(mixed_precision=precision)
 
 

@@ -459,9 +459,9 @@ class MotionTask(common.Task):
         for module in (self.unet, self.parts.vae, self.parts.text_encoder):
             module.to(ctx.device, dtype=ctx.weight_dtype)
         # The LoRA weights stay float32 under mixed precision: their updates are small.
-        self._temporal = lora_params(self.unet, "temporal")
-        self._spatial = lora_params(self.unet, "spatial")
-        for p in self._temporal + self._spatial:
+        self.temporal_params = lora_params(self.unet, "temporal")
+        self.spatial_params = lora_params(self.unet, "spatial")
+        for p in self.temporal_params + self.spatial_params:
             p.data = p.data.float()
             p.requires_grad_(True)
         self.parts.vae.eval()
@@ -507,9 +507,9 @@ class MotionTask(common.Task):
         return {"unet": self.unet}
 
     def param_groups(self) -> list[dict]:
-        groups = [{"params": self._temporal, "lr": self.cfg["temporal_lr"]}]
-        if self._spatial:
-            groups.append({"params": self._spatial, "lr": self.cfg["spatial_lr"]})
+        groups = [{"params": self.temporal_params, "lr": self.cfg["temporal_lr"]}]
+        if self.spatial_params:
+            groups.append({"params": self.spatial_params, "lr": self.cfg["spatial_lr"]})
         return groups
 
     def dataset_size(self) -> int:
@@ -541,21 +541,29 @@ class MotionTask(common.Task):
         recomputation under gradient checkpointing, must see what the forward pass saw.
         The spatial pass runs without checkpointing, so nothing of it is recomputed.
         """
-        device, dtype = self.ctx.device, self.ctx.weight_dtype
-        clips, singles, text = (t.to(device) for t in batch)
-        clips, singles, text = clips.to(dtype), singles.to(dtype), text.to(dtype)
-        total = 0.0
-        if self.spatial:
-            self._freeze_spatial(False)
-            set_scale(self._layers["temporal"], on=False)
-            self._set_checkpointing(False)
-            # The unwrapped UNet: under data parallelism, one wrapped forward per backward.
-            total = diffusion_loss(self.unet, self.noise, singles, text, generator=generator)
-            set_scale(self._layers["temporal"], on=True)
-            self._set_checkpointing(self.cfg["gradient_checkpointing"])
-            self._freeze_spatial(True)
+        clips, singles, text = self._on_device(batch)
+        total = self.spatial_loss((clips, singles, text), generator) if self.spatial else 0.0
         return total + diffusion_loss(models["unet"], self.noise, clips, text,
                                       debias=self.cfg["appearance_debias"], generator=generator)
+
+    def spatial_loss(self, batch, generator):
+        """The one-frame loss with the temporal LoRA off: it trains the spatial LoRA alone.
+        Leaves the temporal pass's settings in place (spatial frozen, checkpointing as
+        configured) for whatever runs next."""
+        _, singles, text = self._on_device(batch)
+        self._freeze_spatial(False)
+        set_scale(self._layers["temporal"], on=False)
+        self._set_checkpointing(False)
+        # The unwrapped UNet: under data parallelism, one wrapped forward per backward.
+        loss = diffusion_loss(self.unet, self.noise, singles, text, generator=generator)
+        set_scale(self._layers["temporal"], on=True)
+        self._set_checkpointing(self.cfg["gradient_checkpointing"])
+        self._freeze_spatial(True)
+        return loss
+
+    def _on_device(self, batch):
+        device, dtype = self.ctx.device, self.ctx.weight_dtype
+        return tuple(t.to(device).to(dtype) for t in batch)
 
     def _set_checkpointing(self, on: bool) -> None:
         for module in self._checkpointing:
