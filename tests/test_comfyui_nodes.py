@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import math
 import os
 import subprocess
 import sys
@@ -246,7 +245,10 @@ def test_the_example_workflow_is_a_consistent_comfyui_graph(pack):
 
 
 def test_the_registry_metadata(pack):
-    import tomllib
+    try:
+        import tomllib
+    except ImportError:                  # Python 3.10
+        import tomli as tomllib
     meta = tomllib.loads((PACK / "pyproject.toml").read_text())
     project, comfy = meta["project"], meta["tool"]["comfy"]
     assert project["name"] and "comfyui" not in project["name"].lower()

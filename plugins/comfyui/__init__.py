@@ -19,7 +19,7 @@ if __name__ == "lofid":
                     "restart ComfyUI")
 else:
     try:
-        import lofid.loop  # noqa: F401  (numpy only)
+        import lofid.loop  # noqa: F401  (numpy only; the nodes need it)
         import lofid.scene  # noqa: F401
     except ImportError as e:
         logging.warning("[lofid nodes] not loaded: lofid is not installed in ComfyUI's "
