@@ -304,6 +304,24 @@ class Director:
         return {"action": "switch" if due <= now else "scheduled",
                 "due_in": round(max(0.0, due - now), 3)}
 
+    def play(self, key: str) -> dict:
+        """Cross to the stored loop `key` at once, whatever shows (a loop just added by
+        hand, to be seen now); its scene becomes the current one. Opens the loop (a few
+        milliseconds), so it is called off the socket's event loop. KeyError if the
+        library has no such loop."""
+        from lofid.scene import SceneSpec
+        if key == self.current_key:
+            return {"action": "showing", "due_in": 0.0}
+        spec = SceneSpec.from_dict(self.library.meta(key)["spec"])
+        req = _Request(spec=spec, reason="request", due=time.monotonic(), key=key)
+        with self._lock:
+            self._pending = req
+        loop = self.library.open(key)
+        with self._lock:
+            if self._pending is req:
+                req.loop = loop
+        return {"action": "switch", "due_in": 0.0}
+
     def stop(self, timeout: float = 30.0) -> None:
         """Stop the worker, waiting at most `timeout` seconds for a loop it is making
         (0: not at all; the library's writes are atomic, an abandoned one leaves no

@@ -78,6 +78,12 @@ def world(tmp_path_factory):
     (w / "src").mkdir()
     Image.new("RGB", (64, 64), (10, 20, 30)).save(w / "src" / "one.png")
     (w / "emptysrc").mkdir()
+    Image.new("RGB", (20, 20), (90, 60, 40)).save(w / "one.gif")        # one frame: no loop
+    Image.new("RGB", (8, 8)).save(w / "small.gif", save_all=True,      # 8x8: under 16x16
+                                  append_images=[Image.new("RGB", (8, 8), (9, 9, 9))])
+    (w / "mixed").mkdir()
+    Image.new("RGB", (32, 32)).save(w / "mixed" / "a1.png")
+    Image.new("RGB", (32, 34)).save(w / "mixed" / "a2.png")
     return {"w": str(w), "key": key, "env": env}
 
 
@@ -212,6 +218,20 @@ ROWS = [
     ("lib-show-unknown-key", ["library", "show", "feedbeef"], None, "feedbeef", 2),
     ("lib-unknown-action", ["library", "frobnicate"], None, "frobnicate", 2),
     ("lib-root-is-a-file", ["--library", "{w}/afile", "library", "list"], None, "afile", 2),
+    ("lib-add-missing-file", ["library", "add", "{w}/none.mp4", "--prompt", "study"], None, "none.mp4", 2),
+    ("lib-add-not-video", ["library", "add", "{w}/junk.txt", "--prompt", "study"], None, "junk.txt", 2),
+    ("lib-add-one-picture", ["library", "add", "{w}/tiny.png", "--prompt", "study"], None, "tiny.png", 2),
+    ("lib-add-one-frame-gif", ["library", "add", "{w}/one.gif", "--prompt", "study"], None, "one.gif", 2),
+    ("lib-add-pngs-no-fps", ["library", "add", "{w}/src", "--prompt", "study"], None, "--fps", 2),
+    ("lib-add-pngs-none", ["library", "add", "{w}/emptysrc", "--fps", "12", "--prompt", "study"], None, "emptysrc", 2),
+    ("lib-add-pattern-none", ["library", "add", "{w}/src/*.jpg", "--fps", "12", "--prompt", "study"], None, "*.jpg", 2),
+    ("lib-add-pngs-sizes-differ", ["library", "add", "{w}/mixed", "--fps", "12", "--prompt", "study"], None, "same size", 2),
+    ("lib-add-too-small", ["library", "add", "{w}/small.gif", "--prompt", "study"], None, "small.gif", 2),
+    ("lib-add-fps-nan", ["library", "add", "{w}/made.gif", "--fps", "nan", "--prompt", "study"], None, "--fps", 2),
+    ("lib-add-fps-0", ["library", "add", "{w}/made.gif", "--fps", "0", "--prompt", "study"], None, "--fps", 2),
+    ("lib-add-fifo", ["library", "add", "{w}/fifo", "--prompt", "study"], None, "fifo", 2),
+    ("lib-add-no-prompt", ["library", "add", "{w}/made.gif"], None, "--prompt", 2),
+    ("lib-add-empty-prompt", ["library", "add", "{w}/made.gif", "--prompt", " "], None, "--prompt", 2),
     # lofid models
     ("models-kind-unknown", ["models", "list", "--kind", "bogus"], None, "--kind", 2),
     ("models-verify-missing-file", ["models", "verify", "{w}/none.safetensors"], None, "none.safetensors", 2),

@@ -15,7 +15,7 @@ from .common import EXIT_BAD_INPUT, BadInput, _Parser, parse_byte_size, parse_si
 from .config import cmd_config
 from .ctl import _CTL_METHODS, cmd_ctl
 from .generate import DEFAULT_FPS, DEFAULT_FRAMES, DEFAULT_SIZE, cmd_generate
-from .library import cmd_library_list, cmd_library_preview, cmd_library_prune, cmd_library_show
+from .library import cmd_library_add, cmd_library_list, cmd_library_preview, cmd_library_prune, cmd_library_show
 from .run import cmd_run
 from .service import cmd_service_install
 
@@ -111,6 +111,21 @@ def build_parser() -> argparse.ArgumentParser:
     pr = lsub.add_parser("prune", help="evict the least recently played loops down to a size")
     pr.add_argument("--max-size", required=True, metavar="SIZE", help="for example 2G or 500M")
     pr.set_defaults(run=cmd_library_prune)
+    ad_ = lsub.add_parser("add", help="keep a loop made elsewhere (MP4, WebM, GIF, PNG frames)",
+                          description="Keep a loop made elsewhere in the library: a video, a "
+                                      "GIF, or PNG frames (a folder, or a quoted pattern such "
+                                      "as 'out/loop_*.png'). Through the running lofid when "
+                                      "one answers on its socket, else straight into the "
+                                      "library folder.")
+    ad_.add_argument("file", metavar="FILE", help="the loop: .mp4, .webm, .gif, a folder or pattern of .png")
+    ad_.add_argument("--prompt", required=True, metavar="TEXT",
+                     help="what it shows, in words: its scene in the library")
+    ad_.add_argument("--fps", type=float, help="its frame rate (default: the file's own; "
+                                               "PNG frames need it)")
+    ad_.add_argument("--play", action="store_true", help="cross to it now (a running lofid)")
+    ad_.add_argument("--socket", metavar="PATH", help="the running lofid's socket "
+                                                      "(default $XDG_RUNTIME_DIR/lofid/lofid.sock)")
+    ad_.set_defaults(run=cmd_library_add)
     pv = lsub.add_parser("preview", help="write a contact sheet PNG of a loop's frames")
     pv.add_argument("key", help="a key or a unique prefix of one")
     pv.add_argument("-o", "--output", required=True, metavar="FILE.png")

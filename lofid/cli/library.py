@@ -1,4 +1,4 @@
-"""`lofid library list|show|prune|preview`: the loops kept on disk."""
+"""`lofid library list|show|prune|preview|add`: the loops kept on disk."""
 
 from __future__ import annotations
 
@@ -74,4 +74,68 @@ def cmd_library_preview(args) -> int:
     picks = np.unique(np.linspace(0, loop.n_frames - 1, min(args.count, loop.n_frames)).round().astype(int))
     write_png(contact_sheet(loop.frames[picks], columns=args.columns), out)
     print(out)
+    return 0
+
+
+def _add_client(args):
+    """The daemon that takes the loop: the one on --socket (which must answer), else
+    the one on the default socket when it answers; None: straight into the library
+    folder (always so with --library and no --socket)."""
+    from lofid.control.client import Client, NoDaemon
+    from lofid.control.server import default_socket_path
+    # Reading a long file can take a while; the daemon answers when it is kept.
+    timeout = 600.0
+    if args.socket:
+        return Client(args.socket, timeout=timeout)
+    if args.library is not None:
+        return None
+    try:
+        return Client(default_socket_path(), timeout=timeout)
+    except NoDaemon:
+        return None
+
+
+def _say_added(answer: dict, where: str) -> None:
+    m = answer["metrics"]
+    seam = float("inf") if m["seam_ratio"] is None else m["seam_ratio"]
+    w, h = answer["size"]
+    print(f"{answer['loop']}  [{answer['scene']}]  {where}")
+    print(f"{answer['frames']} frames {w}x{h} @ {answer['fps']:g} fps, seam ratio {seam:.3f}, "
+          f"motion {m['motion']:.3f}, flicker {m['flicker']:.3f}")
+
+
+def cmd_library_add(args) -> int:
+    import os
+    import sys
+
+    from lofid.loop_file import check_fps, is_sequence, read_loop
+    path = os.path.abspath(os.path.expanduser(args.file))
+    if args.fps is not None:
+        check_fps(args.fps, "--fps")
+    if not is_sequence(path) and not os.path.lexists(path):
+        raise BadInput(f"{args.file!r} does not exist")
+    if not args.prompt.strip():
+        raise BadInput("--prompt is empty: say what the loop shows (e.g. 'rainy night, cafe')")
+    client = _add_client(args)
+    if client is not None:
+        options = {"play_now": bool(args.play)}
+        if args.fps is not None:
+            options["fps"] = args.fps
+        try:
+            answer = client.call("library.add", path, args.prompt, options)
+        finally:
+            client.close()
+        play = answer.get("play") or {}
+        _say_added(answer, "playing now" if play else f"kept by the lofid on {client.where}")
+        return 0
+    lib = _library(args)
+    loop = read_loop(path, args.prompt, fps=args.fps)
+    key = lib.put(loop)
+    _say_added({"loop": key, "scene": loop.spec.label(), "frames": loop.n_frames,
+                "size": [loop.width, loop.height], "fps": loop.fps,
+                "metrics": {k: None if v == float("inf") else v for k, v in loop.metrics.items()}},
+               f"kept in {lib.root}")
+    if args.play:
+        print("lofid: note: no lofid answers on its socket, so nothing plays it now; "
+              "it is in the library", file=sys.stderr)
     return 0

@@ -14,6 +14,7 @@ import os
 import queue
 import threading
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 from lofid import __version__
@@ -28,6 +29,7 @@ KINDS = {
     "text or map": ((str, dict), "a text or a map"),
     "whole number": ((int,), "a whole number"),
     "number": ((int, float), "a number"),
+    "yes or no": ((bool,), "true or false"),
 }
 
 
@@ -61,7 +63,7 @@ class Param:
     def check(self, method: str, value):
         """`value` if it is one of this param's; else an RpcError naming the param."""
         types, _ = KINDS[self.kind]
-        if isinstance(value, bool) or not isinstance(value, types) \
+        if isinstance(value, bool) != (self.kind == "yes or no") or not isinstance(value, types) \
                 or (self.low is not None and not value >= self.low) \
                 or (self.high is not None and not value <= self.high):   # NaN is neither
             raise RpcError(f"{method}: {self.name} must be {self.words()}, got {value!r}")
@@ -125,6 +127,15 @@ METHODS = {m.name: m for m in (
     Method("pause"),
     Method("resume"),
     Method("library.list", (Param("scene", "text", required=False, about="a scene name"),)),
+    Method("library.add", (
+        Param("path", "text", about="an absolute path: a video, a GIF, or a folder or "
+                                    "pattern of PNG frames"),
+        Param("prompt", "text", about="what it shows, in words"),
+        Param("options", "map", required=False, keys=(
+            Param("fps", "number", required=False, low=1, high=60,
+                  about="its frame rate (PNG frames need one)"),
+            Param("play_now", "yes or no", required=False),
+            Param("made_by", "text", required=False, about="a short name: file, comfyui"))))),
     Method("generate", (
         Param("scene", "text", about="a scene in words"),
         Param("options", "map", required=False, keys=(
@@ -163,6 +174,7 @@ class Control:
         self._library_seen: tuple[float, dict] | None = None
         self._generating: queue.Queue | None = None   # requested loops, for one worker
         self._generating_lock = threading.Lock()
+        self._adding: queue.Queue | None = None      # files to add, for one worker
         if audio is not None:
             audio.on_sound = self._track_sounds
 
@@ -298,6 +310,58 @@ class Control:
                  "seed": e["seed"], "generator": e["generator"], "bytes": e["bytes"],
                  "seam_ratio": e["metrics"]["seam_ratio"]}
                 for e in self.library.entries(scene=scene)]
+
+    ADD_WAITING = 4          # `library.add` requests queued behind the one being read
+
+    def library_add(self, path: str, prompt: str, opts: dict | None) -> Future:
+        """Read a loop made elsewhere from its file (lofid.loop_file: decoded, checked,
+        its metrics computed, its scene parsed from `prompt`), keep it in the library
+        and, with play_now, cross to it at once. Reading takes seconds: done by one
+        worker, in order, and answered when done (the socket serves others meanwhile);
+        a file that is not a loop is an error reply naming what is wrong."""
+        if not os.path.isabs(os.path.expanduser(path)):
+            raise RpcError(f"library.add: {path!r} is a relative path; expected an absolute "
+                           f"one (lofid's working folder is not yours)")
+        future: Future = Future()
+        with self._generating_lock:
+            if self._adding is None:
+                # One at a time: each holds a whole loop's frames in memory while read.
+                self._adding = queue.Queue(maxsize=self.ADD_WAITING)
+                threading.Thread(target=self._add_requested, args=(self._adding,),
+                                 name="library add", daemon=True).start()
+            try:
+                self._adding.put_nowait((future, os.path.expanduser(path), prompt, opts or {}))
+            except queue.Full:
+                raise RpcError(f"library.add: {self.ADD_WAITING} files are already waiting "
+                               f"to be read; ask again once one is answered") from None
+        return future
+
+    def _add_requested(self, requests: "queue.Queue") -> None:
+        while True:
+            future, path, prompt, opts = requests.get()
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(self._add(path, prompt, opts))
+            except BaseException as e:      # an answer, whatever happened: never a dead worker
+                future.set_exception(e)
+
+    def _add(self, path: str, prompt: str, opts: dict) -> dict:
+        from lofid.loop_file import LoopFileError, read_loop
+        try:
+            loop = read_loop(path, prompt, fps=opts.get("fps"),
+                             made_by=opts.get("made_by") or "file")
+        except LoopFileError as e:
+            raise RpcError(f"library.add: {e}") from None
+        key = self.library.put(loop)
+        spec = loop.spec
+        result = {"loop": key, "scene": spec.label(), "id": spec.id, "frames": loop.n_frames,
+                  "size": [loop.width, loop.height], "fps": loop.fps,
+                  "metrics": {k: (None if v == float("inf") else v)
+                              for k, v in loop.metrics.items()}}
+        if opts.get("play_now"):
+            result["play"] = self.director.play(key)
+        return result
 
     def generate(self, text: str, opts: dict | None) -> dict:
         """Make a loop of a scene into the library, in the background, without playing

@@ -39,6 +39,7 @@ import socket
 import stat
 import threading
 import time
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Callable
 
@@ -233,7 +234,10 @@ class _Session:
             self._authenticate(message)
         elif isinstance(message, Request):
             error, result = self.server.call(self, message.method, message.params)
-            self.conn.reply(message.msgid, error, result)
+            if isinstance(result, Future):
+                self.server.answer_later(self.conn, message.msgid, result)
+            else:
+                self.conn.reply(message.msgid, error, result)
         elif isinstance(message, Notification):
             error, _ = self.server.call(self, message.method, message.params)
             if error is not None:
@@ -556,6 +560,29 @@ class Server:
         except Exception as e:   # a handler bug is an error reply, never a dead server
             log.exception("method %s failed", method)
             return [E_FAILED, f"{method} failed: {type(e).__name__}: {e}"], None
+
+    def answer_later(self, conn: "_Connection", msgid, future: Future) -> None:
+        """Reply to `msgid` once `future` is done: a handler with slow work (reading a
+        file) runs it in a thread of its own and returns its Future, and the socket
+        answers every other client meanwhile. Its exception is an error reply, as
+        call() makes one."""
+        loop = self._loop
+
+        def done(f: Future) -> None:
+            error = result = None
+            exc = f.exception()
+            if isinstance(exc, RpcError):
+                error = [exc.code, str(exc)]
+            elif exc is not None:
+                log.error("method failed: %s: %s", type(exc).__name__, exc)
+                error = [E_FAILED, f"{type(exc).__name__}: {exc}"]
+            else:
+                result = f.result()
+            try:
+                loop.call_soon_threadsafe(conn.reply, msgid, error, result)
+            except RuntimeError:   # the loop closed meanwhile: nobody to answer
+                pass
+        future.add_done_callback(done)
 
     def _events(self, params: list) -> set[str]:
         names = params[0] if len(params) == 1 and isinstance(params[0], list) else params
