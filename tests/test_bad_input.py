@@ -1,6 +1,7 @@
-"""Malformed invocations and config files, across every command: each is a real
-`python -m lofid.cli` run, and each must end in exit code 2 (or what the README says
-for it), one line on stderr naming what was wrong, and no traceback.
+"""Malformed invocations and config files, across every command: each runs `python -m
+lofid.cli`'s entry point in a process of its own (forked from one that has imported
+lofid once: tests/cli_forks.py), and each must end in exit code 2 (or what the README
+says for it), one line on stderr naming what was wrong, and no traceback.
 
 Every row fails at validation, before any work: nothing is painted, encoded, trained
 or downloaded. A row whose input slips through does real work instead, which the
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import struct
 import subprocess
 import sys
@@ -20,13 +20,11 @@ import zlib
 import pytest
 from PIL import Image
 
+from cli_forks import Forks
+
 # A run that is wrongly accepted must fail, not fill the machine's memory or hang.
 MEMORY_LIMIT = 4 << 30
 TIMEOUT = 60
-
-
-def _limit_memory():
-    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
 
 
 def _png(path, width: int, height: int, rows: bool = True) -> None:
@@ -84,13 +82,9 @@ def world(tmp_path_factory):
     (w / "mixed").mkdir()
     Image.new("RGB", (32, 32)).save(w / "mixed" / "a1.png")
     Image.new("RGB", (32, 34)).save(w / "mixed" / "a2.png")
-    return {"w": str(w), "key": key, "env": env}
-
-
-def lofid(argv, env, cwd):
-    return subprocess.run([sys.executable, "-m", "lofid.cli", *argv], capture_output=True,
-                          text=True, env=env, cwd=cwd, timeout=TIMEOUT, stdin=subprocess.DEVNULL,
-                          preexec_fn=_limit_memory)
+    forks = Forks(env, MEMORY_LIMIT, TIMEOUT)
+    yield {"w": str(w), "key": key, "env": env, "forks": forks}
+    forks.close()
 
 
 G = ["generate", "study", "-o", "{w}/g.mp4"]
@@ -304,7 +298,7 @@ def test_bad_input_is_one_line_naming_it(world, tmp_path, argv, lines, named, co
     if lines is not None:
         cfg.write_text(_config_text(argv, lines, w))
     args = [a.format(w=w, key=world["key"], cfg=cfg) for a in argv]
-    r = lofid(args, world["env"], tmp_path)
+    r = world["forks"].run(args, tmp_path)
     assert "Traceback" not in r.stderr, r.stderr
     assert r.returncode == code, r.stderr
     lines_out = r.stderr.strip("\n").splitlines()
