@@ -64,7 +64,7 @@ def test_a_file_stuck_on_a_frozen_fifo_drops_for_itself_while_the_others_play_on
     mp4 = tmp_path / "ok.mp4"
     udp = UdpCounter()
     udp.start()
-    duration = 24
+    duration = 120          # an upper bound: the test stops it once it has seen enough
     d = None
     client = None
     try:
@@ -96,7 +96,7 @@ def test_a_file_stuck_on_a_frozen_fifo_drops_for_itself_while_the_others_play_on
         assert "stalled" in line and "dropped" in line, shown.stdout
         client.close()
         client = None
-        returncode = d.wait(timeout=duration + 90)
+        returncode = d.stop(timeout=90)
         err = d.stderr()
     finally:
         if client is not None:
@@ -107,12 +107,14 @@ def test_a_file_stuck_on_a_frozen_fifo_drops_for_itself_while_the_others_play_on
         os.close(reader)
     assert returncode == 0, err
     assert f"output {fifo}: stalled" in err
-    # The MP4 beside it is whole: every frame of the run, one after the other.
+    # The MP4 beside it is whole: every frame of the run, one after the other, past the
+    # moment the FIFO stalled.
     with av.open(str(mp4)) as c:
         v = c.streams.video[0]
         frames = sorted(round(pk.pts * v.time_base * 30) for pk in c.demux(v)
                         if pk.pts is not None)
-    assert frames == list(range(duration * 30))
+    assert frames == list(range(len(frames)))
+    assert len(frames) >= (at_stall + 3) * 30
 
 
 def test_an_unpaced_run_waits_for_a_slow_file_and_loses_nothing(tmp_path):
