@@ -1,0 +1,229 @@
+"""A day that follows the clock: the `[[schedule]]` entries, `time_of_day = "follow"`,
+checked as values and in a running Daemon whose wall clock the test moves, so a whole
+day passes in seconds."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timezone
+
+import av
+import numpy as np
+import pytest
+
+from lofid import generators
+from lofid.control.client import Client
+from lofid.daemon.app import Daemon, LoopMaker
+from lofid.scene import at_time_of_day, parse
+from lofid.schedule import Schedule, next_time_of_day_change, time_of_day_at, zone_of
+from lofid.settings import ConfigError
+from lofid.settings.run import load
+from helpers import holds_for, wait_for
+
+UTC = zone_of("UTC", "timezone")
+DAY = [{"at": "07:00", "scene": "kitchen morning"},
+       {"at": "12:00", "scene": "study room"},
+       {"at": "18:00", "scene": "balcony sunset"},
+       {"at": "21:00", "scene": "rainy window night"}]
+
+
+def at(hhmm: str, day: int = 5) -> float:
+    """Unix time of HH:MM UTC on 2026-12-`day`."""
+    h, m = map(int, hhmm.split(":"))
+    return datetime(2026, 12, day, h, m, tzinfo=timezone.utc).timestamp()
+
+
+# --- the values ------------------------------------------------------------------------
+
+def test_the_entry_holding_is_the_last_begun_and_the_day_wraps_past_midnight():
+    s = Schedule.from_config(DAY, "UTC")
+    cases = [("06:59", "21:00", "07:00"), ("07:00", "07:00", "12:00"), ("11:59", "07:00", "12:00"),
+             ("20:00", "18:00", "21:00"), ("23:30", "21:00", "07:00"), ("00:10", "21:00", "07:00")]
+    for now, current, coming in cases:
+        entry, began = s.current(at(now))
+        nxt, starts = s.next(at(now))
+        assert (entry.time, nxt.time) == (current, coming), now
+        assert began <= at(now) < starts
+    # 06:59 is still yesterday's 21:00 entry, which began 9 h 59 min before.
+    assert s.current(at("06:59"))[1] == at("21:00", day=4)
+
+
+def test_entry_times_are_read_in_their_zone_across_daylight_saving():
+    # New York leaves daylight saving on 2026-11-01: 07:00 there is 11:00 UTC before, 12:00 after.
+    s = Schedule.from_config([{"at": "07:00", "scene": "kitchen", "timezone": "America/New_York"},
+                              {"at": "12:00", "scene": "library"}], "UTC")
+    before = datetime(2026, 10, 31, 10, 59, tzinfo=timezone.utc).timestamp()
+    assert s.next(before)[1] == datetime(2026, 10, 31, 11, 0, tzinfo=timezone.utc).timestamp()
+    after = datetime(2026, 11, 2, 10, 0, tzinfo=timezone.utc).timestamp()
+    entry, starts = s.next(after)
+    assert entry.scene == "kitchen"
+    assert starts == datetime(2026, 11, 2, 12, 0, tzinfo=timezone.utc).timestamp()
+
+
+def test_time_of_day_follows_the_clock_hours():
+    expect = {"04:59": "night", "05:00": "morning", "09:59": "morning", "10:00": "day",
+              "16:59": "day", "17:00": "golden_hour", "18:30": "sunset", "19:59": "sunset",
+              "20:00": "night", "23:59": "night"}
+    for now, name in expect.items():
+        assert time_of_day_at(at(now), UTC) == name, now
+    assert next_time_of_day_change(at("12:00"), UTC) == at("17:00")
+    assert next_time_of_day_change(at("21:00"), UTC) == at("05:00", day=6)
+    # A study room at 21:00 is a study room at night: the lamps flicker.
+    room = parse("study room")
+    night = at_time_of_day(room, "night")
+    assert (night.scene, night.time_of_day) == ("study_room", "night")
+    assert "flicker" in night.motions
+    assert at_time_of_day(parse("rooftop at night"), "day").motions == parse("rooftop, day").motions
+
+
+@pytest.mark.parametrize("raw, says", [
+    ([{"at": "25:00", "scene": "study"}], "schedule[0].at = '25:00'"),
+    ([{"at": "7am", "scene": "study"}], "HH:MM"),
+    ([{"scene": "study"}], "schedule[0]: no time"),
+    ([{"at": "07:00", "scene": "  "}], "schedule[0].scene"),
+    ([{"at": "07:00"}], "schedule[0].scene"),
+    ([{"at": "07:00", "scene": "a", "timezone": "Mars/Olympus"}], "unknown time zone"),
+    ([{"at": "07:00", "scene": "a"}, {"at": "07:00", "scene": "b"}], "same time"),
+    ([{"at": "07:00", "scene": "a", "colour": "red"}], "unknown key 'colour'"),
+    ([{"at": "07:00", "scene": "a", "rotate": 0}], "schedule[0].rotate"),
+    ("07:00 study", "[[schedule]]"),
+])
+def test_bad_schedules_are_refused_naming_the_entry(raw, says):
+    with pytest.raises(ConfigError) as e:
+        load(None, {"schedule": raw})
+    assert says in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+# --- a day in a running daemon -----------------------------------------------------------
+
+class FakeDay:
+    """The daemon's wall clock, moved by the test."""
+
+    def __init__(self, t: float):
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+SIZE = "320x180"
+
+
+def _config_text(tmp, out, sock, extra: str = "") -> str:
+    entries = "".join(f'[[schedule]]\nat = "{e["at"]}"\nscene = "{e["scene"]}"\n\n' for e in DAY)
+    return (f'outputs = ["{out}"]\nlibrary = "{tmp / "lib"}"\nsize = "{SIZE}"\nfps = 24\n'
+            f'socket = "{sock}"\nrealtime = true\nloop_frames = 12\ncrossfade = 0.5\n'
+            f'min_scene = 0\ntimezone = "UTC"\n{extra}\n{entries}')
+
+
+@pytest.fixture(scope="module")
+def day(tmp_path_factory):
+    """A daemon at 320x180 writing a file, its wall clock at 06:00 UTC, with the
+    four-entry schedule; every event it sends is recorded."""
+    tmp = tmp_path_factory.mktemp("day")
+    out, sock, config = tmp / "day.mp4", tmp / "lofid.sock", tmp / "lofid.toml"
+    config.write_text(_config_text(tmp, out, sock))
+    clock = FakeDay(at("06:00"))
+    cfg = load(config, {})
+    daemon = Daemon(cfg, LoopMaker("procedural", generators.get("procedural"), (320, 180), 12),
+                    config_path=config, wall_clock=clock)
+    events: list = []
+    lock = threading.Lock()
+    forward = daemon._event
+
+    def record(name, payload):
+        with lock:
+            events.append((name, dict(payload)))
+        forward(name, payload)
+    daemon._event = record
+    runner = threading.Thread(target=lambda: daemon.run(handle_signals=False), name="day daemon")
+    runner.start()
+    wait_for(lambda: sock.exists() or not runner.is_alive(), timeout=60)
+    assert runner.is_alive(), "the daemon ended before its socket opened"
+    client = Client(sock)
+
+    class Day:
+        pass
+    d = Day()
+    d.daemon, d.clock, d.client, d.out, d.config, d.tmp = daemon, clock, client, out, config, tmp
+
+    def seen(name, **match):
+        with lock:
+            return [p for n, p in events if n == name
+                    and all(p.get(k) == v for k, v in match.items())]
+    d.seen = seen
+    d.status = lambda: client.call("status")
+    try:
+        wait_for(lambda: d.status()["clock"]["frame"] > 12, timeout=60)
+        yield d
+    finally:
+        client.sock.close()
+        daemon.stop()
+        runner.join(timeout=60)
+    assert not runner.is_alive()
+
+
+def _move_to(d, when: float, label: str, reason: str) -> dict:
+    """Set the clock; wait for the scene `label` to be changed to for `reason`, and for
+    the crossfade into its loop. Returns that crossfade event."""
+    before = len(d.seen("crossfade"))
+    d.clock.t = when
+    change = wait_for(lambda: [p for p in d.seen("scene_changed", reason=reason)
+                               if p["scene"] == label], timeout=90)[-1]
+    fade = wait_for(lambda: [p for p in d.seen("crossfade")[before:] if p["to"] == change["loop"]],
+                    timeout=30)[-1]
+    return fade
+
+
+def _label(text: str) -> str:
+    return parse(text).label()
+
+
+@pytest.mark.slow
+def test_a_schedule_moves_through_a_day_in_seconds(day):
+    d = day
+    status = d.status()
+    # At 06:00 the day began at yesterday's 21:00 entry: the rainy window at night.
+    assert status["scene"]["label"] == _label("rainy window night")
+    assert status["day"]["current"]["at"] == "21:00"
+    assert status["day"]["next"]["at"] == "07:00"
+    assert status["day"]["next"]["in_s"] == pytest.approx(3600, abs=1)
+
+    # One second before an entry nothing moves; at its time the picture crosses to it.
+    d.clock.t = at("06:59") + 59
+    assert holds_for(lambda: not d.seen("scene_changed", reason="schedule"), 1.0)
+    fades = [_move_to(d, at("07:00"), _label("kitchen morning"), "schedule")]
+    status = d.status()
+    assert (status["day"]["current"]["at"], status["day"]["next"]["at"]) == ("07:00", "12:00")
+    assert status["day"]["current"]["label"] == status["scene"]["label"]
+
+    # A request wins until the next entry, even hours later...
+    d.client.call("scene.set", "library")
+    wait_for(lambda: d.seen("scene_changed", reason="request"), timeout=90)
+    d.clock.t = at("11:59")
+    assert holds_for(lambda: d.status()["scene"]["label"] == _label("library"), 1.0)
+    # ... and the next entry wins over it.
+    fades.append(_move_to(d, at("12:00"), _label("study room"), "schedule"))
+    fades.append(_move_to(d, at("18:00"), _label("balcony sunset"), "schedule"))
+    fades.append(_move_to(d, at("21:00"), _label("rainy window night"), "schedule"))
+    # Past midnight the 21:00 entry still holds; the next morning comes round again.
+    d.clock.t = at("03:00", day=6)
+    assert holds_for(lambda: len(d.seen("scene_changed", reason="schedule")) == 4, 1.0)
+    assert d.status()["day"]["current"]["since"] == at("21:00")
+    fades.append(_move_to(d, at("07:00", day=6), _label("kitchen morning"), "schedule"))
+
+    # Each change was a crossfade of the configured length, and the picture changed.
+    assert all(f["seconds"] == pytest.approx(0.5, abs=0.05) for f in fades)
+    frames = _frames(d)
+    for f in fades:
+        start, end = f["frame"], f["frame"] + f["frames"]
+        if end + 2 < len(frames):
+            diff = np.abs(frames[start - 1].astype(int) - frames[end + 2].astype(int)).mean()
+            assert diff > 8, f"the picture did not change at frame {start}: {diff:.1f}"
+
+
+def _frames(d) -> list[np.ndarray]:
+    """The frames written so far: the file is fragmented MP4, readable while it grows."""
+    with av.open(str(d.out)) as c:
+        return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
