@@ -110,8 +110,8 @@ class FakeDay:
 SIZE = "320x180"
 
 
-def _config_text(tmp, out, sock, extra: str = "") -> str:
-    entries = "".join(f'[[schedule]]\nat = "{e["at"]}"\nscene = "{e["scene"]}"\n\n' for e in DAY)
+def _config_text(tmp, out, sock, extra: str = "", day=DAY) -> str:
+    entries = "".join(f'[[schedule]]\nat = "{e["at"]}"\nscene = "{e["scene"]}"\n\n' for e in day)
     return (f'outputs = ["{out}"]\nlibrary = "{tmp / "lib"}"\nsize = "{SIZE}"\nfps = 24\n'
             f'socket = "{sock}"\nrealtime = true\nloop_frames = 12\ncrossfade = 0.5\n'
             f'min_scene = 0\ntimezone = "UTC"\n{extra}\n{entries}')
@@ -167,10 +167,10 @@ def day(tmp_path_factory):
 def _move_to(d, when: float, label: str, reason: str) -> dict:
     """Set the clock; wait for the scene `label` to be changed to for `reason`, and for
     the crossfade into its loop. Returns that crossfade event."""
-    before = len(d.seen("crossfade"))
+    before, changes = len(d.seen("crossfade")), len(d.seen("scene_changed"))
     d.clock.t = when
-    change = wait_for(lambda: [p for p in d.seen("scene_changed", reason=reason)
-                               if p["scene"] == label], timeout=90)[-1]
+    change = wait_for(lambda: [p for p in d.seen("scene_changed")[changes:]
+                               if p["reason"] == reason and p["scene"] == label], timeout=90)[-1]
     fade = wait_for(lambda: [p for p in d.seen("crossfade")[before:] if p["to"] == change["loop"]],
                     timeout=30)[-1]
     return fade
@@ -215,15 +215,59 @@ def test_a_schedule_moves_through_a_day_in_seconds(day):
 
     # Each change was a crossfade of the configured length, and the picture changed.
     assert all(f["seconds"] == pytest.approx(0.5, abs=0.05) for f in fades)
+    # The file is fragmented MP4, readable while it grows: once the last crossfade is
+    # a few fragments behind, every change is in it.
+    wait_for(lambda: d.status()["clock"]["frame"] > fades[-1]["frame"] + 72, timeout=30)
     frames = _frames(d)
+    assert len(frames) > fades[-1]["frame"] + 24
     for f in fades:
         start, end = f["frame"], f["frame"] + f["frames"]
-        if end + 2 < len(frames):
-            diff = np.abs(frames[start - 1].astype(int) - frames[end + 2].astype(int)).mean()
-            assert diff > 8, f"the picture did not change at frame {start}: {diff:.1f}"
+        diff = np.abs(frames[start - 1].astype(int) - frames[end + 2].astype(int)).mean()
+        assert diff > 8, f"the picture did not change at frame {start}: {diff:.1f}"
 
 
 def _frames(d) -> list[np.ndarray]:
-    """The frames written so far: the file is fragmented MP4, readable while it grows."""
+    """The frames written to the file so far."""
     with av.open(str(d.out)) as c:
         return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+
+
+@pytest.mark.slow
+def test_time_of_day_follows_the_clock_and_bad_schedules_do_not_stop_the_daemon(day):
+    d = day
+    d.clock.t = at("07:30", day=6)
+    # Live from the config: the schedule goes, the time of day follows the clock.
+    d.config.write_text(_config_text(d.tmp, d.out, d.daemon.cfg.socket, 'time_of_day = "follow"',
+                                     day=[]))
+    result = d.daemon.reloader.reload()
+    assert result["ok"], result
+    assert {"schedule", "time_of_day"} <= set(result["changed"]) and not result["needs_restart"]
+    status = d.status()
+    assert status["day"] == {"time_of_day": "morning", "current": None, "next": None}
+    # Whatever is asked for is shown in the clock's light...
+    d.client.call("scene.set", "study room")
+    wait_for(lambda: d.status()["scene"]["label"] == _label("study room, morning"), timeout=90)
+    # ... and when the light changes, so does the picture: a study room at 21:00 is a
+    # study room at night.
+    fade = _move_to(d, at("21:00", day=6), _label("study room, night"), "clock")
+    status = d.status()
+    assert status["scene"]["scene"] == "study_room" and status["scene"]["time_of_day"] == "night"
+    assert status["day"]["time_of_day"] == "night"
+    wait_for(lambda: d.status()["clock"]["frame"] > fade["frame"] + 72, timeout=30)
+    frames = _frames(d)
+    day_room, night_room = frames[fade["frame"] - 1], frames[fade["frame"] + fade["frames"] + 2]
+    assert night_room.mean() < day_room.mean() - 5, "the night room is not darker"
+
+    # A bad schedule read while running: reported, the old config stays, the picture goes on.
+    for entry, says in ((("at", "24:61"),), "schedule[0].at"), \
+                       ((("at", "08:00"), ("timezone", "Mars/Olympus")), "unknown time zone"):
+        fields = "".join(f'{k} = "{v}"\n' for k, v in entry)
+        d.config.write_text(_config_text(d.tmp, d.out, d.daemon.cfg.socket,
+                                         'time_of_day = "follow"', day=[])
+                            + f'[[schedule]]\n{fields}scene = "library"\n')
+        result = d.daemon.reloader.reload()
+        assert not result["ok"] and says in result["error"], result
+        frame = d.status()["clock"]["frame"]
+        wait_for(lambda: d.status()["clock"]["frame"] > frame + 24, timeout=30)
+        assert d.status()["config"]["error"] == result["error"]
+        assert d.status()["day"]["current"] is None
