@@ -18,7 +18,8 @@ from lofid.scene import at_time_of_day, parse
 from lofid.schedule import Schedule, next_time_of_day_change, time_of_day_at, zone_of
 from lofid.settings import ConfigError
 from lofid.settings.run import load
-from helpers import holds_for, wait_for
+from helpers import holds_for, lofid, wait_for
+from test_audio import write_tone
 
 UTC = zone_of("UTC", "timezone")
 DAY = [{"at": "07:00", "scene": "kitchen morning"},
@@ -111,7 +112,9 @@ SIZE = "320x180"
 
 
 def _config_text(tmp, out, sock, extra: str = "", day=DAY) -> str:
-    entries = "".join(f'[[schedule]]\nat = "{e["at"]}"\nscene = "{e["scene"]}"\n\n' for e in day)
+    entries = "".join(f'[[schedule]]\nat = "{e["at"]}"\nscene = "{e["scene"]}"\n'
+                      + (f'audio = "{tmp / "noon"}"\n' if e["at"] == "12:00" else "") + "\n"
+                      for e in day)
     return (f'outputs = ["{out}"]\nlibrary = "{tmp / "lib"}"\nsize = "{SIZE}"\nfps = 24\n'
             f'socket = "{sock}"\nrealtime = true\nloop_frames = 12\ncrossfade = 0.5\n'
             f'min_scene = 0\ntimezone = "UTC"\n{extra}\n{entries}')
@@ -123,6 +126,8 @@ def day(tmp_path_factory):
     four-entry schedule; every event it sends is recorded."""
     tmp = tmp_path_factory.mktemp("day")
     out, sock, config = tmp / "day.mp4", tmp / "lofid.sock", tmp / "lofid.toml"
+    (tmp / "noon").mkdir()
+    write_tone(tmp / "noon" / "noon.wav", 660, 1.0)     # the 12:00 entry's music
     config.write_text(_config_text(tmp, out, sock))
     clock = FakeDay(at("06:00"))
     cfg = load(config, {})
@@ -197,6 +202,8 @@ def test_a_schedule_moves_through_a_day_in_seconds(day):
     status = d.status()
     assert (status["day"]["current"]["at"], status["day"]["next"]["at"]) == ("07:00", "12:00")
     assert status["day"]["current"]["label"] == status["scene"]["label"]
+    shown = lofid("ctl", "--socket", d.daemon.cfg.socket, "status")
+    assert "schedule 07:00 kitchen morning, next 12:00 study room in 300 min" in shown.stdout
 
     # A request wins until the next entry, even hours later...
     d.client.call("scene.set", "library")
@@ -205,6 +212,9 @@ def test_a_schedule_moves_through_a_day_in_seconds(day):
     assert holds_for(lambda: d.status()["scene"]["label"] == _label("library"), 1.0)
     # ... and the next entry wins over it.
     fades.append(_move_to(d, at("12:00"), _label("study room"), "schedule"))
+    # The noon entry's music is the playlist from now on.
+    wait_for(lambda: d.status()["audio"]["playlist"] == [str(d.tmp / "noon" / "noon.wav")],
+             timeout=10)
     fades.append(_move_to(d, at("18:00"), _label("balcony sunset"), "schedule"))
     fades.append(_move_to(d, at("21:00"), _label("rainy window night"), "schedule"))
     # Past midnight the 21:00 entry still holds; the next morning comes round again.
@@ -271,3 +281,28 @@ def test_time_of_day_follows_the_clock_and_bad_schedules_do_not_stop_the_daemon(
         wait_for(lambda: d.status()["clock"]["frame"] > frame + 24, timeout=30)
         assert d.status()["config"]["error"] == result["error"]
         assert d.status()["day"]["current"] is None
+
+
+def test_an_entrys_music_follows_the_track_playing_now(tmp_path):
+    from lofid.audio import AudioTrack
+    write_tone(tmp_path / "night.wav", 220, 0.5)
+    (tmp_path / "morning").mkdir()
+    for name in ("a.wav", "b.wav"):
+        write_tone(tmp_path / "morning" / name, 440, 0.5)
+    with AudioTrack([tmp_path / "night.wav"], crossfade=0.0, max_wait=2.0) as track:
+        track.read(4800)
+        assert track.now_playing()["path"] == str(tmp_path / "night.wav")
+        track.replace(tmp_path / "morning")
+        assert track.playlist == [tmp_path / "morning" / "a.wav", tmp_path / "morning" / "b.wav"]
+        # The night track plays to its end; the morning's follow, in order, looped.
+        heard = []
+        for _ in range(30):
+            track.read(4800)
+            path = track.now_playing()["path"]
+            if not heard or heard[-1] != path:
+                heard.append(path)
+        assert [p.rsplit("/", 1)[-1] for p in heard[:4]] == ["night.wav", "a.wav", "b.wav", "a.wav"]
+        (tmp_path / "empty").mkdir()
+        with pytest.raises(ValueError, match="no audio files"):
+            track.replace(tmp_path / "empty")
+        assert len(track.playlist) == 2          # a folder without music changes nothing
