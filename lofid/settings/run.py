@@ -49,7 +49,9 @@ def _zone(value, key):
 
 
 def _duration(value, key):
-    seconds_of(value, key)
+    # A session shorter than a second could hold no keyframe to end it at.
+    if seconds_of(value, key) < 1:
+        raise ConfigError(f"{key} = {value!r}: expected at least a second, e.g. \"47h\"")
 
 
 def _animatediff(name: str) -> dict:
