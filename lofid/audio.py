@@ -195,6 +195,23 @@ class AudioTrack:
             self._queue_next_locked()
             self._cond.notify_all()
 
+    def replace(self, path: str | Path) -> None:
+        """The playlist becomes `path`'s files (a schedule entry's music): the track
+        sounding now plays on and crosses into them, then they play, looped.
+        ValueError when `path` holds no audio file."""
+        entries = [_Entry(p) for p in _expand(path)]
+        if not entries:
+            raise ValueError(f"{str(path)!r} holds no audio files")
+        with self._cond:
+            if len(self._tracks) > 1 and self._tracks[0].fade_len is None:
+                # The next track is decoded ahead but has not begun to sound: the
+                # new playlist's first takes its place.
+                self._tracks.pop().cancelled = True
+            self._playlist = entries
+            self._next_index = 0
+            self._queue_next_locked()
+            self._cond.notify_all()
+
     def now_playing(self) -> dict | None:
         """{"path", "position_s", "duration_s"} of the track that sounds now, or None."""
         with self._cond:

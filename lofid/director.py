@@ -33,9 +33,17 @@ The rules, in order of priority:
 5. Rotation. Every `rotate` seconds of output (and not while held, nor while a
    requested change is due) the next loop of the current scene is offered, chosen
    from those not among the last `history` played.
+6. The day. With a schedule (lofid.schedule), each entry's scene is requested at its
+   time on the wall clock, like a request by hand; requests and the music win again
+   until the next entry. An entry's `rotate` holds while it lasts. With
+   `follow_time`, every spec shown takes the clock's time of day, and at each change
+   of time of day the scene showing moves to the new one. The wall clock is
+   `wall_clock` (unix seconds), given from outside so a test can move through a day
+   in seconds; the player's frames ask, so a change shows within a frame of its time.
 
 Events: scene_changed {scene, loop, seed, reason} with reason "start", "request",
-"audio" or "rotation" (a rotation changes what the scene looks like only where, with
+"audio", "schedule" (an entry's time came), "clock" (the time of day changed) or
+"rotation" (a rotation changes what the scene looks like only where, with
 generating off, loops of the same scene in other weather or light take turns).
 """
 
@@ -55,7 +63,7 @@ from lofid.errors import UserError
 
 log = logging.getLogger("lofid.director")
 
-REASONS = ("request", "audio")
+REASONS = ("request", "audio", "schedule", "clock")
 
 # Seconds of a loop's first frames kept in memory for each standby loop: what plays
 # while the rest of its frames file opens and decodes.
@@ -85,6 +93,8 @@ class DirectorSettings:
     history: int = 8               # loops remembered, so rotation does not repeat them
     min_scene: float = 10.0        # seconds between audio-driven scene changes
     standby: int = 8               # scenes whose next loop's first frames stay in memory
+    follow_time: bool = False      # the spec's time of day follows the wall clock
+    zone: object = None            # tzinfo of the wall clock; None: the machine's
 
 
 @dataclass
@@ -107,7 +117,9 @@ def _look(spec):
 class Director:
     def __init__(self, library, spec, settings: DirectorSettings,
                  generate: Callable | None = None,
-                 on_event: Callable[[str, dict], None] | None = None):
+                 on_event: Callable[[str, dict], None] | None = None,
+                 wall_clock: Callable[[], float] | None = None, schedule=None,
+                 on_schedule: Callable[[object], None] | None = None):
         self.library = library
         self.spec = spec
         self.settings = settings
@@ -134,6 +146,14 @@ class Director:
         self.history: deque = deque(maxlen=max(1, settings.history))
         self._standby: dict[str, object] = {}  # loop key -> its Standby
         self._standby_stale = True
+        # The day: the schedule, the entry holding now, and when to look again.
+        self.wall_clock: Callable[[], float] = wall_clock or time.time
+        self._schedule = schedule
+        self._on_schedule = on_schedule or (lambda entry: None)
+        self._entry = None                      # the schedule entry that last began
+        self._entry_rotate: float | None = None
+        self._day_next: float | None = None     # wall time of the next entry or change
+        self._day_seen = -math.inf
         library.keep_in_use(self.keys_in_use)   # a capped library never evicts these
 
     def ready_keys(self) -> list[str]:
@@ -181,6 +201,7 @@ class Director:
 
     def first(self):
         """A first loop, made now if need be; starts the prefetch worker."""
+        self._begin_day()
         key, loop = self._take_from_library() or (None, None)
         if loop is None:
             if not self.settings.generate:
@@ -197,6 +218,7 @@ class Director:
     def urgent(self):
         """A requested loop to cross to at once, when one is due and can play; else
         None. Cheap and never blocks: the player asks every frame."""
+        self._check_day()
         req = self._pending
         if req is None or req.loop is None or not self.settings.live \
                 or time.monotonic() < req.due:
@@ -246,7 +268,8 @@ class Director:
         waited = self._clock() - self._since
         if waited == float("inf"):
             return True                         # skipped (skip()), held or not
-        return waited >= self.settings.rotate and not self.held
+        rotate = self._entry_rotate or self.settings.rotate
+        return waited >= rotate and not self.held
 
     def skip(self) -> None:
         """Offer the next loop at once instead of when the current one's time is up."""
@@ -277,6 +300,7 @@ class Director:
                 raise ValueError(f"request {name} must be a number of seconds, got {value!r}")
         if hold is not None and hold < 0:
             raise ValueError(f"request hold must be seconds >= 0, got {hold!r}")
+        spec = self._followed(spec)
         now = time.monotonic()
         with self._lock:
             pending = self._pending
@@ -321,6 +345,94 @@ class Director:
             if self._pending is req:
                 req.loop = loop
         return {"action": "switch", "due_in": 0.0}
+
+    # --- the day ------------------------------------------------------------------------
+
+    def set_schedule(self, schedule) -> None:
+        """A new schedule (a reloaded config): its entry for now is shown at once
+        unless it is the one that began last; None or an empty one: no schedule."""
+        self._schedule = schedule if schedule else None
+        if self._schedule is None:
+            self._entry = self._entry_rotate = None
+        self._day_next = None
+
+    def follow_clock(self, follow: bool, zone=None) -> None:
+        """Whether the time of day follows the wall clock (in `zone`)."""
+        self.settings.follow_time = follow
+        self.settings.zone = zone
+        self._day_next = None
+
+    def day(self) -> dict | None:
+        """The schedule's current and next entry, and the time of day the clock
+        gives: for `status`. None without a schedule or `follow_time`."""
+        from lofid.schedule import time_of_day_at
+        schedule, follow = self._schedule, self.settings.follow_time
+        if not schedule and not follow:
+            return None
+        now = self.wall_clock()
+        out: dict = {"time_of_day": time_of_day_at(now, self.settings.zone) if follow else None,
+                     "current": None, "next": None}
+        if schedule:
+            entry, began = schedule.current(now)
+            out["current"] = {**entry.describe(), "since": began}
+            entry, starts = schedule.next(now)
+            out["next"] = {**entry.describe(), "starts": starts,
+                           "in_s": round(starts - now, 3)}
+        return out
+
+    def _followed(self, spec):
+        """`spec` at the clock's time of day, when the time of day follows the clock."""
+        if not self.settings.follow_time:
+            return spec
+        from lofid.schedule import time_of_day_at
+        from lofid.scene import at_time_of_day
+        return at_time_of_day(spec, time_of_day_at(self.wall_clock(), self.settings.zone))
+
+    def _begin_day(self) -> None:
+        """At start: the schedule's entry for now is the scene, in the clock's light."""
+        if self._schedule:
+            entry, _ = self._schedule.current(self.wall_clock())
+            self._entry, self._entry_rotate = entry, entry.rotate
+            self.spec = entry.spec()
+            self._said_entry(entry)
+        self.spec = self._followed(self.spec)
+
+    def _check_day(self) -> None:
+        """Move to the schedule's entry when its time comes, and to the clock's time of
+        day when it changes. Cheap until then: one call of the wall clock."""
+        schedule, follow = self._schedule, self.settings.follow_time
+        if not schedule and not follow:
+            return
+        now = self.wall_clock()
+        if self._day_next is not None and self._day_seen <= now < self._day_next:
+            return
+        self._day_seen = now
+        from lofid.schedule import next_time_of_day_change, time_of_day_at
+        coming = []
+        try:
+            if schedule:
+                entry, _ = schedule.current(now)
+                if entry != self._entry:
+                    self._entry, self._entry_rotate = entry, entry.rotate
+                    self.request(entry.spec(), "schedule")
+                    self._said_entry(entry)
+                coming.append(schedule.next(now)[1])
+            if follow:
+                pending = self._pending
+                spec = pending.spec if pending is not None else self.spec
+                if spec.time_of_day != time_of_day_at(now, self.settings.zone):
+                    self.request(spec, "clock")
+                coming.append(next_time_of_day_change(now, self.settings.zone))
+        except Exception as e:          # the picture goes on whatever the day does
+            log.error("schedule: %s: %s", type(e).__name__, e)
+            coming.append(now + 60.0)
+        self._day_next = min(coming)
+
+    def _said_entry(self, entry) -> None:
+        try:
+            self._on_schedule(entry)
+        except Exception as e:
+            log.warning("schedule entry %s: %s", entry.time, e)
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop the worker, waiting at most `timeout` seconds for a loop it is making

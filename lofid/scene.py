@@ -704,3 +704,15 @@ def parse(text: str) -> SceneSpec:
     return SceneSpec(scene=scene, motions=tuple(motions), season=season, theme=theme,
                      weather=weather, time_of_day=time, setting=setting,
                      mood=tuple(mood))
+
+
+def at_time_of_day(spec: SceneSpec, time_of_day: str) -> SceneSpec:
+    """`spec` at another time of day, with the motions that time brings: a study room
+    at night gets its lamps' flicker, and loses what only its old time brought."""
+    _check_choice("time_of_day", time_of_day, TIMES)
+    if spec.time_of_day == time_of_day:
+        return spec
+    new = set(default_motions(spec.scene, spec.weather, time_of_day))
+    old_only = set(TIME_MOTIONS[spec.time_of_day]) - new
+    motions = (set(spec.motions) - old_only) | set(TIME_MOTIONS[time_of_day])
+    return spec.with_changes(time_of_day=time_of_day, motions=tuple(motions))

@@ -99,6 +99,13 @@ def cmd_ctl(args) -> int:
         _print_outputs(r["outputs"])
         print(f"library {r['library']['loops']} loops, {r['library']['bytes'] / 1e6:.1f} MB; "
               f"{r['generator']['ready']} ready ahead, {r['generator']['failures']} failed")
+        day = r.get("day")
+        if day and day.get("current"):
+            now, nxt = day["current"], day["next"]
+            print(f"schedule {now['at']} {now['scene']}, next {nxt['at']} {nxt['scene']} "
+                  f"in {nxt['in_s'] / 60:.0f} min")
+        if day and day.get("time_of_day"):
+            print(f"time of day {day['time_of_day'].replace('_', ' ')} (follows the clock)")
     elif args.action in ("scene", "prompt"):
         print(f"moving to {result['scene']}")
     elif args.action == "output":

@@ -202,6 +202,8 @@ class Control:
             "library": self._library_numbers(),
             "config": None if self.reloader is None else {
                 "path": str(self.reloader.path), "error": self.reloader.last_error},
+            # The schedule's current and next entry, the clock's time of day.
+            "day": d.day(),
             "audio": None if self.audio is None else {
                 "now_playing": _plain_paths(self.audio.now_playing()),
                 "playlist": [str(p) for p in self.audio.playlist]},

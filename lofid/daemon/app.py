@@ -56,8 +56,11 @@ class Daemon:
     LIVE_KEYS = LIVE_KEYS
 
     def __init__(self, cfg, maker: LoopMaker, *, config_path: str | Path | None = None,
-                 overrides: dict | None = None, stop_timeout: float = STOP_TIMEOUT_S):
+                 overrides: dict | None = None, stop_timeout: float = STOP_TIMEOUT_S,
+                 wall_clock: Callable[[], float] | None = None):
         self.cfg = cfg
+        # The wall clock the schedule and time_of_day follow (a test moves it).
+        self.wall_clock = wall_clock or time.time
         self.maker = maker
         self.config_path = config_path
         self.overrides = dict(overrides or {})
@@ -96,6 +99,8 @@ class Daemon:
         from lofid.library import Library, LibraryError
         from lofid.player import Player, PlayerSettings
         from lofid.scene import parse
+        from lofid.schedule import Schedule, zone_of
+        from lofid.settings import seconds_of
 
         cfg, maker = self.cfg, self.maker
         size = size_of(cfg.size)
@@ -115,8 +120,11 @@ class Daemon:
 
         logging.basicConfig(level=logging.INFO, format="lofid: %(message)s", stream=sys.stderr)
         # One bad output does not stop the others: it is reported and left out.
+        network = {} if cfg.max_session is None else \
+            {"max_session": seconds_of(cfg.max_session, "max_session")}
         self.outputs = OutputSet(dict(fullscreen=cfg.fullscreen, borderless=cfg.borderless,
-                                      close_stops=cfg.close_stops), self._output_changed)
+                                      close_stops=cfg.close_stops, **network),
+                                 self._output_changed)
         self.outputs.stop_when_all_failed = cfg.socket is None and cfg.control_tcp is None
         self._started_outputs = self.outputs.open(targets)
         if not self._started_outputs:
@@ -133,8 +141,12 @@ class Daemon:
                              max_seam_ratio=cfg.max_seam_ratio,
                              wait_for_next=0.0 if realtime else 300.0,
                              live=cfg.live_crossfade, min_scene=cfg.min_scene,
-                             history=cfg.scene_history, standby=cfg.standby_scenes),
-            generate=maker.generate, on_event=self._event)
+                             history=cfg.scene_history, standby=cfg.standby_scenes,
+                             follow_time=cfg.time_of_day == "follow",
+                             zone=zone_of(cfg.timezone, "timezone")),
+            generate=maker.generate, on_event=self._event, wall_clock=self.wall_clock,
+            schedule=Schedule.from_config(cfg.schedule, cfg.timezone),
+            on_schedule=self._schedule_entry)
         self.audio = AudioTrack(cfg.audio)
         settings = PlayerSettings(fps=Fraction(cfg.fps), size=size, crossfade=cfg.crossfade,
                                   fit=cfg.fit, bitrate=cfg.bitrate * 1000,
@@ -290,6 +302,19 @@ class Daemon:
         if self.server is not None:
             self.server.notify(name, payload)
 
+    def _schedule_entry(self, entry) -> None:
+        """A schedule entry began: its music, when it names some, plays next."""
+        if entry.audio is None or self.audio is None:
+            return
+
+        def switch(audio=self.audio):
+            try:
+                audio.replace(entry.audio)
+            except ValueError as e:
+                _say(f"schedule {entry.time}: audio {entry.audio!r}: {e}")
+        # Listing a folder takes the disk's time, not the player's.
+        threading.Thread(target=switch, name="schedule audio", daemon=True).start()
+
     def _apply_config(self, old, new) -> list[str]:
         """What a new config can change while playing; returns the keys that need a
         restart."""
@@ -297,6 +322,12 @@ class Daemon:
         director = self.director
         if new.scene != old.scene:
             director.set_scene(parse(new.scene))
+        if (new.schedule, new.timezone) != (old.schedule, old.timezone):
+            from lofid.schedule import Schedule
+            director.set_schedule(Schedule.from_config(new.schedule, new.timezone))
+        if (new.time_of_day, new.timezone) != (old.time_of_day, old.timezone):
+            from lofid.schedule import zone_of
+            director.follow_clock(new.time_of_day == "follow", zone_of(new.timezone, "timezone"))
         director.settings.rotate = new.rotate
         director.settings.max_seam_ratio = new.max_seam_ratio
         director.settings.live = new.live_crossfade

@@ -14,6 +14,13 @@ ever blocking, and a supervisor thread watches the child:
 - while no child is connected, packets are dropped and counted, and after a
   (re)connection the stream starts again at the next keyframe.
 
+A platform that ends a stream after so long (Twitch: 48 hours) gets a new one first:
+with `max_session` (RTMP only), at the last keyframe before that limit the child
+finishes its stream and closes the connection cleanly, and a new child, started
+meanwhile, connects at once and goes on from that keyframe, its timestamps from 0
+again. The packets that come while it connects wait for it in memory; the daemon and
+the other outputs see nothing of it.
+
 States reported through on_state(name, state, detail): "starting", "running"
 (connected; for tcp listen, a client is connected), "reconnecting" (with the reason
 and the retry delay), "failed" (the target can never work, e.g. port in use),
@@ -54,6 +61,17 @@ STABLE_AFTER = 60.0              # a connection this long resets the backoff
 MAX_BACKLOG = 8 * 1024 * 1024    # bytes framed for the child but not yet in the pipe
 PIPE_SIZE = 1 << 20
 _F_SETPIPE_SZ = 1031             # Linux fcntl; a bigger pipe absorbs short hiccups
+
+
+# How long before `max_session` a session ends: at the first keyframe this close to the
+# limit. The player makes a keyframe at least every 2 s, so 5 s always finds one; a
+# short limit (a test's) ends at the first keyframe after 90% of it.
+SESSION_MARGIN = 5.0
+
+
+def session_end(max_session: float) -> float:
+    """Seconds into a session after which its next keyframe begins a new one."""
+    return max_session - min(SESSION_MARGIN, 0.1 * max_session)
 
 
 class NetworkTargetError(OutputError, ValueError):
@@ -223,6 +241,10 @@ class _Child:
         self.error: tuple[str, bool] | None = None   # (reason, fatal) from the child
         self.end_reason: str | None = None            # why the daemon ended it
         self.closing_since: float | None = None
+        self.session_start: int | None = None  # pts of the session's first keyframe
+        self.last_pts: int | None = None       # of the last video packet it was given
+        self.retiring = False                  # its session is over: finish, then a new one
+        self.carried = False                   # begins with packets a session handed on
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -234,12 +256,14 @@ class NetworkOutput(Output):
     Options: stall_timeout (s, default 10), connect_timeout (s, default 15; not for
     tcp listen, which waits for a client as long as it takes), close_timeout (s,
     default 5), rebase (default True: each connection's timestamps start at 0;
-    False sends the daemon clock's timestamps as they are). Other options are
+    False sends the daemon clock's timestamps as they are), max_session (s, RTMP:
+    a new session before a session is this long; None: never). Other options are
     ignored: open_output passes every output the same ones."""
 
     wants = "packets"
 
-    _DEFAULTS = {"stall_timeout": 10.0, "connect_timeout": 15.0, "close_timeout": 5.0, "rebase": True}
+    _DEFAULTS = {"stall_timeout": 10.0, "connect_timeout": 15.0, "close_timeout": 5.0,
+                 "rebase": True, "max_session": None}
 
     def __init__(self, target: str, on_state=None, **options):
         self.target = parse_target(target)
@@ -255,6 +279,15 @@ class NetworkOutput(Output):
         if not isinstance(opts["rebase"], bool):
             raise NetworkTargetError(
                 f"network output {self.target.name!r}: rebase must be True or False, got {opts['rebase']!r}")
+        max_session = opts["max_session"]
+        if self.target.format != "flv":
+            max_session = None       # a limit of streaming platforms, which speak RTMP
+        elif max_session is not None and (isinstance(max_session, bool)
+                                          or not isinstance(max_session, (int, float))
+                                          or not 1.0 <= max_session < float("inf")):
+            raise NetworkTargetError(
+                f"network output {self.target.name!r}: max_session must be a number of "
+                f"seconds >= 1 (or None), got {max_session!r}")
         parts = urlsplit(self.target.url)
         if self.target.listen:
             _check_port_free(parts.hostname, parts.port, self.target.name)
@@ -265,6 +298,13 @@ class NetworkOutput(Output):
         self.connect_timeout = float(opts["connect_timeout"])
         self.close_timeout = float(opts["close_timeout"])
         self.rebase = opts["rebase"]
+        self.max_session = None if max_session is None else float(max_session)
+        self.sessions = 0             # sessions ended for max_session, each followed by a new one
+        self._fps = None
+        self._next_session: bytearray | None = None   # packets for the next session's child
+        self._next_start: int | None = None
+        self._next_count = 0
+        self._spare: _Child | None = None             # started ahead, waiting for its header
         self.connections = 0          # times a child got connected
         self.restarts = 0             # children started after the first
         self.stalls = 0               # children killed for not making progress
@@ -286,6 +326,7 @@ class NetworkOutput(Output):
 
     def _open(self, info: StreamInfo) -> None:
         self._header = msgpack.packb(self._header_map(info), use_bin_type=True)
+        self._fps = info.fps
         self._supervisor = threading.Thread(target=self._supervise, name=f"supervisor {self.name}",
                                             daemon=True)
         self._supervisor.start()
@@ -295,8 +336,18 @@ class NetworkOutput(Output):
             self._drop()   # raw frames are for outputs that encode for themselves
             return
         with self._lock:
+            if self._next_session is not None:
+                # between two sessions: kept for the next one, which starts at a keyframe
+                if len(self._next_session) > MAX_BACKLOG:
+                    self._next_session, self._next_start = None, None
+                    self._need_keyframe = True
+                    self._drop()
+                    return
+                self._next_session += self._pack(item)
+                self._next_count += 1
+                return
             child = self._child
-            if child is None or not child.connected or child.stdin_closed:
+            if child is None or not (child.connected or child.carried) or child.stdin_closed:
                 self._need_keyframe = True
                 self._drop()
                 return
@@ -309,14 +360,42 @@ class NetworkOutput(Output):
                 self._need_keyframe = True
                 self._drop()
                 return
-            child.outgoing += msgpack.packb(
-                {"kind": item.kind, "pts": item.pts, "dts": item.dts, "duration": item.duration,
-                 "keyframe": bool(item.keyframe), "data": bytes(item.data)},
-                use_bin_type=True)
+            if item.kind == "video" and item.keyframe:
+                if child.session_start is None:
+                    child.session_start = item.pts
+                elif self._session_over(child, item.pts):
+                    # This keyframe opens the next session; the child finishes this one.
+                    child.retiring = True
+                    self._next_session, self._next_start = bytearray(self._pack(item)), item.pts
+                    self._next_count = 1
+                    return
+            child.outgoing += self._pack(item)
+            if item.kind == "video":
+                child.last_pts = item.pts
             if child.forwarded == child.acked:
                 child.last_progress = time.monotonic()   # the stall clock starts now
             child.forwarded += 1
             self._flush(child)
+
+    @staticmethod
+    def _pack(item: Packet) -> bytes:
+        return msgpack.packb(
+            {"kind": item.kind, "pts": item.pts, "dts": item.dts, "duration": item.duration,
+             "keyframe": bool(item.keyframe), "data": bytes(item.data)},
+            use_bin_type=True)
+
+    def _session_over(self, child: _Child, pts: int) -> bool:
+        """Whether a keyframe at `pts` comes too near the end of the child's session."""
+        if self.max_session is None or child.retiring or self._fps is None:
+            return False
+        return (pts - child.session_start) / self._fps >= session_end(self.max_session)
+
+    def _session_ending(self, child: _Child) -> bool:
+        """Whether the child's session ends within SESSION_MARGIN seconds or so."""
+        start, last = child.session_start, child.last_pts
+        if self.max_session is None or start is None or last is None or self._fps is None:
+            return False
+        return (last - start) / self._fps >= session_end(self.max_session) - SESSION_MARGIN
 
     def _close(self) -> None:
         self._closing.set()
@@ -380,6 +459,9 @@ class NetworkOutput(Output):
                 reason, fatal = self._end(child)
                 if self._closing.is_set():
                     return
+                if child.retiring and child.error is None and child.end_reason is None:
+                    self._renew()          # its session ended cleanly: the next one, now
+                    continue
                 if fatal:
                     self._report("failed", reason)
                     return
@@ -397,8 +479,49 @@ class NetworkOutput(Output):
             if self._child is not None:
                 self._kill(self._child)
             self._report("failed", f"supervisor error: {type(e).__name__}: {e}")
+        finally:
+            spare, self._spare = self._spare, None
+            if spare is not None:
+                self._kill(spare)
+                self._discard(spare)
 
     def _spawn(self, restart: bool) -> None:
+        child, self._spare = self._spare, None
+        if child is None or not child.alive():
+            child = self._start_child()
+        child.outgoing += self._header
+        with self._lock:
+            self._child = child
+            self._flush(child)
+        if restart:
+            self.restarts += 1
+
+    def _renew(self) -> None:
+        """The next session: the child started ahead (or a new one) gets the header and
+        the packets kept since the keyframe that opens it."""
+        child, self._spare = self._spare, None
+        if child is None or not child.alive():
+            if child is not None:
+                self._kill(child)
+                self._discard(child)
+            child = self._start_child()
+        child.carried = True
+        child.spawned = time.monotonic()        # its connect_timeout starts now
+        with self._lock:
+            child.outgoing += self._header
+            if self._next_session is not None:
+                child.outgoing += self._next_session
+                child.session_start = self._next_start
+                child.forwarded = self._next_count   # the child acks them like any other
+            else:
+                self._need_keyframe = True
+            self._next_session, self._next_start = None, None
+            self._child = child
+            self._flush(child)
+        self.sessions += 1
+
+    def _start_child(self) -> _Child:
+        """A network child, waiting for its header on stdin."""
         env = dict(os.environ)
         # the child imports lofid from wherever this process found it
         root = str(Path(__file__).resolve().parents[2])
@@ -417,12 +540,7 @@ class NetworkOutput(Output):
             fcntl.fcntl(child.stdin, _F_SETPIPE_SZ, PIPE_SIZE)
         except OSError:
             pass  # the default pipe size works, with less slack
-        child.outgoing += self._header
-        with self._lock:
-            self._child = child
-            self._flush(child)
-        if restart:
-            self.restarts += 1
+        return child
 
     def _service(self, child: _Child) -> bool:
         """One round of watching a child; True when it has ended (and is reaped)."""
@@ -445,7 +563,15 @@ class NetworkOutput(Output):
             return True
         if self._closing.is_set():
             self._shut(child, now)
+        elif child.retiring:
+            if self._spare is None:
+                self._spare = self._start_child()
+            self._shut(child, now)
         elif child.connected:
+            if self._spare is None and self._session_ending(child):
+                # The next session's child starts up (Python, libavformat) ahead, so it
+                # connects the moment this one has closed.
+                self._spare = self._start_child()
             with self._lock:
                 stalled = child.forwarded > child.acked and now - child.last_progress > self.stall_timeout
             if stalled:
@@ -491,7 +617,8 @@ class NetworkOutput(Output):
             with self._lock:
                 child.connected = True
                 child.connected_at = time.monotonic()
-                self._need_keyframe = True
+                if not child.carried:       # a new session's packets are already queued
+                    self._need_keyframe = True
             self.connections += 1
             detail = self._hide_key(str(event.get("detail") or ""))
             self._report("running", detail)
@@ -547,11 +674,10 @@ class NetworkOutput(Output):
         with self._lock:
             self._child = None
             child.stdin_closed = True
-        for stream in (child.proc.stdin, child.proc.stdout, child.proc.stderr):
-            try:
-                stream.close()
-            except OSError:
-                pass
+            if not child.retiring or child.error is not None or child.end_reason is not None:
+                # a session that did not end cleanly hands nothing on
+                self._next_session, self._next_start = None, None
+        self._discard(child)
         if child.end_reason:
             return child.end_reason, False
         if child.error:
@@ -560,6 +686,14 @@ class NetworkOutput(Output):
             return "the stream ended", False
         tail = "; ".join(child.log_tail)
         return f"the network process exited with status {code}" + (f": {tail}" if tail else ""), code == 2
+
+    @staticmethod
+    def _discard(child: _Child) -> None:
+        for stream in (child.proc.stdin, child.proc.stdout, child.proc.stderr):
+            try:
+                stream.close()
+            except OSError:
+                pass
 
     def _hide_key(self, text: str) -> str:
         # libavformat's messages quote the URL, stream key and all

@@ -290,6 +290,9 @@ def classify(error: BaseException) -> tuple[str, bool]:
 def main() -> int:
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING,
                         format="network child: %(message)s")
+    # Loaded before the header is read: a child started ahead for the next session
+    # (max_session) is ready to connect the moment its header comes.
+    import av  # noqa: F401
     reporter = Reporter()
     messages = read_messages(before_wait=reporter.ack_now)
     try:

@@ -17,7 +17,8 @@ from lofid import paths
 from lofid.settings import schema
 from lofid.settings.schema import BadValue, ConfigError, Option
 from lofid.settings.values import (FITS, MAX_CROSSFADE, MAX_LOOP_FRAMES, OUTPUT_FPS,
-                                   address_of, byte_size_of, size_of)
+                                   address_of, byte_size_of, seconds_of,
+                                   size_of)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -35,6 +36,22 @@ def _address(value, key):
 
 def _byte_size(value, key):
     byte_size_of(value, key)
+
+
+def _schedule(value, key):
+    from lofid.schedule import check
+    check(value, key)
+
+
+def _zone(value, key):
+    from lofid.schedule import zone_of
+    zone_of(value, key)
+
+
+def _duration(value, key):
+    # A session shorter than a second could hold no keyframe to end it at.
+    if seconds_of(value, key) < 1:
+        raise ConfigError(f"{key} = {value!r}: expected at least a second, e.g. \"47h\"")
 
 
 def _animatediff(name: str) -> dict:
@@ -152,6 +169,20 @@ OPTIONS: list[Option] = [
            live=True, minimum=0, maximum=3600, expected="seconds, 0..3600", flag=False),
     Option("scene_history", int, 8, "loops remembered, so rotation does not repeat them",
            minimum=1, maximum=1000, expected="a whole number, 1..1000", flag=False),
+    # A day that follows the clock.
+    Option("schedule", list, [], '[[schedule]] entries: at = "HH:MM", scene = "...", and '
+           "optionally timezone, rotate (seconds), audio (a file or folder); each holds "
+           "until the next", live=True, check=_schedule, flag=False),
+    Option("time_of_day", str, "scene", "scene: the time of day the scene's words say; "
+           "follow: the clock's (morning, day, golden hour, sunset, night)", live=True,
+           choices=("scene", "follow"), expected='"scene" or "follow"', flag=False),
+    Option("timezone", str, None, "the zone of schedule times and time_of_day = \"follow\" "
+           '(e.g. "Europe/Berlin"); default: the machine\'s', nullable=True, live=True,
+           check=_zone, flag=False),
+    Option("max_session", str, None, 'RTMP outputs: end the connection before this long '
+           '("47h" for Twitch\'s 48-hour limit) and open a new one at once', nullable=True,
+           check=_duration, flag="--max-session", metavar="DURATION",
+           flag_help='RTMP: start a new session before this long, e.g. "47h" (default: never)'),
     Option("standby_scenes", int, 8, "scenes whose next loop's first frames stay in memory",
            minimum=0, maximum=64, expected="a whole number, 0..64", flag=False),
 ]
@@ -203,6 +234,10 @@ def validate(cfg) -> RunConfig:
             setattr(cfg, o.name, schema.coerce(o, value))
         except BadValue as e:
             raise ConfigError(f"{o.name} = {value!r}: expected {e.expected}") from None
+    if cfg.schedule and cfg.timezone is not None:
+        # Each entry's time is read in the default zone unless it names its own.
+        from lofid.schedule import Schedule
+        Schedule.from_config(cfg.schedule, cfg.timezone)
     if cfg.control_tcp is not None and cfg.control_token_file is None:
         raise ConfigError(f"control_tcp = {cfg.control_tcp!r} needs control_token_file: "
                           "a TCP listener without a token would let anyone who can reach "

@@ -132,3 +132,25 @@ def read_token(path, key: str = "control_token_file") -> str:
         raise ConfigError(f"{key} = {str(path)!r}: expected a token of at least {MIN_TOKEN} "
                           f"characters without spaces, found {len(token)} characters")
     return token
+
+
+_DURATION_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def seconds_of(value, key: str) -> float:
+    """Seconds from a duration such as "47h", "90m", "1h30m", "45s", "2d", or a number
+    of seconds; ConfigError naming `key` when it is none, or not above 0."""
+    import re
+    expected = 'a duration such as "47h", "90m", "1h30m" or a number of seconds, above 0'
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str) and re.fullmatch(r"\s*\d+(\.\d+)?\s*", value):
+        seconds = float(value)
+    elif isinstance(value, str) and re.fullmatch(r"\s*(\d+(\.\d+)?\s*[dhms]\s*)+", value.lower()):
+        seconds = sum(float(n) * _DURATION_UNITS[u]
+                      for n, _, u in re.findall(r"(\d+(\.\d+)?)\s*([dhms])", value.lower()))
+    else:
+        raise ConfigError(f"{key} = {value!r}: expected {expected}")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ConfigError(f"{key} = {value!r}: expected {expected}")
+    return seconds
