@@ -125,6 +125,7 @@ METHODS = {m.name: m for m in (
     Method("pause"),
     Method("resume"),
     Method("library.list", (Param("scene", "text", required=False, about="a scene name"),)),
+    Method("loop.play", (Param("key", "text", about="a loop's key, see library.list"),)),
     Method("generate", (
         Param("scene", "text", about="a scene in words"),
         Param("options", "map", required=False, keys=(
@@ -298,6 +299,16 @@ class Control:
                  "seed": e["seed"], "generator": e["generator"], "bytes": e["bytes"],
                  "seam_ratio": e["metrics"]["seam_ratio"]}
                 for e in self.library.entries(scene=scene)]
+
+    def loop_play(self, key: str) -> dict:
+        """Cross to one stored loop (as a scene request: at once, live)."""
+        from lofid.scene import SceneSpec
+        try:
+            spec = SceneSpec.from_dict(self.library.meta(key)["spec"])
+        except (KeyError, ValueError) as e:
+            raise RpcError(f"loop.play: no loop {key!r} in the library") from None
+        return {"scene": spec.label(), "id": spec.id, "loop": key,
+                **self.director.request(spec, "request", key=key)}
 
     def generate(self, text: str, opts: dict | None) -> dict:
         """Make a loop of a scene into the library, in the background, without playing
