@@ -9,7 +9,8 @@ import json
 import numpy as np
 import pytest
 from helpers import running, wait_for
-from web_browser import api, frame, free_port, launch, needs_chromium, page_token
+from web_browser import (api, frame, free_port, launch, needs_chromium, page_token,
+                         web_ready)
 
 pytestmark = [pytest.mark.slow, needs_chromium]
 
@@ -19,7 +20,7 @@ def daemon(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("web")
     port = free_port()
     with running(tmp, "--web", port, "--size", "320x180", "--scene", "rainy window",
-                 "--rotate", "600") as d:
+                 "--rotate", "600", ready=web_ready(port)) as d:
         d.base = f"http://127.0.0.1:{port}"
         yield d
 

@@ -54,3 +54,18 @@ def api(base: str, token: str, method: str, *params):
                                  headers={"Authorization": "Bearer " + token,
                                           "Content-Type": "application/json"})
     return json.loads(urllib.request.urlopen(req, timeout=30).read())["result"]
+
+
+def web_ready(port: int):
+    """For helpers.start_daemon's `ready`: the socket answers and the page's port too."""
+    from helpers import answers
+
+    def ready(daemon) -> bool:
+        if not answers(daemon.sock):
+            return False
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+            return True
+        except OSError:
+            return False
+    return ready

@@ -253,6 +253,8 @@ class _Handler(BaseHTTPRequestHandler):
     # Every answer ends its connection, the long ones (video, events) when they end.
     protocol_version = "HTTP/1.0"
     timeout = 30                         # a client that sends its request this slowly goes
+    # A request line the base class cannot read still gets a status line.
+    default_request_version = "HTTP/1.0"
 
     # --- dispatch --------------------------------------------------------------------
 
@@ -473,7 +475,20 @@ class _Handler(BaseHTTPRequestHandler):
         if retry:
             extra["retry_after"] = "1"
         self._send(code, json.dumps({"error": message}).encode(), "application/json",
-                   head=self.command == "HEAD", **extra)
+                   head=getattr(self, "command", None) == "HEAD", **extra)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None):
+        # The base class's own refusals (a request line over 64 KiB, too many headers,
+        # bad syntax): one line of JSON like every other answer, never its HTML.
+        self.close_connection = True
+        try:
+            phrase = HTTPStatus(code).phrase
+        except ValueError:
+            phrase = "error"
+        self._error(code, message or phrase)
+
+    def version_string(self) -> str:
+        return self.server_version
 
     def log_message(self, format, *args) -> None:
         log.debug("web: %s %s", self.address_string(), format % args)
