@@ -5,6 +5,7 @@ timestamps, its audio encoded as it goes."""
 
 from __future__ import annotations
 
+import functools
 import re
 from fractions import Fraction
 
@@ -25,7 +26,9 @@ REPEATS = 12                   # 24 s of stream: twice the playlist's window
 START = 10**6 + 15             # the daemon's clock is far from 0 when an output starts
 
 
+@functools.cache
 def stream():
+    """(info, packets): encoded once, shared by the tests that read streams back."""
     s = VideoSettings(width=160, height=96, fps=FPS, bitrate=100_000, keyframe_seconds=2)
     frames = []
     for i in range(GOP):

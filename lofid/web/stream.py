@@ -3,12 +3,13 @@ Extensions in the browser. Nothing is encoded: the packets every output gets are
 muxed once here, and each fragment goes to every browser watching.
 
 One muxer for all browsers (lofid.outputs.mux's PacketMuxer into memory, MP4 with
-movflags frag_keyframe+empty_moov+default_base_moof): its bytes are cut into whole
-top-level boxes. ftyp+moov is the init segment every browser gets first; each
-moof+mdat that follows is one fragment, from one keyframe to the next (the player's
-GOPs are closed and 2 s long), so a browser that joins starts with the newest
-fragment and can decode from its first byte. A fragment comes out once its GOP is
-complete: the page plays about one GOP behind the clock (see bench/RESULTS.md).
+movflags frag_keyframe+empty_moov+default_base_moof, and a fragment at least every
+FRAGMENT_S): its bytes are cut into whole top-level boxes. ftyp+moov is the init
+segment every browser gets first; each moof+mdat that follows is one fragment. A
+fragment comes out as soon as it is complete, so the page can play within about
+FRAGMENT_S of the clock. Every keyframe (each 2 s: the player's GOPs are closed)
+begins a fragment, and the fragments since the newest keyframe are kept: a browser
+that joins gets them first, and decodes from their first byte.
 
 A browser that does not keep up (its queue of fragments full) is dropped; the
 others and the player never wait for it.
@@ -28,7 +29,9 @@ from lofid.outputs.mux import PacketMuxer
 log = logging.getLogger("lofid.web")
 
 MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof"
-CLIENT_FRAGMENTS = 8          # a browser may fall this many fragments (~16 s) behind
+FRAGMENT_S = 0.5              # the longest fragment: what the page waits for at the least
+KEEP_FRAGMENTS = 16           # since the newest keyframe, for browsers that join
+CLIENT_FRAGMENTS = 32         # a browser may fall this many fragments (~16 s) behind
 MAX_CLIENTS = 32
 END = None                    # what a client's queue gets when the stream ends
 
@@ -47,6 +50,53 @@ def codecs_of(info: StreamInfo) -> str:
                 break
     video = f"avc1.{sps.hex().upper()}" if sps else "avc1.42E01E"
     return f'{video}, mp4a.40.2'
+
+
+def _boxes(data: bytes, start: int, end: int):
+    """(type, offset, size) of the boxes in data[start:end]."""
+    while start + 8 <= end:
+        size, kind = struct.unpack_from(">I4s", data, start)
+        if size < 8:
+            return
+        yield kind, start, size
+        start += size
+
+
+def starts_with_keyframe(moof: bytes, track: int = 1) -> bool:
+    """Whether the fragment's first sample of `track` (the video: the first stream the
+    muxer adds) is a sync sample, read from its traf (ISO/IEC 14496-12 8.8.7, 8.8.8):
+    the trun's first-sample flags, else the sample's own flags, else the tfhd's
+    default flags. Anything it cannot read counts as no keyframe: a browser then only
+    waits for the next one."""
+    def u32(at):
+        return struct.unpack_from(">I", moof, at)[0]
+    try:
+        for kind, at, size in _boxes(moof, 8, len(moof)):
+            if kind != b"traf":
+                continue
+            this, default = None, None
+            for sub, p, n in _boxes(moof, at + 8, at + size):
+                flags = u32(p + 8) & 0xFFFFFF
+                if sub == b"tfhd":
+                    this, q = u32(p + 12), p + 16
+                    q += 8 * bool(flags & 0x1) + 4 * bool(flags & 0x2) \
+                        + 4 * bool(flags & 0x8) + 4 * bool(flags & 0x10)
+                    if flags & 0x20:
+                        default = u32(q)
+                elif sub == b"trun" and this == track:
+                    q = p + 16 + 4 * bool(flags & 0x1)
+                    if flags & 0x4:
+                        sample = u32(q)
+                    elif flags & 0x400:
+                        sample = u32(q + 4 * bool(flags & 0x100) + 4 * bool(flags & 0x200))
+                    elif default is not None:
+                        sample = default
+                    else:
+                        return False
+                    return not sample & 0x10000      # sample_is_non_sync_sample
+    except struct.error:
+        return False
+    return False
 
 
 class _Boxes:
@@ -85,7 +135,7 @@ class WebStream(Output):
         self._lock = threading.Lock()
         self._init = b""              # ftyp + moov
         self._pending = b""           # the moof waiting for its mdat
-        self._latest = b""            # the newest whole fragment (a keyframe first)
+        self._since_key: list[bytes] = []   # the fragments from the newest keyframe on
         self._clients: list[queue.Queue] = []
         self._muxer = None
         self.fragments = 0
@@ -101,9 +151,7 @@ class WebStream(Output):
             if len(self._clients) >= MAX_CLIENTS or self.state in ("failed", "closed"):
                 return None
             if self._init:
-                q.put_nowait(self._init)
-                if self._latest:
-                    q.put_nowait(self._latest)
+                q.put_nowait(self._init + b"".join(self._since_key))
             self._clients.append(q)
         return q
 
@@ -124,7 +172,8 @@ class WebStream(Output):
         self.codecs = codecs_of(info)
         self.mime = f'video/mp4; codecs="{self.codecs}"'
         container = av.open(_Boxes(self._box), mode="w", format="mp4",
-                            options={"movflags": MOVFLAGS, "flush_packets": "1"})
+                            options={"movflags": MOVFLAGS, "flush_packets": "1",
+                                     "frag_duration": str(int(FRAGMENT_S * 1e6))})
         self._muxer = PacketMuxer(container, info)
 
     def _write(self, item) -> None:
@@ -158,8 +207,12 @@ class WebStream(Output):
         # mfra and the like at the end: nothing a live player needs
 
     def _fragment(self, data: bytes) -> None:
+        key = starts_with_keyframe(data)
         with self._lock:
-            self._latest = data
+            if key:
+                self._since_key = [data]
+            elif self._since_key and len(self._since_key) < KEEP_FRAGMENTS:
+                self._since_key.append(data)
             self.fragments += 1
             clients = list(self._clients)
         for q in clients:

@@ -8,9 +8,10 @@ let status = null;
 
 // ---------------------------------------------------------------- the picture
 
-// The stream is one fragment per keyframe (2 s): the page plays about one behind the
-// newest, and jumps forward when it has fallen further (a busy tab, a slow machine).
-const BEHIND_MAX = 5.0, BEHIND_AIM = 2.5, KEEP_S = 20;
+// The stream comes in fragments of at most half a second: the page plays a little
+// over one behind the newest, and jumps forward when it has fallen further behind
+// (a busy tab, a slow machine).
+const BEHIND_MAX = 3.5, BEHIND_AIM = 1.2, KEEP_S = 20;
 
 async function play() {
   const video = $("video");
