@@ -64,7 +64,7 @@ def test_every_run_flag_sets_the_config_key_of_its_option():
              "size": ["--size", "640x360"], "audio": ["--audio", "m"],
              "generate": ["--no-generate"], "realtime": ["--realtime"], "fit": ["--fit", "blur"],
              "bitrate": ["--bitrate", "900"], "fullscreen": ["--fullscreen"],
-             "borderless": ["--borderless"], "socket": ["--socket"]}
+             "borderless": ["--borderless"], "socket": ["--socket"], "web": ["--web", "8088"]}
     flagged = {o.name for o in run_settings.OPTIONS if o.flag}
     assert set(given) == flagged
     argv = [word for words in given.values() for word in words]
@@ -74,6 +74,7 @@ def test_every_run_flag_sets_the_config_key_of_its_option():
     assert (cfg.rotate, cfg.crossfade, cfg.fps, cfg.size) == (60, 2, 24, "640x360")
     assert cfg.generate is False and cfg.realtime and cfg.fullscreen and cfg.borderless
     assert (cfg.fit, cfg.bitrate, cfg.audio, cfg.socket) == ("blur", 900, ["m"], "")
+    assert cfg.web == "8088"
     # Flags not given leave the config file's values alone.
     assert run_settings.overrides_from_args(parser.parse_args([])) == {}
 
