@@ -13,7 +13,7 @@
    until the page's own scene name changes (the daemon's scene_changed event, over
    server-sent events), and until the picture on the page's video changes (the
    crossfade under way: the mean colour difference of a 32x18 copy of the video over
-   12 levels).
+   8 levels; the rain and the lights alone move it by 1 to 3).
 """
 
 from __future__ import annotations
@@ -170,7 +170,7 @@ def main() -> None:
                 page.close()
             page = pages[0]
             for i in range(a.clicks):
-                clicks.append(page.evaluate(CLICK_JS, [SCENES[i % len(SCENES)], 12]))
+                clicks.append(page.evaluate(CLICK_JS, [SCENES[i % len(SCENES)], 8]))
                 time.sleep(4)            # the crossfade ends before the next click
             browser.close()
     finally:

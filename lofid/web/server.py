@@ -386,13 +386,14 @@ class _Handler(BaseHTTPRequestHandler):
         stream = self.web.stream
         if stream is None or stream.mime is None:
             return self._error(503, "the stream has not started yet", retry=True)
-        self._start(200, stream.mime, cache="no-store")
         if head:
-            return
+            return self._start(200, stream.mime, cache="no-store")
         q = stream.join()
         if q is None:
-            return
+            return self._error(503, "the stream is not playing (removed, or enough browsers "
+                                    "watch already)", retry=True)
         try:
+            self._start(200, stream.mime, cache="no-store")
             while True:
                 data = q.get()
                 if data is END:

@@ -50,6 +50,8 @@ async function play() {
           if (video.currentTime < ranges.start(0) || end - video.currentTime > BEHIND_MAX) {
             video.currentTime = Math.max(ranges.start(ranges.length - 1), end - BEHIND_AIM);
           }
+          // A little behind (after a stall): catch up by playing 5% faster, unheard.
+          video.playbackRate = end - video.currentTime > BEHIND_AIM + 0.8 ? 1.05 : 1.0;
           $("live").textContent = `live, ${(end - video.currentTime).toFixed(1)} s buffered`;
         }
         if (video.paused) video.play().catch(() => {});
