@@ -13,7 +13,7 @@
    until the page's own scene name changes (the daemon's scene_changed event, over
    server-sent events), and until the picture on the page's video changes (the
    crossfade under way: the mean colour difference of a 32x18 copy of the video over
-   8 levels; the rain and the lights alone move it by 1 to 3).
+   8 levels; the rain and the lights of one scene alone move it by about 1).
 """
 
 from __future__ import annotations
