@@ -276,7 +276,7 @@ class Daemon:
 
     def shutdown(self) -> None:
         """Close what is open, in order: config watch, notifier, director, audio,
-        control socket, signal handling, and outputs the player never ran (the player
+        web page, control socket, signal handling, and outputs the player never ran (the player
         closes its own). Safe to call more than once."""
         if self._shut:
             return
