@@ -287,10 +287,11 @@ class Director:
         return self.request(spec, "request")
 
     def request(self, spec, reason: str = "request", start_at: float | None = None,
-                hold: float | None = None) -> dict:
+                hold: float | None = None, key: str | None = None) -> dict:
         """Move the picture to `spec` by the rules in this module's docstring; returns
         at once with what will happen: {"action": "switch" | "scheduled" | "showing",
-        "due_in": seconds}. `start_at` is a time.monotonic() value, `hold` seconds."""
+        "due_in": seconds}. `start_at` is a time.monotonic() value, `hold` seconds.
+        `key` asks for that stored loop of `spec` (the web page's library grid)."""
         if reason not in REASONS:
             raise ValueError(f"request reason must be one of {', '.join(REASONS)}, "
                              f"got {reason!r}")
@@ -304,12 +305,14 @@ class Director:
         now = time.monotonic()
         with self._lock:
             pending = self._pending
-            if pending is not None and _look(pending.spec) == _look(spec) \
+            if pending is not None and _look(pending.spec) == _look(spec) and key is None \
                     and pending.reason == reason and start_at is None:
                 pending.hold = hold if hold is not None else pending.hold
                 return {"action": "scheduled" if pending.due > now else "switch",
                         "due_in": round(max(0.0, pending.due - now), 3)}
-            if self._current_spec is not None and _look(self._current_spec) == _look(spec):
+            showing = (self.current_key == key) if key is not None else \
+                (self._current_spec is not None and _look(self._current_spec) == _look(spec))
+            if showing:
                 self._pending = None
                 if reason == "audio" and hold is not None:
                     self._hold_until = max(self._hold_until, (start_at or now) + hold)
@@ -319,7 +322,7 @@ class Director:
                 due = max(due, self._last_change + self.settings.min_scene)
                 if start_at is None:
                     due = max(due, self._hold_until)
-            req = _Request(spec=spec, reason=reason, due=due, hold=hold)
+            req = _Request(spec=spec, reason=reason, due=due, hold=hold, key=key)
             self._pending = req
         # Looking in the library and opening the loop take a few milliseconds, the
         # socket's event loop none: a thread of its own.
@@ -327,24 +330,6 @@ class Director:
                          daemon=True).start()
         return {"action": "switch" if due <= now else "scheduled",
                 "due_in": round(max(0.0, due - now), 3)}
-
-    def play(self, key: str) -> dict:
-        """Cross to the stored loop `key` at once, whatever shows (a loop just added by
-        hand, to be seen now); its scene becomes the current one. Opens the loop (a few
-        milliseconds), so it is called off the socket's event loop. KeyError if the
-        library has no such loop."""
-        from lofid.scene import SceneSpec
-        if key == self.current_key:
-            return {"action": "showing", "due_in": 0.0}
-        spec = SceneSpec.from_dict(self.library.meta(key)["spec"])
-        req = _Request(spec=spec, reason="request", due=time.monotonic(), key=key)
-        with self._lock:
-            self._pending = req
-        loop = self.library.open(key)
-        with self._lock:
-            if self._pending is req:
-                req.loop = loop
-        return {"action": "switch", "due_in": 0.0}
 
     # --- the day ------------------------------------------------------------------------
 
@@ -449,7 +434,8 @@ class Director:
         """Find `req` a loop: from the library, opened to play at once, or by
         generating one (the prefetch worker's first job)."""
         try:
-            found = self._pick(req.spec)
+            found = (req.key, self._standby.pop(req.key, None)) if req.key is not None \
+                else self._pick(req.spec)
             if found is not None:
                 key, standby = found
                 loop = self.library.open(key, standby=standby)

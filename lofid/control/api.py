@@ -136,6 +136,7 @@ METHODS = {m.name: m for m in (
                   about="its frame rate (PNG frames need one)"),
             Param("play_now", "yes or no", required=False),
             Param("made_by", "text", required=False, about="a short name: file, comfyui"))))),
+    Method("loop.play", (Param("key", "text", about="a loop's key, see library.list"),)),
     Method("generate", (
         Param("scene", "text", about="a scene in words"),
         Param("options", "map", required=False, keys=(
@@ -362,8 +363,17 @@ class Control:
                   "metrics": {k: (None if v == float("inf") else v)
                               for k, v in loop.metrics.items()}}
         if opts.get("play_now"):
-            result["play"] = self.director.play(key)
+            result["play"] = self.loop_play(key)
         return result
+    def loop_play(self, key: str) -> dict:
+        """Cross to one stored loop (as a scene request: at once, live)."""
+        from lofid.scene import SceneSpec
+        try:
+            spec = SceneSpec.from_dict(self.library.meta(key)["spec"])
+        except (KeyError, ValueError) as e:
+            raise RpcError(f"loop.play: no loop {key!r} in the library") from None
+        return {"scene": spec.label(), "id": spec.id, "loop": key,
+                **self.director.request(spec, "request", key=key)}
 
     def generate(self, text: str, opts: dict | None) -> dict:
         """Make a loop of a scene into the library, in the background, without playing

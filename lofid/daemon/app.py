@@ -6,7 +6,7 @@ fixed order.
     daemon.run()            # startup, play until stopped (or duration), shutdown
 
 startup() opens, in order: library, outputs, director, audio track, player, config
-watch, control socket, notifier. If one step fails, shutdown() closes whatever was
+watch, control socket, web page, notifier. If one step fails, shutdown() closes whatever was
 opened before it, and the error goes on. run() starts the signal handling
 (lofid.stopping: a first SIGINT/SIGTERM stops within a timeout, a second forces),
 plays, and always ends in shutdown(). stop() asks for that from any thread: it sets
@@ -73,6 +73,8 @@ class Daemon:
         self.player = None
         self.reloader = None
         self.server = None               # the control socket, when asked for
+        self.control = None              # the control methods (socket and web page)
+        self.web = None                  # the web page's server, when asked for
         self.notifier = None
         self.signals: SignalStop | None = None
         self._started_outputs: list = []   # opened; the player closes them once it runs
@@ -109,7 +111,7 @@ class Daemon:
         except LibraryError as e:
             raise UserError(f"library: {e}") from None
         targets = cfg.outputs
-        if not targets:
+        if not targets and cfg.web is None:
             if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
                 targets = ["window"]
             else:
@@ -127,10 +129,13 @@ class Daemon:
                                  self._output_changed)
         self.outputs.stop_when_all_failed = cfg.socket is None and cfg.control_tcp is None
         self._started_outputs = self.outputs.open(targets)
+        if cfg.web is not None:
+            from lofid.web.stream import WebStream
+            self._started_outputs.append(WebStream(on_state=self._output_changed))
         if not self._started_outputs:
             raise UserError("no output can run")
 
-        realtime = cfg.realtime or any(is_live(t) for t in targets)
+        realtime = cfg.realtime or any(is_live(t) for t in targets) or cfg.web is not None
         self.outputs.realtime = realtime
         _say(f"generator {maker.name}" + (" (auto)" if maker.auto else ""))
         self.director = Director(
@@ -162,8 +167,14 @@ class Daemon:
             self.reloader = ConfigReloader(self.config_path, cfg, self.overrides,
                                            self._apply_config, on_event=self._event)
             self.reloader.start()
+        if cfg.socket is not None or cfg.control_tcp is not None or cfg.web is not None:
+            from lofid.control.api import Control
+            self.control = Control(self.director, self.player, self.library, self.outputs,
+                                   self.audio, self.reloader)
         if cfg.socket is not None or cfg.control_tcp is not None:
             self._open_control()
+        if cfg.web is not None:
+            self._open_web()
 
         from lofid.daemon.systemd import SystemdNotifier
         director = self.director
@@ -173,15 +184,13 @@ class Daemon:
 
     def _open_control(self) -> None:
         from lofid.settings import ConfigError, address_of, read_token
-        from lofid.control.api import Control
         from lofid.control.server import Server, SocketError, default_socket_path
         cfg = self.cfg
         try:
             tcp = address_of(cfg.control_tcp) if cfg.control_tcp is not None else None
             token = read_token(cfg.control_token_file) if tcp is not None else None
             server = Server(None if cfg.socket is None else cfg.socket or default_socket_path(),
-                            Control(self.director, self.player, self.library, self.outputs,
-                                    self.audio, self.reloader).handlers(),
+                            self.control.handlers(),
                             tcp=tcp, token=token)
             server.start()
         except (SocketError, ConfigError) as e:
@@ -195,6 +204,29 @@ class Daemon:
             if host not in ("127.0.0.1", "::1", "localhost"):
                 _say("warning: control over TCP is clear text; beyond this machine, "
                      "tunnel it (ssh -L)")
+
+    def _open_web(self) -> None:
+        from lofid.scene import SCENES
+        from lofid.settings import ConfigError, read_token
+        from lofid.settings.values import web_address_of
+        from lofid.web.server import WebServer, make_token
+        from lofid.web.thumbs import Thumbnails
+        cfg = self.cfg
+        try:
+            address = web_address_of(cfg.web)
+            # A token file: the page asks for it. None (127.0.0.1 only, see
+            # lofid.settings.run.validate): a token of this run's, in the page it serves.
+            token = read_token(cfg.control_token_file) if cfg.control_token_file else None
+        except ConfigError as e:
+            raise UserError(str(e)) from None
+        stream = next(o for o in self._started_outputs if o.name == "web")
+        audio = self.audio
+        self.web = WebServer(address, self.control.handlers(), stream, Thumbnails(self.library),
+                             token or make_token(), embed=token is None, scenes=SCENES,
+                             now_playing=audio.now_playing)
+        self.web.start()
+        host, port = address
+        _say(f"web page http://{'[' + host + ']' if ':' in host else host}:{self.web.port}/")
 
     # --- run -------------------------------------------------------------------------
 
@@ -256,7 +288,7 @@ class Daemon:
 
     def shutdown(self) -> None:
         """Close what is open, in order: config watch, notifier, director, audio,
-        control socket, signal handling, and outputs the player never ran (the player
+        web page, control socket, signal handling, and outputs the player never ran (the player
         closes its own). Safe to call more than once."""
         if self._shut:
             return
@@ -272,6 +304,8 @@ class Daemon:
             self.director.stop(timeout=1.0 if self.signals and self.signals.signals else 30.0)
         if self.audio is not None:
             self.audio.close()
+        if self.web is not None:
+            self.web.stop()
         if self.server is not None:
             self.server.stop()
         if self._previous_hup is not None:
@@ -290,6 +324,9 @@ class Daemon:
         if self.server is not None:
             self.server.notify("output_changed", {"output": name, "state": state,
                                                   "detail": detail})
+        if self.web is not None:
+            self.web.notify("output_changed", {"output": name, "state": state,
+                                               "detail": detail})
         # The user closed the window (one removed over the socket is not playing).
         if name == "window" and state == "closed" and self.cfg.close_stops \
                 and self.player is not None and self.outputs.is_playing(name):
@@ -301,6 +338,8 @@ class Daemon:
             _say(f"{name.replace('_', ' ')}: " + ", ".join(f"{k} {v}" for k, v in payload.items()))
         if self.server is not None:
             self.server.notify(name, payload)
+        if self.web is not None:
+            self.web.notify(name, payload)
 
     def _schedule_entry(self, entry) -> None:
         """A schedule entry began: its music, when it names some, plays next."""

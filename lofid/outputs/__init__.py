@@ -1,6 +1,6 @@
 """Outputs: where the player's picture goes. open_output() turns a target into one.
 
-Targets: a file path (.mp4 .mkv .webm .gif), udp://host:port, tcp://host:port?listen
+Targets: a file path (.mp4 .mkv .webm .gif), an HLS playlist (.m3u8), udp://host:port, tcp://host:port?listen
 (MPEG-TS for OBS), rtmp://... and rtmps://... (YouTube, Twitch), window, null.
 Network and window outputs are imported only when asked for: they bring child
 processes and display libraries a file recording does not need.
@@ -15,7 +15,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from lofid.outputs.base import Output, OutputError
 
-EXPECTED = ("a file path ending in .mp4, .mkv, .webm or .gif, udp://host:port, "
+EXPECTED = ("a file path ending in .mp4, .mkv, .webm or .gif, DIR/NAME.m3u8 (HLS), "
+            "udp://host:port, "
             "tcp://host:port?listen, rtmp://host/app/key, rtmps://host/app/key, "
             "window or null")
 
@@ -46,6 +47,9 @@ def open_output(target: str | os.PathLike,
             raise OutputError(f"output 'window' is not available: {e}") from e
         return WindowOutput(on_state=on_state, **options)
     match = _SCHEME.match(text)
+    if match is None and text.lower().endswith(".m3u8"):
+        from lofid.outputs.hls import HlsOutput
+        return HlsOutput(text, on_state=on_state, **options)
     if match is None:
         from lofid.outputs.file import FileOutput
         return FileOutput(text, on_state=on_state, **options)

@@ -294,13 +294,13 @@ class GifWriter:
             self.container.close()
 
 
-def check_file_target(path: str | os.PathLike) -> Path:
+def check_file_target(path: str | os.PathLike, extensions: tuple = FILE_EXTENSIONS) -> Path:
     """The path of a file output, checked: a known extension, an existing writable folder."""
     path = Path(path).expanduser()
     ext = path.suffix.lower()
-    if ext not in FILE_EXTENSIONS:
+    if ext not in extensions:
         raise OutputError(f"output {str(path)!r}: cannot write {ext or 'a file without extension'}"
-                          f" files; expected one of {', '.join(FILE_EXTENSIONS)}")
+                          f" files; expected one of {', '.join(extensions)}")
     folder = path.parent
     if not folder.is_dir():
         raise OutputError(f"output {str(path)!r}: folder {str(folder)!r} does not exist; "

@@ -27,8 +27,9 @@ log = logging.getLogger("lofid")
 
 
 def is_live(target) -> bool:
-    """A window or a stream: it shows the picture as it is made, in real time."""
-    return isinstance(target, str) and (target.strip() == "window" or any(
+    """A window or a stream (HLS too): it shows the picture as it is made, in real time."""
+    return isinstance(target, str) and (
+        target.strip() == "window" or target.strip().lower().endswith(".m3u8") or any(
         target.strip().lower().startswith(s) for s in ("udp://", "tcp://", "rtmp://", "rtmps://")))
 
 

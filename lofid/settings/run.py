@@ -18,7 +18,7 @@ from lofid.settings import schema
 from lofid.settings.schema import BadValue, ConfigError, Option
 from lofid.settings.values import (FITS, MAX_CROSSFADE, MAX_LOOP_FRAMES, OUTPUT_FPS,
                                    address_of, byte_size_of, seconds_of,
-                                   size_of)
+                                   size_of, web_address_of)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -32,6 +32,10 @@ def _size(value, key):
 
 def _address(value, key):
     address_of(value, key)
+
+
+def _web(value, key):
+    web_address_of(value, key)
 
 
 def _byte_size(value, key):
@@ -137,6 +141,11 @@ OPTIONS: list[Option] = [
     Option("control_token_file", str, None, "a file (mode 0600) with the secret a TCP client "
            "must send first, e.g. from `head -c 24 /dev/urandom | base64`", nullable=True,
            nonempty=True, expected="the path of a file holding a token", flag=False),
+    Option("web", str, None, '"[HOST:]PORT": serve the web page (live picture, controls, '
+           "library, /overlay for OBS); HOST other than 127.0.0.1 needs control_token_file",
+           nullable=True, check=_web, flag="--web", metavar="[HOST:]PORT",
+           flag_help="serve the web page on PORT (127.0.0.1) or HOST:PORT; another address "
+                     "than this machine's needs control_token_file"),
     # Making loops. AnimateDiff (a GPU and weights) or the procedural painter.
     Option("generator", str, "auto", "auto: animatediff when weights and a GPU are found",
            expected="auto, procedural or animatediff", flag=False),
@@ -186,6 +195,9 @@ OPTIONS: list[Option] = [
     Option("standby_scenes", int, 8, "scenes whose next loop's first frames stay in memory",
            minimum=0, maximum=64, expected="a whole number, 0..64", flag=False),
 ]
+
+# Addresses only this machine reaches.
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 BY_NAME = {o.name: o for o in OPTIONS}
 
@@ -242,6 +254,10 @@ def validate(cfg) -> RunConfig:
         raise ConfigError(f"control_tcp = {cfg.control_tcp!r} needs control_token_file: "
                           "a TCP listener without a token would let anyone who can reach "
                           "the port drive lofid")
+    if cfg.web is not None and cfg.control_token_file is None \
+            and web_address_of(cfg.web)[0] not in LOOPBACK:
+        raise ConfigError(f"web = {cfg.web!r} is reachable from other machines and needs "
+                          "control_token_file: the page then asks for that token")
     return cfg
 
 

@@ -106,6 +106,16 @@ def address_of(text, key: str = "control_tcp") -> tuple[str, int]:
     return url.hostname, port
 
 
+def web_address_of(text, key: str = "web") -> tuple[str, int]:
+    """("host", port) of the web page from "PORT" (on 127.0.0.1) or "HOST:PORT"."""
+    if isinstance(text, str) and text.strip().isdigit():
+        port = int(text.strip())
+        if not 1 <= port <= 65535:
+            raise ConfigError(f"{key} = {text!r}: the port must be a number from 1 to 65535")
+        return "127.0.0.1", port
+    return address_of(text, key)
+
+
 MIN_TOKEN = 16      # characters; a guessable token is no lock
 
 
