@@ -68,24 +68,24 @@ def _pack(obj, out: bytearray, depth: int = 0) -> None:
             out.append(obj)
         elif -32 <= obj < 0:
             out.append(obj & 0xFF)
-        elif 0 <= obj <= 0xFF:
-            out += b"\xcc" + struct.pack(">B", obj)
-        elif 0 <= obj <= 0xFFFF:
-            out += b"\xcd" + struct.pack(">H", obj)
-        elif 0 <= obj <= 0xFFFFFFFF:
-            out += b"\xce" + struct.pack(">I", obj)
-        elif 0 <= obj <= 0xFFFFFFFFFFFFFFFF:
-            out += b"\xcf" + struct.pack(">Q", obj)
-        elif -0x80 <= obj:
-            out += b"\xd0" + struct.pack(">b", obj)
-        elif -0x8000 <= obj:
-            out += b"\xd1" + struct.pack(">h", obj)
-        elif -0x80000000 <= obj:
-            out += b"\xd2" + struct.pack(">i", obj)
-        elif -0x8000000000000000 <= obj:
-            out += b"\xd3" + struct.pack(">q", obj)
+        elif obj > 0:
+            for head, fmt, top in ((0xCC, ">B", 0xFF), (0xCD, ">H", 0xFFFF),
+                                   (0xCE, ">I", 0xFFFFFFFF), (0xCF, ">Q", 2**64 - 1)):
+                if obj <= top:
+                    out.append(head)
+                    out += struct.pack(fmt, obj)
+                    break
+            else:
+                raise OverflowError(f"msgpack: {obj} does not fit in 64 bits")
         else:
-            raise OverflowError(f"msgpack: {obj} does not fit in 64 bits")
+            for head, fmt, bottom in ((0xD0, ">b", -0x80), (0xD1, ">h", -0x8000),
+                                      (0xD2, ">i", -0x80000000), (0xD3, ">q", -2**63)):
+                if obj >= bottom:
+                    out.append(head)
+                    out += struct.pack(fmt, obj)
+                    break
+            else:
+                raise OverflowError(f"msgpack: {obj} does not fit in 64 bits")
     elif isinstance(obj, float):
         out += b"\xcb" + struct.pack(">d", obj)
     elif isinstance(obj, str):
