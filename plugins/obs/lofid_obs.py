@@ -42,6 +42,7 @@ POLL_S = 5.0                      # status is read this often, for the track now
 RETRY_S = 2.0                     # between tries to reach lofid
 TICK_MS = 100                     # the timer that applies changes to OBS
 RESTART_GAP_S = 2.0               # a media source is restarted at most this often
+GAVE_UP_S = 3.0                   # a source ended this long, lofid up: it gave up
 
 
 # --------------------------------------------------------------------------- msgpack
@@ -552,7 +553,7 @@ class Link:
         self.conn: Connection | None = None
         self.want_output = False       # a Media Source is set up: keep an output for it
         self.media_input = ""          # that source's address
-        self._ever_connected = False
+        self._away = False             # lofid was seen away (or not yet seen) since load
         self._said = ""
         self._thread = threading.Thread(target=self._run, name="lofid link", daemon=True)
 
@@ -587,6 +588,7 @@ class Link:
                                        self.config.get("token_file", ""),
                                        on_event=lambda n, p: self._post("event", n, p))
             except Unreachable as e:
+                self._away = True
                 if str(e) != self._said:       # say it once, not every RETRY_S
                     self._said = str(e)
                     self._post("log", "warning", f"lofid: {e}")
@@ -595,9 +597,15 @@ class Link:
             self.conn, self._said = conn, ""
             try:
                 self._serve(conn)
+            except Unreachable:
+                pass                           # lofid went away: the loop tries again
+            except Exception as e:             # never the end of the link
+                self._post("log", "warning", f"lofid: {type(e).__name__}: {e}")
+                self._serve_offline()
             finally:
                 conn.close()
                 self.conn = None
+                self._away = True
                 if not self.stopping.is_set():
                     self._post("disconnected", f"lofid went away from {conn.where}")
 
@@ -619,11 +627,15 @@ class Link:
     def _serve(self, conn: Connection) -> None:
         conn.call("subscribe", *EVENTS)
         status = conn.call("status")
-        returned = self._ever_connected
-        self._ever_connected = True
-        self._post("connected", status, returned)
+        # lofid came (back) after OBS saw it away: the Media Source may have given up,
+        # or hold the end of the old stream. (Not when it answered at once on load.)
+        self._post("connected", status, self._away)
+        self._away = False
         if self.want_output:
-            self._ensure_output(conn, status)
+            try:
+                self._ensure_output(conn, status)
+            except LofidError as e:
+                self._post("log", "warning", f"lofid: cannot add the output: {e}")
         polled = time.monotonic()
         while not self.stopping.is_set() and not conn.closed.is_set():
             try:
@@ -680,6 +692,10 @@ _hotkeys: dict[str, int] = {}         # name -> OBS hotkey id
 _shown = {"scene": "", "track": "", "loop": "", "paused": ""}
 _text_now = None
 _last_restart = 0.0
+_online = False                       # connected to lofid now
+_stuck_since = None                   # since when the Media Source seems to wait in vain
+_output_state = None                  # the state of lofid's output it reads, when known
+_ticks = 0
 
 
 def script_description():
@@ -845,8 +861,12 @@ def _pause_hotkey(pressed):
 # the timer: everything the link learned, applied to OBS
 
 def _tick():
+    global _ticks
     if _link is None:
         return
+    _ticks += 1
+    if _ticks % 10 == 0:
+        _watch_media()
     while True:
         try:
             post = _link.posts.get_nowait()
@@ -859,16 +879,19 @@ def _tick():
 
 
 def _apply(post):
+    global _online, _stuck_since
     kind = post[0]
     if kind == "log":
         obs.script_log(obs.LOG_WARNING if post[1] == "warning" else obs.LOG_INFO, post[2])
     elif kind == "connected":
         status, returned = post[1], post[2]
         obs.script_log(obs.LOG_INFO, f"lofid: connected, playing {status['scene']['label']}")
+        _online, _stuck_since = True, None
         _follow_status(status)
         if returned:
             _restart_media("lofid is back")
     elif kind == "disconnected":
+        _online = False
         obs.script_log(obs.LOG_WARNING, f"lofid: {post[1]}; trying again every {RETRY_S:g} s")
     elif kind == "status":
         _follow_status(post[1])
@@ -879,6 +902,10 @@ def _apply(post):
 
 
 def _follow_status(status: dict):
+    global _output_state
+    ours = pick_output(status.get("outputs"), _link.media_input)
+    _output_state = ours.get("state") if ours and \
+        media_address(ours["target"]) == _link.media_input else None
     scene = status.get("scene") or {}
     audio = status.get("audio") or {}
     _shown.update(scene=scene.get("label", ""), loop=status.get("loop") or "",
@@ -888,19 +915,50 @@ def _follow_status(status: dict):
 
 
 def _follow_event(name: str, payload: dict):
+    global _output_state
     if name in ("scene_changed", "loop_started"):
         if payload.get("scene"):
             _shown["scene"] = str(payload["scene"])
         if payload.get("loop"):
             _shown["loop"] = str(payload["loop"])
         _show_text()
-    elif name == "output_changed" and payload.get("state") == "running":
+    elif name == "output_changed":
+        output = str(payload.get("output") or "")
+        if not (is_network(output) and media_address(output) == _link.media_input):
+            return
+        _output_state = payload.get("state")
         # A udp output that runs again sends to a source that stopped waiting for it.
         # (For tcp listen, "running" means OBS itself just connected: nothing to do.)
-        output = str(payload.get("output") or "")
-        if output.lower().startswith("udp://") and \
-                media_address(output) == _link.media_input:
+        if _output_state == "running" and output.lower().startswith("udp://"):
             _restart_media(f"lofid's output {output} is back")
+
+
+def _watch_media():
+    """Restart the Media Source when it stopped trying while lofid is up: it ended and
+    did not reopen, or lofid's tcp output still waits for it to connect. OBS reopens a
+    network input that ends after its reconnect delay, but not one whose first open
+    failed at once (OBS 29 loses that one, and nothing retries), e.g. one opened a
+    moment before lofid's new output listened."""
+    global _stuck_since
+    if not (_online and _link.media_input):
+        _stuck_since = None
+        return
+    source = obs.obs_get_source_by_name(_config.get("source", ""))
+    if source is None:
+        return
+    state = obs.obs_source_media_get_state(source)
+    obs.obs_source_release(source)
+    stuck = state in (obs.OBS_MEDIA_STATE_ENDED, obs.OBS_MEDIA_STATE_ERROR,
+                      obs.OBS_MEDIA_STATE_STOPPED, obs.OBS_MEDIA_STATE_NONE) or \
+        (_link.media_input.startswith("tcp://") and _output_state not in (None, "running"))
+    now = time.monotonic()
+    if not stuck:
+        _stuck_since = None
+    elif _stuck_since is None:
+        _stuck_since = now
+    elif now - _stuck_since > GAVE_UP_S:
+        _stuck_since = now                     # and again later, should it stay so
+        _restart_media("the media source stopped trying to reach lofid")
 
 
 def _show_text():
@@ -964,6 +1022,10 @@ def _make_sources(address: str):
         obs.script_log(obs.LOG_INFO, f"lofid: set the media source {name!r} to read {address}")
     obs.obs_data_release(settings)
     current = obs.obs_frontend_get_current_scene()
+    if current is None:
+        obs.obs_source_release(source)
+        obs.script_log(obs.LOG_WARNING, "lofid: no current scene to add the source to")
+        return
     scene = obs.obs_scene_from_source(current)
     width, height = _canvas()
     if obs.obs_scene_find_source(scene, name) is None:
