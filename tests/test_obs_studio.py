@@ -335,6 +335,19 @@ def test_the_pause_hotkey_pauses_and_resumes_lofid(studio, lofid):
     wait_for(lambda: not daemon.status()["paused"], 30, every=0.1)
 
 
+def test_when_lofids_output_comes_back_the_source_shows_it_again(studio, lofid, tmp,
+                                                                 stream_port):
+    """The output removed and added again while lofid runs: OBS's own reconnecting may
+    give up (an open refused at once is not retried by OBS 29); the script sees the
+    output wait for a client and restarts the source."""
+    target = f"tcp://127.0.0.1:{stream_port}?listen"
+    within(studio, lambda: shows_a_picture(studio, "lofid", tmp), 60, "a picture", 0.5)
+    assert lofid["daemon"].ctl("output", "remove", target).returncode == 0
+    within(studio, lambda: not shows_a_picture(studio, "lofid", tmp), 30, "cleared", 0.5)
+    assert lofid["daemon"].ctl("output", "add", target).returncode == 0
+    within(studio, lambda: shows_a_picture(studio, "lofid", tmp), 30, "the picture is back", 0.5)
+
+
 def test_when_lofid_restarts_its_output_comes_back_and_the_source_restarts(studio, lofid,
                                                                             tmp, stream_port):
     """A new lofid, started without a network output: the script adds the output

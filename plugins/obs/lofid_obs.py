@@ -934,11 +934,12 @@ def _follow_event(name: str, payload: dict):
 
 
 def _watch_media():
-    """Restart the Media Source when it stopped trying while lofid is up: it ended and
+    """Reopen the Media Source when it stopped trying while lofid is up: it ended and
     did not reopen, or lofid's tcp output still waits for it to connect. OBS reopens a
-    network input that ends after its reconnect delay, but not one whose first open
-    failed at once (OBS 29 loses that one, and nothing retries), e.g. one opened a
-    moment before lofid's new output listened."""
+    network input that ends after its reconnect delay, but not one whose open failed
+    at once: OBS 29's media thread can fail and end before the source counts its media
+    as open, and then neither its reconnecting nor a restart (which plays the dead
+    media again) revives it; an update of its settings makes it open anew."""
     global _stuck_since
     if not (_online and _link.media_input):
         _stuck_since = None
@@ -958,7 +959,7 @@ def _watch_media():
         _stuck_since = now
     elif now - _stuck_since > GAVE_UP_S:
         _stuck_since = now                     # and again later, should it stay so
-        _restart_media("the media source stopped trying to reach lofid")
+        _reopen_media()
 
 
 def _show_text():
@@ -991,6 +992,18 @@ def _restart_media(why: str):
     obs.obs_source_media_restart(source)
     obs.obs_source_release(source)
     obs.script_log(obs.LOG_INFO, f"lofid: {why}; restarted the media source")
+
+
+def _reopen_media():
+    source = obs.obs_get_source_by_name(_config.get("source", ""))
+    if source is None:
+        return
+    nothing = obs.obs_data_create()      # no change: an update alone reopens the input
+    obs.obs_source_update(source, nothing)
+    obs.obs_data_release(nothing)
+    obs.obs_source_release(source)
+    obs.script_log(obs.LOG_INFO, "lofid: the media source stopped trying to reach lofid; "
+                                 "reopened it")
 
 
 def _media_settings(address: str):
