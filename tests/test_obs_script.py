@@ -45,7 +45,7 @@ values = st.recursive(
     max_leaves=60)
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(values)
 def test_the_codec_packs_as_msgpack_does_and_reads_back_what_it_packs(value):
     ours = script.packb_own(value)
@@ -56,7 +56,7 @@ def test_the_codec_packs_as_msgpack_does_and_reads_back_what_it_packs(value):
     assert script.unpackb(ours) == value
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(values)
 def test_the_codec_reads_what_msgpack_packs(value):
     assert script.unpackb(msgpack.packb(value, use_bin_type=True)) == value

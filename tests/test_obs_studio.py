@@ -335,6 +335,14 @@ def test_the_pause_hotkey_pauses_and_resumes_lofid(studio, lofid):
     wait_for(lambda: not daemon.status()["paused"], 30, every=0.1)
 
 
+def test_the_next_loop_hotkey_moves_lofid_to_another_loop(studio, lofid):
+    daemon = lofid["daemon"]
+    before = wait_for(lambda: daemon.status()["loop"], 30)
+    studio.ws.request("TriggerHotkeyByName", {"hotkeyName": "lofid_next"})
+    # The next loop of the scene crosses in as soon as one is painted.
+    wait_for(lambda: daemon.status()["loop"] not in (None, before), 60, every=0.2)
+
+
 def test_when_lofids_output_comes_back_the_source_shows_it_again(studio, lofid, tmp,
                                                                  stream_port):
     """The output removed and added again while lofid runs: OBS's own reconnecting may
