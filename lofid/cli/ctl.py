@@ -99,6 +99,13 @@ def cmd_ctl(args) -> int:
         _print_outputs(r["outputs"])
         print(f"library {r['library']['loops']} loops, {r['library']['bytes'] / 1e6:.1f} MB; "
               f"{r['generator']['ready']} ready ahead, {r['generator']['failures']} failed")
+        cluster = r["generator"].get("cluster")
+        if cluster:
+            print(f"ray cluster {cluster['address']}: {cluster['state']}"
+                  + (f", {len(cluster['workers'])} worker(s)" if cluster["workers"] else "")
+                  + (f" ({cluster['error']})" if cluster["error"] else "")
+                  + ("; painting here meanwhile" if cluster["state"] != "connected" else "")
+                  + f"; {cluster['remote_loops']} loops made there, {cluster['local_loops']} here")
     elif args.action in ("scene", "prompt"):
         print(f"moving to {result['scene']}")
     elif args.action == "output":

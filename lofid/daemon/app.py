@@ -125,6 +125,10 @@ class Daemon:
         realtime = cfg.realtime or any(is_live(t) for t in targets)
         self.outputs.realtime = realtime
         _say(f"generator {maker.name}" + (" (auto)" if maker.auto else ""))
+        # A generator with a connection of its own (ray) connects in the background:
+        # the picture never waits on it.
+        if callable(getattr(maker.generate, "start", None)):
+            maker.generate.start()
         self.director = Director(
             self.library, parse(cfg.scene),
             DirectorSettings(loop_size=maker.size, frames=maker.frames,
@@ -169,7 +173,9 @@ class Daemon:
             token = read_token(cfg.control_token_file) if tcp is not None else None
             server = Server(None if cfg.socket is None else cfg.socket or default_socket_path(),
                             Control(self.director, self.player, self.library, self.outputs,
-                                    self.audio, self.reloader).handlers(),
+                                    self.audio, self.reloader,
+                                    remote=getattr(self.maker.generate, "state", None)
+                                    ).handlers(),
                             tcp=tcp, token=token)
             server.start()
         except (SocketError, ConfigError) as e:
@@ -258,6 +264,8 @@ class Daemon:
             # Stopped by a signal, a loop still being made is not waited for (the
             # library's writes are atomic).
             self.director.stop(timeout=1.0 if self.signals and self.signals.signals else 30.0)
+        if callable(getattr(self.maker.generate, "stop", None)):
+            self.maker.generate.stop()
         if self.audio is not None:
             self.audio.close()
         if self.server is not None:

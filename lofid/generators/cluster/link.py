@@ -117,8 +117,14 @@ class Cluster:
             if ray.is_initialized():
                 ray.shutdown()
             try:
-                ray.init(self.address, namespace=self.namespace, logging_level=logging.WARNING,
-                         log_to_driver=False)
+                try:
+                    ray.init(self.address, namespace=self.namespace,
+                             logging_level=logging.WARNING, log_to_driver=False)
+                except ConnectionAbortedError:
+                    # A Ray Client server now and then fails to start the server of a
+                    # new client on its first try; the second goes through.
+                    ray.init(self.address, namespace=self.namespace,
+                             logging_level=logging.WARNING, log_to_driver=False)
             except (ConnectionError, TimeoutError) as e:
                 raise Unreachable(f"the Ray cluster at {self.address} does not answer: "
                                   f"{_first_line(e)}") from None
