@@ -114,8 +114,12 @@ class Cluster:
         os.environ.setdefault("RAY_CLIENT_RECONNECT_GRACE_PERIOD", RECONNECT_GRACE_S)
         with self._connection_lock:
             import ray
-            if ray.is_initialized():
+            # A Ray Client whose server went away is no longer "initialized" but still
+            # holds its context: shut down always, or the next ray.init is refused.
+            try:
                 ray.shutdown()
+            except Exception as e:
+                log.debug("ray shutdown: %s", e)
             try:
                 try:
                     ray.init(self.address, namespace=self.namespace,
