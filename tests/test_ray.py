@@ -65,6 +65,16 @@ def test_a_daemon_plays_animatediff_loops_made_on_the_cluster(cluster, tiny, tmp
         assert status["workers"][0]["name"] == "lofid-worker-0"
         shown = d.ctl("status")
         assert f"ray cluster {cluster.address}: connected" in shown.stdout
+    # The weights as the workers see them.
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "lofid").mkdir()
+    (tmp_path / "config" / "lofid" / "config.toml").write_text(
+        'ray_namespace = "play"\nray_workers = 1\nray_worker_gpus = 0\n')
+    env = dict(os.environ, XDG_CONFIG_HOME=str(tmp_path / "config"))
+    r = lofid("models", "verify", "--ray", cluster.address, model, tmp_path / "nothing.safetensors",
+              env=env)
+    assert r.returncode == 2, r.stderr
+    assert "lofid-worker-0@" in r.stdout and "ok" in r.stdout and "FAIL" in r.stdout
 
 
 def test_batch_fills_over_two_workers_and_resumes_without_duplicates(cluster, tmp_path):
