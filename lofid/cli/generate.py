@@ -209,7 +209,7 @@ def cmd_generate(args) -> int:
         cfg = _generate_config(args)
         return fill_library(args, cfg, *_batch_shape(cfg, size, args.frames, args.fps))
     if args.text is None or args.output is None:
-        raise BadInput("generate needs TEXT and -o FILE (or --batch PROMPTS.txt)")
+        raise BadInput("generate needs TEXT and -o/--output FILE (or --batch PROMPTS.txt)")
     out = Path(args.output)
     if out.suffix.lower() not in EXPORT_FORMATS:
         raise BadInput(f"-o {args.output!r}: cannot write {out.suffix or 'a file without extension'}; "
