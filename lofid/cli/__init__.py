@@ -15,7 +15,8 @@ from .common import EXIT_BAD_INPUT, BadInput, _Parser, parse_byte_size, parse_si
 from .config import cmd_config
 from .ctl import _CTL_METHODS, cmd_ctl
 from .generate import DEFAULT_FPS, DEFAULT_FRAMES, DEFAULT_SIZE, cmd_generate
-from .library import cmd_library_add, cmd_library_list, cmd_library_preview, cmd_library_prune, cmd_library_show
+from .library import (cmd_library_add, cmd_library_fill, cmd_library_list, cmd_library_preview,
+                      cmd_library_prune, cmd_library_show)
 from .run import cmd_run
 from .service import cmd_service_install
 
@@ -31,8 +32,16 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("generate", help="make one seamless loop and write it to a file",
                        description="Make one seamless loop from a text such as "
                                    "'rainy night, coffee shop' and write it as MP4, WebM or GIF.")
-    g.add_argument("text", help="what to show, in words (scene, weather, time of day, mood)")
-    g.add_argument("-o", "--output", required=True, metavar="FILE", help="FILE.mp4, .webm or .gif")
+    g.add_argument("text", nargs="?",
+                   help="what to show, in words (scene, weather, time of day, mood)")
+    g.add_argument("-o", "--output", metavar="FILE", help="FILE.mp4, .webm or .gif")
+    g.add_argument("--batch", metavar="PROMPTS.txt",
+                   help="make loops of every prompt of a file (one a line) into the library "
+                        "instead; resumable")
+    g.add_argument("--count", type=int, default=1,
+                   help="with --batch: loops of each prompt (default 1)")
+    g.add_argument("--ray", metavar="ADDRESS",
+                   help="make the loops on the Ray cluster at ADDRESS (ray://HOST:10001)")
     g.add_argument("--frames", type=int, default=DEFAULT_FRAMES,
                    help=f"frames in the loop (default {DEFAULT_FRAMES})")
     g.add_argument("--fps", type=float, default=DEFAULT_FPS, help=f"frames per second (default {DEFAULT_FPS:g})")
@@ -132,6 +141,16 @@ def build_parser() -> argparse.ArgumentParser:
     pv.add_argument("--count", type=int, default=12, help="frames shown, evenly spaced (default 12)")
     pv.add_argument("--columns", type=int, default=None, help="frames per row")
     pv.set_defaults(run=cmd_library_preview)
+    fi = lsub.add_parser("fill", help="make loops of every prompt of a file into the library "
+                                      "(on a Ray cluster with --ray); resumable")
+    fi.add_argument("batch", metavar="PROMPTS.txt", help="one prompt a line")
+    fi.add_argument("--count", type=int, default=1, help="loops of each prompt (default 1)")
+    fi.add_argument("--ray", metavar="ADDRESS",
+                    help="the Ray cluster (default: ray_address of the config)")
+    fi.add_argument("--config", metavar="FILE",
+                    help="a TOML file: generator, ray_* and AnimateDiff keys, loop_size, "
+                         "loop_frames, loop_fps (default: the config file)")
+    fi.set_defaults(run=cmd_library_fill)
     return p
 
 

@@ -106,6 +106,13 @@ def cmd_ctl(args) -> int:
                   f"in {nxt['in_s'] / 60:.0f} min")
         if day and day.get("time_of_day"):
             print(f"time of day {day['time_of_day'].replace('_', ' ')} (follows the clock)")
+        cluster = r["generator"].get("cluster")
+        if cluster:
+            print(f"ray cluster {cluster['address']}: {cluster['state']}"
+                  + (f", {len(cluster['workers'])} worker(s)" if cluster["workers"] else "")
+                  + (f" ({cluster['error']})" if cluster["error"] else "")
+                  + ("; painting here meanwhile" if cluster["state"] != "connected" else "")
+                  + f"; {cluster['remote_loops']} loops made there, {cluster['local_loops']} here")
     elif args.action in ("scene", "prompt"):
         print(f"moving to {result['scene']}")
     elif args.action == "output":

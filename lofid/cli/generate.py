@@ -100,8 +100,10 @@ _AD_KEYS = ("model", "motion_adapter", "lora", "motion_lora", "steps", "guidance
             "loop_method", "preset")
 
 
-def _animatediff_options(cfg) -> dict:
-    """generate()'s keyword options from config keys (or flags of the same names)."""
+def _animatediff_options(cfg, here: bool = True) -> dict:
+    """generate()'s keyword options from config keys (or flags of the same names).
+    `here`: the weights are looked for on this machine (not for a Ray cluster's
+    workers, which look for them themselves)."""
     from lofid.generators.animatediff import preset_options
     from lofid.loras import parse_lora_arg
     options = preset_options(cfg.preset) if cfg.preset else {}
@@ -114,6 +116,8 @@ def _animatediff_options(cfg) -> dict:
         raise BadInput("the animatediff generator needs --model and --motion-adapter (config "
                        "keys model and motion_adapter), e.g. after `lofid models pull`: "
                        "--model dreamshaper-8 --motion-adapter animatediff-v1-5-3")
+    if not here:
+        return options
     # Found now (file headers only), not when the first loop is made.
     from lofid import models
     models.find("checkpoint", options["model"])
@@ -122,6 +126,19 @@ def _animatediff_options(cfg) -> dict:
         for name, _ in options[key]:
             models.find(kind, name)
     return options
+
+
+def _ray_generator(cfg, address: str | None = None):
+    """The RemoteGenerator for the config's Ray keys (`address` over ray_address), not
+    started, and the generator its workers run."""
+    from lofid.generators.cluster import RemoteGenerator
+    address = address or cfg.ray_address
+    if address is None:
+        raise BadInput('generator = "ray" needs ray_address (or --ray ADDRESS)')
+    remote = cfg.ray_generator
+    options = _animatediff_options(cfg, here=False) if remote == "animatediff" else {}
+    return RemoteGenerator(address, remote, options, namespace=cfg.ray_namespace,
+                           workers=cfg.ray_workers, gpus=cfg.ray_worker_gpus), remote
 
 
 MAX_REPEAT = 1000
@@ -154,16 +171,39 @@ def _generate_config(args):
     over = {k: getattr(args, k) for k in ("model", "motion_adapter", "steps", "guidance",
                                           "scheduler", "loop_method", "preset")}
     over.update(loras=args.lora or None, motion_loras=args.motion_lora or None,
-                generator=args.generator)
+                generator=args.generator, ray_address=getattr(args, "ray", None))
     try:
         return load(args.config, over)
     except ConfigError as e:
         raise BadInput(str(e)) from None
 
 
+def _batch_shape(cfg, size, frames: int, fps: float):
+    """The loop shape of a batch: AnimateDiff's (at most 48 frames, sides of 8) when
+    the loops are made by it and no size was given."""
+    generator = cfg.ray_generator if cfg.generator == "ray" else cfg.generator
+    if generator == "animatediff" and size is None:
+        from lofid.generators.animatediff import loop_shape
+        return (*loop_shape(DEFAULT_SIZE, frames), fps)
+    return size or DEFAULT_SIZE, frames, fps
+
+
 def cmd_generate(args) -> int:
     from lofid.export import EXPORT_FORMATS
 
+    if args.ray is not None:
+        args.generator = "ray"
+    if args.batch is not None:
+        if args.text is not None or args.output is not None:
+            raise BadInput("--batch makes loops into the library: give no TEXT nor -o with it")
+        if args.image is not None:
+            raise BadInput("--batch takes no --image")
+        from .batch import fill_library
+        size = parse_size(args.size) if args.size is not None else None
+        cfg = _generate_config(args)
+        return fill_library(args, cfg, *_batch_shape(cfg, size, args.frames, args.fps))
+    if args.text is None or args.output is None:
+        raise BadInput("generate needs TEXT and -o/--output FILE (or --batch PROMPTS.txt)")
     out = Path(args.output)
     if out.suffix.lower() not in EXPORT_FORMATS:
         raise BadInput(f"-o {args.output!r}: cannot write {out.suffix or 'a file without extension'}; "
@@ -192,7 +232,15 @@ def cmd_generate(args) -> int:
     if cfg.generator == "auto":
         print(f"generator: {name} (auto)", file=sys.stderr)
     options = _animatediff_options(cfg) if name == "animatediff" else {}
-    if name != "animatediff" and any(getattr(args, k) not in (None, []) for k in _AD_KEYS):
+    if name == "ray":
+        # One loop on the cluster: its workers' generator and options (no painter here).
+        remote = cfg.ray_generator
+        _check_loop(remote, size, args.frames, size_key, "--frames")
+        options = dict(address=cfg.ray_address, remote=remote, namespace=cfg.ray_namespace,
+                       workers=cfg.ray_workers, gpus=cfg.ray_worker_gpus,
+                       **(_animatediff_options(cfg, here=False) if remote == "animatediff"
+                          else {}))
+    elif name != "animatediff" and any(getattr(args, k) not in (None, []) for k in _AD_KEYS):
         raise BadInput(f"--{next(k for k in _AD_KEYS if getattr(args, k) not in (None, [])).replace('_', '-')} "
                        f"is an AnimateDiff option; the {name} generator does not take it")
 

@@ -139,3 +139,17 @@ def cmd_library_add(args) -> int:
         print("lofid: note: no lofid answers on its socket, so nothing plays it now; "
               "it is in the library", file=sys.stderr)
     return 0
+
+
+def cmd_library_fill(args) -> int:
+    from lofid.settings.run import ConfigError, default_path, load
+    from .batch import fill_library
+    from .generate import _batch_shape
+    config = args.config or (default_path() if default_path().exists() else None)
+    try:
+        cfg = load(config, {"ray_address": args.ray} if args.ray else {})
+    except ConfigError as e:
+        raise BadInput(str(e)) from None
+    from lofid.settings import size_of
+    size = size_of(cfg.loop_size, "loop_size") if cfg.loop_size else None
+    return fill_library(args, cfg, *_batch_shape(cfg, size, cfg.loop_frames, cfg.loop_fps or 12.0))

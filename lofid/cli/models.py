@@ -25,6 +25,9 @@ def add_parser(sub) -> None:
     ve.add_argument("--kind", choices=M.KINDS, help="the kind each target must be")
     ve.add_argument("--models-dir", action="append", default=[], metavar="DIR",
                     help="a folder to search first (repeatable)")
+    ve.add_argument("--ray", metavar="ADDRESS",
+                    help="check on every worker of the Ray cluster at ADDRESS instead "
+                         "(ray_* keys from the config file)")
     pu = msub.add_parser("pull", help="download the default model set (or the named ones)")
     pu.add_argument("names", nargs="*", metavar="NAME",
                     help=f"what to download (default: {' '.join(M.DEFAULT_SET)}; known: {' '.join(M.PULLABLE)})")
@@ -37,6 +40,8 @@ def run(args, config_dirs=None) -> int:
     action = args.models_command
     if action == "list":
         return list_command(dirs, kind=args.kind)
+    if action == "verify" and getattr(args, "ray", None):
+        return verify_on_cluster(args.ray, args.targets, args.kind)
     if action == "verify":
         return verify_command(args.targets, kind=args.kind, config_dirs=dirs)
     if action == "pull":
@@ -121,3 +126,29 @@ def pull_command(names, out=None, err=None, progress=True) -> int:
     for n, path in zip(names, paths):
         print(f"ok    {n} -> {path}", file=out)
     return 0
+
+
+def verify_on_cluster(address: str, targets, kind=None, out=None) -> int:
+    """`lofid models verify` on every worker of a Ray cluster (where the weights are
+    loaded): 0 when all is well, 2 when a model is missing or wrong on any worker."""
+    from lofid.generators.cluster import Cluster
+    from lofid.settings.run import ConfigError, default_path, load
+    out = out or sys.stdout
+    try:
+        cfg = load(default_path() if default_path().exists() else None, {})
+    except ConfigError as e:
+        print(f"lofid: error: {e}", file=sys.stderr)
+        return 2
+    cluster = Cluster(address, namespace=cfg.ray_namespace, workers=cfg.ray_workers,
+                      gpus=cfg.ray_worker_gpus)
+    cluster.connect()
+    try:
+        answers = cluster.verify(list(targets), kind)
+    finally:
+        cluster.close()
+    status = 0
+    for a in answers:
+        for ok, text in a["rows"]:
+            status = status if ok else 2
+            print(f"{a['name']}@{a['host']}  {'ok  ' if ok else 'FAIL'}  {text}", file=out)
+    return status

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .common import BadInput
-from .generate import _animatediff_options, _check_loop, _pick_generator
+from .generate import _animatediff_options, _check_loop, _pick_generator, _ray_generator
 
 def _loop_size(out_w: int, out_h: int) -> tuple[int, int]:
     """Loops are painted at the output size, at most 1280 wide: the player scales them up,
@@ -21,17 +21,23 @@ def _loop_maker(cfg, size: tuple[int, int]):
     from lofid.settings import size_of
     from lofid.daemon.app import LoopMaker
     name = _pick_generator(cfg.generator)
-    generate = generators.get(name)
     loop_size, loop_frames = _loop_size(*size), cfg.loop_frames
-    if name == "animatediff":
+    shape = name
+    if name == "ray":
+        # Made on the cluster; painted here while it cannot be reached.
+        generate, shape = _ray_generator(cfg)
+    else:
+        generate = generators.get(name)
+    if shape == "animatediff":
         import functools
 
         from lofid.generators.animatediff import loop_shape
-        generate = functools.partial(generate, **_animatediff_options(cfg))
+        if name == "animatediff":
+            generate = functools.partial(generate, **_animatediff_options(cfg))
         loop_size, loop_frames = loop_shape(size, loop_frames)
     if cfg.loop_size:
         loop_size = size_of(cfg.loop_size, "loop_size")
-    _check_loop(name, loop_size, loop_frames, "loop_size", "loop_frames")
+    _check_loop(shape, loop_size, loop_frames, "loop_size", "loop_frames")
     return LoopMaker(name, generate, loop_size, loop_frames, auto=cfg.generator == "auto")
 
 

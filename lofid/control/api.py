@@ -164,8 +164,10 @@ class Control:
 
     GENERATE_WAITING = 8     # `generate` requests queued behind the one being made
 
-    def __init__(self, director, player, library, outputs, audio=None, reloader=None):
+    def __init__(self, director, player, library, outputs, audio=None, reloader=None,
+                 remote=None):
         self.director = director
+        self.remote = remote     # () -> the Ray cluster's state, for generator "ray"
         self.player = player
         self.library = library
         self.outputs = outputs
@@ -199,7 +201,8 @@ class Control:
                       "fps": float(p.settings.fps)},
             "outputs": self.outputs.describe(),
             "generator": {"ready": len(d.ready_keys()), "failures": d.failures,
-                          "generating": d.settings.generate},
+                          "generating": d.settings.generate,
+                          **({"cluster": self.remote()} if self.remote else {})},
             "library": self._library_numbers(),
             "config": None if self.reloader is None else {
                 "path": str(self.reloader.path), "error": self.reloader.last_error},

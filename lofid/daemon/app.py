@@ -138,6 +138,10 @@ class Daemon:
         realtime = cfg.realtime or any(is_live(t) for t in targets) or cfg.web is not None
         self.outputs.realtime = realtime
         _say(f"generator {maker.name}" + (" (auto)" if maker.auto else ""))
+        # A generator with a connection of its own (ray) connects in the background:
+        # the picture never waits on it.
+        if callable(getattr(maker.generate, "start", None)):
+            maker.generate.start()
         self.director = Director(
             self.library, parse(cfg.scene),
             DirectorSettings(loop_size=maker.size, frames=maker.frames,
@@ -170,7 +174,8 @@ class Daemon:
         if cfg.socket is not None or cfg.control_tcp is not None or cfg.web is not None:
             from lofid.control.api import Control
             self.control = Control(self.director, self.player, self.library, self.outputs,
-                                   self.audio, self.reloader)
+                                   self.audio, self.reloader,
+                                   remote=getattr(self.maker.generate, "state", None))
         if cfg.socket is not None or cfg.control_tcp is not None:
             self._open_control()
         if cfg.web is not None:
@@ -302,6 +307,8 @@ class Daemon:
             # Stopped by a signal, a loop still being made is not waited for (the
             # library's writes are atomic).
             self.director.stop(timeout=1.0 if self.signals and self.signals.signals else 30.0)
+        if callable(getattr(self.maker.generate, "stop", None)):
+            self.maker.generate.stop()
         if self.audio is not None:
             self.audio.close()
         if self.web is not None:

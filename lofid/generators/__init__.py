@@ -19,6 +19,7 @@ from lofid.errors import UserError
 BACKENDS = {
     "procedural": "lofid.generators.procedural",
     "animatediff": "lofid.generators.animatediff",
+    "ray": "lofid.generators.cluster",
 }
 
 

@@ -147,8 +147,21 @@ OPTIONS: list[Option] = [
            flag_help="serve the web page on PORT (127.0.0.1) or HOST:PORT; another address "
                      "than this machine's needs control_token_file"),
     # Making loops. AnimateDiff (a GPU and weights) or the procedural painter.
-    Option("generator", str, "auto", "auto: animatediff when weights and a GPU are found",
-           expected="auto, procedural or animatediff", flag=False),
+    Option("generator", str, "auto", "auto: animatediff when weights and a GPU are found; "
+           "ray: made on the Ray cluster at ray_address",
+           expected="auto, procedural, animatediff or ray", flag=False),
+    # generator = "ray": loops made by workers on a Ray cluster (lofid.generators.cluster).
+    Option("ray_address", str, None, 'generator "ray": the cluster, ray://HOST:10001 (Ray '
+           "Client; from a laptop over an SSH tunnel) or HOST:6379 on a cluster node",
+           nullable=True, nonempty=True, expected="ray://HOST:PORT or HOST:PORT", flag=False),
+    Option("ray_generator", str, "animatediff", "what the Ray workers make loops with",
+           choices=("animatediff", "procedural"), flag=False),
+    Option("ray_workers", int, 0, "Ray workers to start; 0 = one per GPU of the cluster",
+           minimum=0, maximum=1024, flag=False),
+    Option("ray_worker_gpus", float, 1.0, "GPUs each Ray worker holds; 0 = CPU workers "
+           "(the painter, tests)", minimum=0, maximum=16, flag=False),
+    Option("ray_namespace", str, "lofid", "Ray namespace of the workers: lofids that share "
+           "it share their workers", nonempty=True, flag=False),
     Option("model", str, None, "AnimateDiff: SD1.5 checkpoint, path or name", nullable=True,
            nonempty=True, expected="a path or a name", flag=False),
     Option("motion_adapter", str, None, "AnimateDiff: motion adapter, path or name",
@@ -250,6 +263,9 @@ def validate(cfg) -> RunConfig:
         # Each entry's time is read in the default zone unless it names its own.
         from lofid.schedule import Schedule
         Schedule.from_config(cfg.schedule, cfg.timezone)
+    if cfg.generator == "ray" and cfg.ray_address is None:
+        raise ConfigError('generator = "ray" needs ray_address: the Ray cluster, e.g. '
+                          '"ray://127.0.0.1:10001" (Ray Client, over an SSH tunnel)')
     if cfg.control_tcp is not None and cfg.control_token_file is None:
         raise ConfigError(f"control_tcp = {cfg.control_tcp!r} needs control_token_file: "
                           "a TCP listener without a token would let anyone who can reach "

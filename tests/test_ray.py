@@ -1,0 +1,192 @@
+"""Loops made on a real Ray cluster (started here, CPU only): a daemon that plays them,
+batch filling over two workers, a worker killed mid-loop, the cluster stopped and
+started while the daemon plays, and workers that run another lofid."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sys
+import time
+import uuid
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from helpers import lofid, running, wait_for  # noqa: E402
+from ray_cluster import LocalRay  # noqa: E402
+
+pytest.importorskip("ray")
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    ray_cluster = LocalRay(cpus=16)
+    ray_cluster.start()
+    yield ray_cluster
+    import ray
+    if ray.is_initialized():
+        ray.shutdown()
+    ray_cluster.remove()
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from tiny_models import tiny_motion_adapter_dir, tiny_pipeline_dir
+    tmp = tmp_path_factory.mktemp("models")
+    return tiny_pipeline_dir(tmp), tiny_motion_adapter_dir(tmp)
+
+
+def _config(path, cluster, namespace, **keys):
+    keys = {"generator": "ray", "ray_address": cluster.address, "ray_worker_gpus": 0,
+            "ray_namespace": namespace, **keys}
+    path.write_text("".join(f"{k} = {v!r}\n".replace("'", '"') if isinstance(v, str)
+                            else f"{k} = {v}\n" for k, v in keys.items()))
+    return path
+
+
+def test_a_daemon_plays_animatediff_loops_made_on_the_cluster(cluster, tiny, tmp_path):
+    from lofid.library import Library
+    model, adapter = tiny
+    cfg = _config(tmp_path / "lofid.toml", cluster, "play", ray_workers=1,
+                  model=str(model), motion_adapter=str(adapter), steps=2, loop_frames=8,
+                  loop_size="64x64", loop_fps=10, rotate=1.0, size="160x90")
+    with running(tmp_path, "-o", "null", "--realtime", "--config", cfg) as d:
+        lib = Library(tmp_path / "lib")
+
+        def made_there():
+            key = d.status()["loop"]
+            return key is not None and key in lib and lib.meta(key)["generator"] == "animatediff"
+        wait_for(made_there, timeout=120, every=0.2)
+        status = d.status()["generator"]["cluster"]
+        assert status["state"] == "connected" and status["remote_loops"] >= 1
+        assert status["workers"][0]["name"] == "lofid-worker-0"
+        shown = d.ctl("status")
+        assert f"ray cluster {cluster.address}: connected" in shown.stdout
+    # The weights as the workers see them.
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "lofid").mkdir()
+    (tmp_path / "config" / "lofid" / "config.toml").write_text(
+        'ray_namespace = "play"\nray_workers = 1\nray_worker_gpus = 0\n')
+    env = dict(os.environ, XDG_CONFIG_HOME=str(tmp_path / "config"))
+    r = lofid("models", "verify", "--ray", cluster.address, model, tmp_path / "nothing.safetensors",
+              env=env)
+    assert r.returncode == 2, r.stderr
+    assert "lofid-worker-0@" in r.stdout and "ok" in r.stdout and "FAIL" in r.stdout
+
+
+def test_batch_fills_over_two_workers_and_resumes_without_duplicates(cluster, tmp_path):
+    from lofid.library import Library
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("rainy night, coffee shop\n\n# a comment\nsnowy cabin, morning\n")
+    cfg = _config(tmp_path / "lofid.toml", cluster, "batch", ray_workers=2,
+                  ray_generator="procedural")
+    args = ["--library", tmp_path / "lib", "generate", "--batch", prompts, "--count", 3,
+            "--size", "160x96", "--frames", 12, "--config", cfg, "--ray", cluster.address]
+    r = lofid(*args)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) == 6
+    assert {"lofid-worker-0", "lofid-worker-1"} <= {w for line in lines for w in line.split()}
+    assert "6 loops made, 0 already in the library" in r.stderr
+    lib = Library(tmp_path / "lib")
+    assert len(lib) == 6 and {e["generator"] for e in lib.entries()} == {"procedural"}
+    # Run again with more: only the new ones are made.
+    args[args.index("--count") + 1] = 4
+    again = lofid(*args)
+    assert again.returncode == 0, again.stderr
+    assert "2 loops made, 6 already in the library" in again.stderr
+    assert len(Library(tmp_path / "lib")) == 8
+
+
+def _connected(cluster, namespace, workers):
+    from lofid.generators.cluster import Cluster
+    c = Cluster(cluster.address, namespace=namespace, workers=workers, gpus=0)
+    c.connect()
+    return c
+
+
+def test_a_worker_killed_mid_loop_is_retried_elsewhere_then_reported(cluster):
+    from lofid.generators.cluster import WorkerLost, job
+    from lofid.scene import parse
+    c = _connected(cluster, "kill", 2)
+    pids = c.pids()
+    killed = []
+
+    def kill_its_worker(done, total):
+        # The loop is under way: end the process of the worker making it, as an
+        # out-of-memory kill or a crash would.
+        busy = [w.name for w in c.workers if w.busy and w.name not in killed]
+        if busy and len(killed) < limit:
+            killed.append(busy[0])
+            os.kill(pids[busy[0]], signal.SIGKILL)
+
+    # A big painter loop: seconds of work, time to kill it.
+    big = job(parse("rainy night, coffee shop"), 1, (640, 360), 120, 12, "procedural", {})
+    limit = 1
+    loop = c.make(big, progress=kill_its_worker)
+    assert len(killed) == 1 and loop.made_by["worker"] != killed[0]
+    assert loop.n_frames == 120
+    # Killed again where it was sent next: reported, naming both.
+    pids, killed, limit = c.pids(), [], 2
+    with pytest.raises(WorkerLost, match="lost twice.*lofid-worker-. and lofid-worker-. died"):
+        c.make(big, progress=kill_its_worker)
+    c.close()
+
+
+def test_workers_of_another_lofid_are_refused_with_a_clear_error(cluster, tmp_path):
+    import ray
+    from lofid.generators.cluster import ClusterError
+    from lofid.generators.cluster.worker import LoopWorker
+    # A worker whose lofid is another version: a copy of lofid on its own path.
+    other = tmp_path / "other"
+    shutil.copytree(os.path.join(os.path.dirname(__file__), "..", "lofid"), other / "lofid",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    init = other / "lofid" / "__init__.py"
+    init.write_text(init.read_text().replace('__version__ = "', '__version__ = "9.9.9+'))
+    c = _connected(cluster, "scratch", 1)    # this process's connection to the cluster
+    ns = f"other-{uuid.uuid4().hex[:6]}"
+    ray.remote(LoopWorker).options(
+        name="lofid-worker-0", namespace=ns, lifetime="detached", num_cpus=1,
+        runtime_env={"env_vars": {"PYTHONPATH": str(other)}}).remote("lofid-worker-0", 0)
+    c.close()
+    from lofid import __version__
+    with pytest.raises(ClusterError, match=rf"worker lofid-worker-0 on .* runs lofid 9\.9\.9\+"
+                                           rf"{__version__}, this is lofid {__version__}"):
+        _connected(cluster, ns, 1)
+    # The daemon says so, and plays painted loops meanwhile.
+    cfg = _config(tmp_path / "lofid.toml", cluster, ns, ray_workers=1, size="160x90",
+                  ray_generator="procedural")
+    with running(tmp_path, "-o", "null", "--realtime", "--config", cfg) as d:
+        wait_for(lambda: d.status()["generator"]["cluster"]["state"] == "error", timeout=60)
+        state = d.status()["generator"]["cluster"]
+        assert "runs lofid 9.9.9" in state["error"] and state["local_loops"] >= 1
+        assert d.status()["clock"]["seconds"] > 0
+    assert "runs lofid 9.9.9" in d.stderr()
+
+
+def test_the_cluster_stopped_and_started_again_while_the_daemon_plays(cluster, tmp_path):
+    cfg = _config(tmp_path / "lofid.toml", cluster, "restart", ray_workers=1,
+                  ray_generator="procedural", rotate=0.5, size="160x90", loop_size="64x36",
+                  loop_frames=6)
+    with running(tmp_path, "-o", "null", "--realtime", "--config", cfg) as d:
+        def cluster_state():
+            return d.status()["generator"]["cluster"]
+        wait_for(lambda: cluster_state()["remote_loops"] >= 1, timeout=90, every=0.2)
+        cluster.stop()
+        t0 = time.monotonic()
+        wait_for(lambda: cluster_state()["state"] == "unreachable", timeout=30, every=0.2)
+        noticed = time.monotonic() - t0
+        # The picture goes on, from the painter here.
+        played = d.status()["clock"]["seconds"]
+        local = cluster_state()["local_loops"]
+        wait_for(lambda: d.status()["clock"]["seconds"] > played + 2
+                 and cluster_state()["local_loops"] > local, timeout=30, every=0.2)
+        assert "unreachable" in d.ctl("status").stdout
+        cluster.start()
+        remote = cluster_state()["remote_loops"]
+        wait_for(lambda: cluster_state()["state"] == "connected"
+                 and cluster_state()["remote_loops"] > remote, timeout=120, every=0.2)
+    assert noticed < 10
