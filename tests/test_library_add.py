@@ -62,8 +62,10 @@ def test_png_frames_are_kept_exactly_in_name_order(made):
 
 def test_mp4_and_gif_keep_their_own_rate(made):
     w, loop = made
+    added = []
     for name, fps in (("roof.mp4", 10.0), ("roof.gif", 10.0)):
         key, r = add(w, w / name, "--prompt", "rooftop at sunset, lofi")
+        added.append(key)
         meta = show(w, key)
         assert (meta["n_frames"], meta["width"], meta["height"], meta["fps"]) == (10, 96, 64, fps), name
         assert meta["generator"] == "file" and meta["params"]["prompt"] == "rooftop at sunset, lofi"
@@ -71,7 +73,8 @@ def test_mp4_and_gif_keep_their_own_rate(made):
         assert meta["metrics"]["seam_ratio"] < 1.5, name
     listed = lofid("--library", w / "lib", "library", "list", "--json")
     keys = [e["key"] for e in json.loads(listed.stdout)]
-    assert len(keys) == len(set(keys)) == 3
+    # Two loops (their frames differ after lossy coding), each listed once.
+    assert len(set(added)) == 2 and all(keys.count(k) == 1 for k in added)
     # --fps over the file's own rate.
     key, _ = add(w, w / "roof.mp4", "--prompt", "rooftop at sunset, lofi", "--fps", "8")
     assert show(w, key)["fps"] == 8.0
