@@ -76,12 +76,20 @@ class LocalRay:
         except psutil.NoSuchProcess:
             return set()
 
-    def stop(self, timeout: float = 60) -> None:
-        """Stop the cluster and every process it started."""
+    def stop(self, timeout: float = 60, graceful: bool = True) -> None:
+        """Stop the cluster and every process it started: as `ray stop` would (SIGTERM,
+        each part shutting down in turn), or, not `graceful`, at once (SIGKILL to all
+        of them, as when its machine goes away; what the tests' clean-up uses)."""
         import psutil
         if self.proc is None:
             return
         started = self._descendants() | {self.proc.pid}
+        if not graceful:
+            for pid in started:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -105,5 +113,5 @@ class LocalRay:
         self.proc = None
 
     def remove(self) -> None:
-        self.stop()
+        self.stop(graceful=False)
         shutil.rmtree(self.dir, ignore_errors=True)
