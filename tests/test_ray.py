@@ -175,7 +175,7 @@ def test_the_cluster_stopped_and_started_again_while_the_daemon_plays(cluster, t
         def cluster_state():
             return d.status()["generator"]["cluster"]
         wait_for(lambda: cluster_state()["remote_loops"] >= 1, timeout=90, every=0.2)
-        cluster.stop()
+        cluster.stop(graceful=False)    # as when its machine goes away; a `ray stop` takes 30 s
         t0 = time.monotonic()
         wait_for(lambda: cluster_state()["state"] == "unreachable", timeout=30, every=0.2)
         noticed = time.monotonic() - t0
