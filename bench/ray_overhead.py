@@ -1,0 +1,100 @@
+"""Remote generation on Ray: what it adds per loop, and how filling scales with workers.
+
+Starts a local Ray cluster (CPU only), then
+1. overhead: the same painter loop made here and by one worker on the cluster, several
+   times each; the overhead is the median remote round trip minus the median local
+   time (target: at most 0.3 s per loop);
+2. fill speed: the same set of loops made by one worker, then by two working at once
+   (target: two at least 1.8 times as fast, on a machine with a core free for each).
+
+Run: python bench/ray_overhead.py [--size 640x360 --frames 24 --loops 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from ray_cluster import LocalRay  # noqa: E402  (the tests' local cluster)
+
+from lofid.generators import procedural  # noqa: E402
+from lofid.generators.cluster import Cluster, job  # noqa: E402
+from lofid.scene import parse  # noqa: E402
+
+
+def fill(cluster: Cluster, jobs: list[dict], threads: int) -> float:
+    """Seconds to make every job, `threads` at a time (one per worker)."""
+    todo = list(jobs)
+    lock = threading.Lock()
+
+    def work():
+        while True:
+            with lock:
+                if not todo:
+                    return
+                one = todo.pop()
+            cluster.make(one)
+
+    t0 = time.monotonic()
+    running = [threading.Thread(target=work) for _ in range(threads)]
+    for t in running:
+        t.start()
+    for t in running:
+        t.join()
+    return time.monotonic() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", default="640x360")
+    ap.add_argument("--frames", type=int, default=24)
+    ap.add_argument("--fps", type=float, default=12.0)
+    ap.add_argument("--repeats", type=int, default=7, help="loops per side for the overhead")
+    ap.add_argument("--loops", type=int, default=8, help="loops in the fill comparison")
+    args = ap.parse_args()
+    w, h = (int(v) for v in args.size.lower().split("x"))
+    spec = parse("rainy night, coffee shop")
+
+    ray = LocalRay(cpus=4)
+    print(f"ray start: {ray.start():.1f} s")
+    try:
+        one = Cluster(ray.address, namespace="bench-one", workers=1, gpus=0)
+        one.connect()
+        one.make(job(spec, 0, (w, h), args.frames, args.fps, "procedural", {}))   # warm
+        local, remote = [], []
+        for seed in range(1, args.repeats + 1):
+            t0 = time.monotonic()
+            procedural.generate(spec, seed, (w, h), args.frames, args.fps)
+            local.append(time.monotonic() - t0)
+            t0 = time.monotonic()
+            one.make(job(spec, seed, (w, h), args.frames, args.fps, "procedural", {}))
+            remote.append(time.monotonic() - t0)
+        lm, rm = statistics.median(local), statistics.median(remote)
+        print(f"painter loop {w}x{h}, {args.frames} frames: here {lm:.3f} s, on the cluster "
+              f"{rm:.3f} s (medians of {args.repeats}); overhead {rm - lm:+.3f} s per loop "
+              f"(target <= 0.3)")
+
+        jobs = [job(spec, 100 + i, (w, h), args.frames, args.fps, "procedural", {})
+                for i in range(args.loops)]
+        t1 = fill(one, jobs, 1)
+        one.close()
+        two = Cluster(ray.address, namespace="bench-two", workers=2, gpus=0)
+        two.connect()
+        two.make(jobs[0])                       # warm both names' imports once
+        fill(two, jobs[:2], 2)
+        t2 = fill(two, jobs, 2)
+        two.close()
+        print(f"fill {args.loops} loops: one worker {t1:.2f} s, two workers {t2:.2f} s: "
+              f"{t1 / t2:.2f}x (target >= 1.8 with a core for each)")
+    finally:
+        ray.remove()
+
+
+if __name__ == "__main__":
+    main()
