@@ -21,6 +21,7 @@ from lofid.overlays.layers import Layer, OverlayError
 
 ONE = 256                        # blend weights are integers out of 256
 _SHADOW_ALPHA = 0.6
+_HALO_ALPHA = 0.5 * 2.5            # the blurred halo's peak is low: lift it
 _OUTLINE_COLOUR = (26, 20, 16)   # a warm near-black
 
 
@@ -133,7 +134,7 @@ def render(layer: Layer, text: str, width: int, height: int) -> Tile | None:
     tw, th = right - left, bottom - top
     offset = max(1, round(size * 0.06)) if layer.shadow else 0
     blur = max(1.0, size * 0.12) if layer.shadow else 0.0
-    pad = int(blur * 3) + offset + 2
+    pad = int(blur * 2.2 * 3) + offset + 2
     w, h = tw + 2 * pad, th + 2 * pad
     origin = (pad - left, pad - top)
 
@@ -146,10 +147,15 @@ def render(layer: Layer, text: str, width: int, height: int) -> Tile | None:
     colour = check_colour(layer.colour)
     out = Image.new("RGBA", (w, h), (0, 0, 0, 0))
     if layer.shadow:
-        shadow = mask(outline, offset).filter(ImageFilter.GaussianBlur(blur))
-        a = (np.asarray(shadow, np.float32) * _SHADOW_ALPHA).astype(np.uint8)
+        # A wide, faint halo keeps light text readable on a bright wall; a close, soft
+        # drop shadow under it gives the letters depth without a hard edge.
+        halo = np.asarray(mask(outline).filter(ImageFilter.GaussianBlur(blur * 2.2)),
+                          np.float32) * _HALO_ALPHA
+        drop = np.asarray(mask(outline, offset).filter(ImageFilter.GaussianBlur(blur)),
+                          np.float32) * _SHADOW_ALPHA
+        a = np.clip(255 - (255 - halo) * (255 - drop) / 255, 0, 255).astype(np.uint8)
         out = Image.alpha_composite(out, Image.fromarray(
-            np.dstack([np.zeros((h, w, 3), np.uint8), a]), "RGBA"))
+            np.dstack([np.broadcast_to(np.uint8(_OUTLINE_COLOUR), (h, w, 3)), a]), "RGBA"))
     if outline:
         o = np.asarray(mask(outline))
         out = Image.alpha_composite(out, Image.fromarray(

@@ -37,6 +37,15 @@ def _byte_size(value, key):
     byte_size_of(value, key)
 
 
+def _overlays(value, key):
+    # Pillow is imported only when a layer is given: `lofid --help` stays quick.
+    from lofid.overlays import OverlayError, parse_layers
+    try:
+        parse_layers(value, key)
+    except OverlayError as e:
+        raise ConfigError(str(e)) from None
+
+
 def _animatediff(name: str) -> dict:
     """choices= and expected= for a key whose names live with the AnimateDiff backend
     (numpy to import): looked up only when a value is given."""
@@ -152,6 +161,10 @@ OPTIONS: list[Option] = [
            live=True, minimum=0, maximum=3600, expected="seconds, 0..3600", flag=False),
     Option("scene_history", int, 8, "loops remembered, so rotation does not repeat them",
            minimum=1, maximum=1000, expected="a whole number, 1..1000", flag=False),
+    # Text over the picture: [[overlay]] tables (lofid.overlays.layers; README "Overlays").
+    Option("overlay", list, [], "text over the picture: [[overlay]] tables with kind "
+           "(now_playing, clock, scene, text), text, position, font, size, colour, ...",
+           live=True, check=_overlays, flag=False, expected="[[overlay]] tables"),
     Option("standby_scenes", int, 8, "scenes whose next loop's first frames stay in memory",
            minimum=0, maximum=64, expected="a whole number, 0..64", flag=False),
 ]
@@ -203,6 +216,14 @@ def validate(cfg) -> RunConfig:
             setattr(cfg, o.name, schema.coerce(o, value))
         except BadValue as e:
             raise ConfigError(f"{o.name} = {value!r}: expected {e.expected}") from None
+    if cfg.overlay:
+        # Whether each layer's fixed text fits the picture needs the output's size.
+        from lofid.overlays import OverlayError, parse_layers
+        from lofid.overlays.board import Overlays
+        try:
+            Overlays(parse_layers(cfg.overlay), size_of(cfg.size))
+        except OverlayError as e:
+            raise ConfigError(str(e)) from None
     if cfg.control_tcp is not None and cfg.control_token_file is None:
         raise ConfigError(f"control_tcp = {cfg.control_tcp!r} needs control_token_file: "
                           "a TCP listener without a token would let anyone who can reach "
