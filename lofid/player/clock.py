@@ -350,7 +350,7 @@ class Player:
             self.router.send_packet(job.packets[k], xf.start)
         if self.router.frame_outputs:
             image = crossfade_picture(xf.out_pictures, job.start, xf.in_pictures, job.entry,
-                                      k, job.length)
+                                      k, job.length, fade=job.fade)
             self.router.send_frame(VideoFrame(index=n, image=image))
         if k == job.length - 1:
             # The frame after this one is the incoming loop's offset 0, a keyframe:

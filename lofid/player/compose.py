@@ -198,14 +198,17 @@ def _with_text_rgb(picture: np.ndarray, old, new, weight: int = ONE) -> np.ndarr
 
 def crossfade_picture(outgoing: Pictures, out_offset: int, incoming: Pictures,
                       in_offset: int, k: int, length: int, convert: YuvConverter | None = None,
-                      cadence: int = 1, phase: int = 0):
+                      cadence: int = 1, phase: int = 0, fade: int = 0):
     """Frame k of a `length`-frame crossfade: outgoing from `out_offset` of its
     repetition, incoming from `in_offset` of its own. RGB at the output size, or, given
     `convert`, a yuv420p frame for the encoder. With a `cadence` above 1 the mix
     moves on only every `cadence` frames, in step with the loops' own frames, which
-    change where k + `phase` is a multiple of it."""
-    step, steps = (k + phase) // cadence, -(-(length + phase) // cadence)
-    weight = round(_smoothstep((step + 1) / (steps + 1)) * ONE)
+    change where k + `phase` is a multiple of it. Given `fade`, the mix is complete
+    after that many frames and holds (a change of overlay text, whose segment runs on
+    to a keyframe)."""
+    span = fade if 0 < fade < length else length
+    step, steps = (k + phase) // cadence, -(-(span + phase) // cadence)
+    weight = ONE if step >= steps else round(_smoothstep((step + 1) / (steps + 1)) * ONE)
     a, b = outgoing.repetition, incoming.repetition
     if a.source.shape[1:] == b.source.shape[1:]:
         # Same size, same fit: fitting is linear, so blend the smaller source frames

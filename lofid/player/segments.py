@@ -160,6 +160,7 @@ class NextLoop:
     # Set for a change of overlay text only: `loop` is the outgoing one, shown on with
     # this Look, its text fading in over the frames up to a keyframe.
     look: Any = None
+    fade: int = 0                               # frames the text fades over (<= length)
 
     def __post_init__(self) -> None:
         self.done = threading.Event()
@@ -502,6 +503,7 @@ class Segments:
                 if job.start is None:
                     job.start = self._plan_start(outgoing, job.anchor)
                 length = self.text_fade_frames(outgoing, job.start, job.look)
+                job.fade = min(length, self.settings.frames(job.look.fade_from(outgoing.look)))
                 entry = job.start
             else:
                 incoming = self.prepare(job.loop, encode=False)
@@ -519,7 +521,7 @@ class Segments:
                 def encode_crossfade():
                     try:
                         crossfade["packets"] = self._encode_crossfade(
-                            outgoing, job.start, incoming, entry, length, job.cancel)
+                            outgoing, job.start, incoming, entry, length, job.cancel, job.fade)
                     except BaseException as e:
                         crossfade["error"] = e
                 worker = self.workers.start("crossfade", encode_crossfade)
@@ -554,7 +556,7 @@ class Segments:
 
     def _encode_crossfade(self, outgoing: Prepared, out_offset: int, incoming: Prepared,
                           in_offset: int, length: int,
-                          cancel: threading.Event | None = None) -> list[Packet]:
+                          cancel: threading.Event | None = None, fade: int = 0) -> list[Packet]:
         cpu = time.process_time()
         out_pictures, in_pictures = Pictures(outgoing), Pictures(incoming)
         convert = YuvConverter(self.video)
@@ -571,7 +573,8 @@ class Segments:
                 self._check_cancel(cancel)
                 if k % cadence == 0:
                     picture = crossfade_picture(out_pictures, out_offset, in_pictures,
-                                                in_offset, k, length, convert, cadence)
+                                                in_offset, k, length, convert, cadence,
+                                                fade=fade)
                 yield picture
 
         packets = encode_segment(images(), self.video)
