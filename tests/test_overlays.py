@@ -268,7 +268,8 @@ def test_text_too_wide_for_the_picture_is_refused_and_a_long_title_cut_short():
             return {"path": "/music/a_very_long_file_name_of_a_track_that_goes_on_and_on.mp3",
                     "prompt": "rainy night, soft piano, vinyl crackle, far away traffic"}
     from lofid.overlays.drawing import fitted, text_width
-    o = Overlays([parse_layer({"kind": "now_playing", "text": "♪ "})], SIZE, audio=Track())
+    o = Overlays([parse_layer({"kind": "now_playing", "text": "♪ ", "size": 16})], SIZE,
+                 audio=Track())
     (layer, text), = o.look().items
     # No tags (the file is not there), so the prompt lofi.nvim made the track from.
     assert text == "♪ rainy night, soft piano, vinyl crackle, far away traffic"
