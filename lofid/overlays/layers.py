@@ -48,7 +48,7 @@ class Layer:
     opacity: float = 0.92
     shadow: bool = True              # a soft, blurred drop shadow
     outline: int = 0                 # pixels of dark edge around the letters; 0 = none
-    fade: float = 0.6                # seconds a change of text crossfades over
+    fade: float = 0.6                # seconds a change of text crossfades over (clock: 0)
 
     def describe(self) -> dict:
         d = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -100,6 +100,9 @@ def parse_layer(table, where: str = "overlay") -> Layer:
     if len(text) > MAX_TEXT or "\n" in text:
         raise OverlayError(f"{where}: text must be one line of at most {MAX_TEXT} characters")
     values["position"] = _position(values.get("position", "bottom-left"), where)
+    # A clock ticks: its minute cuts over at a keyframe, and needs no fade segment
+    # encoded each minute besides its repetition.
+    values.setdefault("fade", 0.0 if kind == "clock" else Layer.fade)
     for key, lo, hi in (("margin", 0, 0.45), ("opacity", 0, 1), ("fade", 0, MAX_FADE)):
         v = values.get(key, getattr(Layer, key))
         if not _is_number(v) or not lo <= v <= hi:

@@ -46,6 +46,8 @@ log = logging.getLogger("lofid.player")
 
 # How often the paced clock, waiting for a frame's time, asks for an urgent loop.
 _URGENT_POLL_S = 0.005
+# How often (in frames) a paced clock looks whether the overlays' text has changed.
+_TEXT_POLL_FRAMES = 10
 # How often an unpaced clock, waiting for a loop the source says is coming, asks again.
 _COMING_POLL_S = 0.02
 
@@ -272,6 +274,15 @@ class Player:
         cur = self._current
         offset = (n - self._anchor) % cur.length
         if not cur.is_keyframe(offset):
+            if self.settings.realtime and self._job is None and n % _TEXT_POLL_FRAMES == 0:
+                # New overlay text is prepared from when it is seen, not from the next
+                # keyframe: on the air one keyframe after it is encoded.
+                look = self._new_look(cur)
+                if look is not None:
+                    self._job = NextLoop(loop=cur.loop, asked_at=n, outgoing=cur,
+                                         anchor=self._anchor, handed_wall=time.perf_counter(),
+                                         look=look)
+                    self._segments.prepare_next_aside(self._job)
             return
         self._count_dropped()
         job = self._job
