@@ -1,7 +1,7 @@
 """What text overlays cost, and how soon a new text is on the air.
 
     python bench/overlay_cost.py [--seconds 300] [--rotate 60] [--rounds 2]
-                                 [--latency-seconds 70] [--changes 4]
+                                 [--latency-seconds 110] [--changes 3]
 
 Cost: the stream of bench/stream_cost.py (1080p30 H.264 4.5 Mb/s + AAC, painted loops
 of 60 frames at 10 fps from a temporary library, a new loop every --rotate seconds,
@@ -14,7 +14,7 @@ second of stream. Target (issue): with overlays at most 1.5 times without.
 
 Latency: a paced 1080p30 player (one loop, 180-frame repetitions) to an output that
 records when each packet leaves the player; --changes times the note's text is set
-at a random moment, then (6 s later) set again with now = true. Afterwards the
+at a random moment, then (14 s later) set again with now = true. Afterwards the
 packets are decoded: a frame shows the new text from the first frame whose note
 region differs from the same frame one repetition earlier (repeated packets decode
 to identical pixels, so before the change the difference is exactly zero). The
@@ -149,17 +149,18 @@ def latency(a, loop) -> list[tuple[str, float, int, int]]:
 
     def drive():
         rng = random.Random(1)
-        time.sleep(5)
+        time.sleep(7)                          # more than a repetition to compare with
         for i in range(a.changes):
             time.sleep(rng.uniform(0, 6))
             sets.append(("next repetition", time.monotonic()))
             overlays.set({"name": "note", "text": f"keyframe change {i}"})
-            # Each change settles for more than a repetition before the next, so the
-            # frames a repetition before it show the old text only.
-            time.sleep(8)
+            # Each change settles (its live or fade segment over, the cached packets
+            # back) for more than a repetition before the next, so the frames a
+            # repetition before it are the old text's cached packets.
+            time.sleep(14)
             sets.append(("now = true", time.monotonic()))
             overlays.set({"name": "note", "text": f"change at once {i}"}, now=True)
-            time.sleep(8)
+            time.sleep(14)
 
     threading.Thread(target=drive, daemon=True).start()
     player.run()
@@ -202,8 +203,8 @@ def main() -> None:
     ap.add_argument("--rotate", type=float, default=60.0)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--loops", type=int, default=4)
-    ap.add_argument("--latency-seconds", type=float, default=90.0)
-    ap.add_argument("--changes", type=int, default=4)
+    ap.add_argument("--latency-seconds", type=float, default=110.0)
+    ap.add_argument("--changes", type=int, default=3)
     ap.add_argument("--skip-cost", action="store_true")
     a = ap.parse_args()
 
