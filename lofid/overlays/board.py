@@ -49,10 +49,15 @@ class Look:
     def tiles(self) -> dict[str, Tile | None]:
         with self._lock:
             if self._tiles is None:
-                w, h = self.size
-                self._tiles = {layer.name: self._cache.get(layer, text, w, h)
-                               for layer, text in self.items}
+                self._tiles = {layer.name: self._tile(layer, text) for layer, text in self.items}
             return self._tiles
+
+    def _tile(self, layer: Layer, text: str) -> Tile | None:
+        try:
+            return self._cache.get(layer, text, *self.size)
+        except Exception as e:              # drawn while encoding: never stops the picture
+            log.warning("overlay %r not drawn: %s", layer.name, e)
+            return None
 
     def fade_from(self, old: "Look | None") -> float:
         """Seconds the change from `old` to this look fades over: the longest fade of
