@@ -407,7 +407,10 @@ class Player:
         look = self._segments.look_for(cur.loop)
         if look is None or look.same(cur.look):
             return
-        if self._job is not None:               # a rotation or a text change on its way gives way
+        if self._job is not None and self._job.look is not None:
+            # A text change on its way gives way. A next loop being prepared does not
+            # (the source counts it as handed over): it crosses in as planned, with the
+            # text it was prepared with, and its repetition is encoded again after.
             self._job.cancel.set()
             self._job = None
         offset = (n - self._anchor) % cur.length
