@@ -317,3 +317,28 @@ def test_overlays_over_the_socket_and_the_cli(tmp_path):
         assert d.ctl("overlay", "clear", "note", "now").returncode == 0
         assert [l["name"] for l in d.call("overlay.list")] == ["clock"]
         assert d.status()["clock"]["frame"] > 0
+
+
+def test_outputs_that_take_frames_get_the_text_too(tmp_path):
+    """A WebM file encodes the player's RGB frames itself: the text is drawn on those
+    (the loop's own frames are never drawn on), and a change made with now = true shows."""
+    loop = textured_loop(40, 4)
+    overlays = board()
+    hooks = [(1.0, lambda: overlays.set({"name": "note", "text": "back in five"}, now=True))]
+    play(tmp_path / "frames.webm", loop, (), overlays, hooks, seconds=3.0)
+    frames = frames_of(tmp_path / "frames.webm")
+    assert len(frames) == 90
+    untouched = textured_loop(40, 4).frames
+    assert np.array_equal(loop.frames, untouched)
+    note = {t: board(t).look(loop) for t in ("lofi beats to relax to", "back in five")}
+    x0, y0, x1, y1 = note["lofi beats to relax to"].tiles()["note"].box
+    area = (x0, y0, x1, y1)
+    for n, text in ((15, "lofi beats to relax to"), (75, "back in five")):
+        source = untouched[(n // 3) % 40]           # 10 fps shown three times at 30
+        want = expected(source, note[text])
+        other = expected(source, note[[t for t in note if t != text][0]])
+        # VP9 codes the picture a little less exactly than H.264 here; the same
+        # margins hold (measured: 2.1-2.6 levels from the right text, 12-14 from
+        # the other).
+        assert region_diff(frames[n], want, area) < SAME_TEXT, n
+        assert region_diff(frames[n], other, area) > OTHER_TEXT, n
