@@ -81,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("ctl", help="talk to a running lofid over its control socket",
                        description="Talk to a running lofid: status, scene TEXT, prompt TEXT, "
                                    "next, pause, resume, reload, stop, events [NAME...], "
-                                   "output list|add TARGET|remove NAME.")
+                                   "output list|add TARGET|remove NAME, "
+                                   "overlay list|set KEY=VALUE... [now]|clear [NAME] [now].")
     c.add_argument("--socket", metavar="PATH", help="the socket (default $XDG_RUNTIME_DIR/lofid/lofid.sock)")
     c.add_argument("--tcp", metavar="HOST:PORT",
                    help="reach lofid's TCP listener (its control_tcp) instead of the socket")
@@ -90,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true", help="machine-readable output")
     c.add_argument("action", choices=tuple(_CTL_METHODS))
     c.add_argument("text", nargs="*", help="scene, prompt: what to show, in words; events: "
-                   "event names (default all); output: list, add TARGET or remove NAME")
+                   "event names (default all); output: list, add TARGET or remove NAME; "
+                   "overlay: list, set KEY=VALUE... [now], clear [NAME] [now]")
     c.set_defaults(run=cmd_ctl)
 
     from . import models, training

@@ -35,9 +35,59 @@ def _ctl_client(args):
 # `lofid ctl ACTION ...` -> the control method it calls
 _CTL_METHODS = {"status": "status", "scene": "scene.set", "prompt": "audio.prompt",
                 "next": "next", "pause": "pause", "resume": "resume", "reload": "config.reload",
-                "stop": "shutdown", "events": "subscribe", "output": None}
+                "stop": "shutdown", "events": "subscribe", "output": None, "overlay": None}
 _OUTPUT_USAGE = ("ctl output takes: list, add TARGET (a file, udp://, tcp://...?listen, "
                  "rtmp://..., window or null), or remove NAME")
+
+
+_OVERLAY_USAGE = ("ctl overlay takes: list, set KEY=VALUE... [now] (kind=now_playing|clock|"
+                  "scene|text, name=, text=, position=, font=, size=, colour=, ...), "
+                  "or clear [NAME] [now]")
+# Keys whose values are numbers or true/false; every other value is text as typed.
+_OVERLAY_INTS = ("size", "outline")
+_OVERLAY_FLOATS = ("margin", "opacity", "fade")
+_OVERLAY_BOOLS = ("shadow", "now")
+
+
+def _overlay_request(words: list[str]) -> tuple[str, list]:
+    """`ctl overlay ...` words as the method and params it calls; a layer with a kind
+    is checked here (font, format, zone) so that a mistake needs no daemon to name it."""
+    from lofid.overlays import OverlayError, parse_layer
+    verb, rest = (words[0], words[1:]) if words else ("", [])
+    now = "now" in rest
+    rest = [w for w in rest if w != "now"]
+    if verb == "list" and not rest and not now:
+        return "overlay.list", []
+    if verb == "clear" and len(rest) <= 1 and all("=" not in w for w in rest):
+        return "overlay.clear", [rest[0] if rest else None, {"now": now}]
+    if verb != "set" or not rest:
+        raise BadInput(f"{_OVERLAY_USAGE}; got {' '.join(words) or 'nothing'}")
+    table: dict = {}
+    for word in rest:
+        key, eq, value = word.partition("=")
+        if not eq or not key:
+            raise BadInput(f"ctl overlay set: {word!r} is not KEY=VALUE (e.g. kind=clock, "
+                           f"\"text=Back in five\")")
+        try:
+            if key in _OVERLAY_INTS:
+                table[key] = int(value)
+            elif key in _OVERLAY_FLOATS:
+                table[key] = float(value)
+            elif key in _OVERLAY_BOOLS:
+                table[key] = {"true": True, "false": False}[value.lower()]
+            else:
+                table[key] = value
+        except (ValueError, KeyError):
+            raise BadInput(f"ctl overlay set: {key} {value!r}: expected "
+                           f"{'true or false' if key in _OVERLAY_BOOLS else 'a number'}") from None
+    if "kind" in table:
+        try:
+            parse_layer({k: v for k, v in table.items() if k != "now"})
+        except OverlayError as e:
+            raise BadInput(str(e)) from None
+    if now:
+        table["now"] = True
+    return "overlay.set", [table]
 
 
 def cmd_ctl(args) -> int:
@@ -65,6 +115,8 @@ def cmd_ctl(args) -> int:
             method, params = f"output.{words[0]}", [target]
         else:
             raise BadInput(f"{_OUTPUT_USAGE}; got {' '.join(words) or 'nothing'}")
+    elif args.action == "overlay":
+        method, params = _overlay_request(args.text)
     try:
         client = _ctl_client(args)
     except NoDaemon as e:
@@ -122,6 +174,17 @@ def cmd_ctl(args) -> int:
             print(f"added output {result['name']}")
         else:
             print(f"removing output {result['name']} (it is finalised first)")
+    elif args.action == "overlay":
+        if method == "overlay.list":
+            for layer in result:
+                print(f"{layer['name']}: {layer['kind']} at {layer['position']}"
+                      + (f", {layer['text']!r}" if layer["text"] else ""))
+            if not result:
+                print("no overlays")
+        elif method == "overlay.set":
+            print(f"overlay {result['name']} set" + (" (now)" if result["now"] else ""))
+        else:
+            print("cleared " + (", ".join(result["cleared"]) or "nothing"))
     elif args.action == "reload":
         if not result["ok"]:
             print(f"lofid: config not reloaded: {result['error']}", file=sys.stderr)

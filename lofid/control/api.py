@@ -149,6 +149,13 @@ METHODS = {m.name: m for m in (
         Param("options", "map", required=False, about="fullscreen, borderless"))),
     Method("output.remove", (Param("name", "text", about="an output's name, see output.list"),)),
     Method("output.list"),
+    Method("overlay.set", (Param("layer", "map", about="an [[overlay]] table: kind, name, text, "
+                                                      "position, font, size, colour ...; "
+                                                      "now = true to show it at once"),)),
+    Method("overlay.clear", (Param("name", "text", required=False, about="a layer's name; "
+                                                                        "none: every layer"),
+                             Param("options", "map", required=False, about="now"))),
+    Method("overlay.list"),
 )}
 
 
@@ -165,7 +172,7 @@ class Control:
     GENERATE_WAITING = 8     # `generate` requests queued behind the one being made
 
     def __init__(self, director, player, library, outputs, audio=None, reloader=None,
-                 remote=None):
+                 remote=None, overlays=None):
         self.director = director
         self.remote = remote     # () -> the Ray cluster's state, for generator "ray"
         self.player = player
@@ -173,6 +180,7 @@ class Control:
         self.outputs = outputs
         self.audio = audio
         self.reloader = reloader
+        self.overlays = overlays
         self.started = time.monotonic()
         self._library_seen: tuple[float, dict] | None = None
         self._generating: queue.Queue | None = None   # requested loops, for one worker
@@ -437,6 +445,46 @@ class Control:
 
     def output_list(self) -> list:
         return self.outputs.describe()
+
+    # --- overlays: text over the picture (lofid.overlays) ----------------------------
+
+    def _overlay_board(self, method: str):
+        if self.overlays is None:
+            raise RpcError(f"{method}: this lofid has no overlays")
+        return self.overlays
+
+    @staticmethod
+    def _now(method: str, value) -> bool:
+        if value is None:
+            return False
+        if not isinstance(value, bool):
+            raise RpcError(f"{method}: now must be true or false, got {value!r}")
+        return value
+
+    def overlay_set(self, layer: dict) -> dict:
+        """Add a layer or change one (by name; keys not given stay): shown from the next
+        repetition, or with now = true at once, fading in on a live segment."""
+        from lofid.overlays import OverlayError
+        board = self._overlay_board("overlay.set")
+        table = dict(layer)
+        now = self._now("overlay.set", table.pop("now", None))
+        try:
+            made = board.set(table, now=now)
+        except OverlayError as e:
+            raise RpcError(f"overlay.set: {e}") from None
+        return {"name": made.name, "kind": made.kind, "now": now}
+
+    def overlay_clear(self, name: str | None, opts: dict | None) -> dict:
+        from lofid.overlays import OverlayError
+        board = self._overlay_board("overlay.clear")
+        now = self._now("overlay.clear", (opts or {}).get("now"))
+        try:
+            return {"cleared": board.clear(name, now=now), "now": now}
+        except OverlayError as e:
+            raise RpcError(f"overlay.clear: {e}") from None
+
+    def overlay_list(self) -> list:
+        return self._overlay_board("overlay.list").describe()
 
     def shutdown(self) -> bool:
         # Stopping closes outputs and waits for them: never on the socket's own thread.

@@ -70,6 +70,7 @@ class Daemon:
         self.outputs = None              # the OutputSet
         self.director = None
         self.audio = None
+        self.overlays = None             # text over the picture (lofid.overlays)
         self.player = None
         self.reloader = None
         self.server = None               # the control socket, when asked for
@@ -160,8 +161,14 @@ class Daemon:
         settings = PlayerSettings(fps=Fraction(cfg.fps), size=size, crossfade=cfg.crossfade,
                                   fit=cfg.fit, bitrate=cfg.bitrate * 1000,
                                   duration=cfg.duration, realtime=realtime)
+        from lofid.overlays import OverlayError, parse_layers
+        from lofid.overlays.board import Overlays
+        try:
+            self.overlays = Overlays(parse_layers(cfg.overlay), size, audio=self.audio)
+        except OverlayError as e:
+            raise UserError(str(e)) from None
         self.player = Player(self.director, self._started_outputs, self.audio, settings,
-                             on_event=self._event)
+                             on_event=self._event, overlays=self.overlays)
         self.outputs.player = self.player
         player = self.player
         self.director.attach_clock(lambda: player.seconds)
@@ -175,7 +182,8 @@ class Daemon:
             from lofid.control.api import Control
             self.control = Control(self.director, self.player, self.library, self.outputs,
                                    self.audio, self.reloader,
-                                   remote=getattr(self.maker.generate, "state", None))
+                                   remote=getattr(self.maker.generate, "state", None),
+                                   overlays=self.overlays)
         if cfg.socket is not None or cfg.control_tcp is not None:
             self._open_control()
         if cfg.web is not None:
@@ -387,5 +395,7 @@ class Daemon:
                     _say(f"audio {source!r}: {e}")
         if new.outputs != old.outputs:
             self.outputs.follow_config(old.outputs, new.outputs)
+        if new.overlay != old.overlay:
+            self.overlays.replace(new.overlay)      # checked when the config was read
         return [k for k in vars(new) if getattr(new, k) != getattr(old, k)
                 and k not in self.LIVE_KEYS]

@@ -46,6 +46,8 @@ log = logging.getLogger("lofid.player")
 
 # How often the paced clock, waiting for a frame's time, asks for an urgent loop.
 _URGENT_POLL_S = 0.005
+# How often (in frames) a paced clock looks whether the overlays' text has changed.
+_TEXT_POLL_FRAMES = 10
 # How often an unpaced clock, waiting for a loop the source says is coming, asks again.
 _COMING_POLL_S = 0.02
 
@@ -79,7 +81,7 @@ class Player:
     `duration` or stop()."""
 
     def __init__(self, source: LoopSource, outputs, audio, settings: PlayerSettings,
-                 on_event: Callable[[str, dict], None] | None = None):
+                 on_event: Callable[[str, dict], None] | None = None, overlays=None):
         if not isinstance(settings, PlayerSettings):
             raise ValueError(f"settings must be PlayerSettings, got {type(settings).__name__}")
         for name in ("first", "next_ready"):
@@ -108,9 +110,14 @@ class Player:
             "ready_to_crossfade_frames": None, "asked_to_crossfade_frames": None,
             "late_max_s": 0.0, "dropped": {},
             "live_crossfades": 0, "live_frames": 0, "live_failures": 0,
+            "overlay_changes": 0, "overlay_live": 0, "overlay_frame": None,
         }
         self._segments = Segments(settings, self.stats, self._stop, lambda: self.frame,
                                   self._error)
+        # Text drawn over the picture (lofid.overlays.Overlays): a change of its text
+        # encodes the repetition again, like a next loop of the same picture.
+        self.overlays = overlays
+        self._segments.overlays = overlays
         self._audio_encoder: AudioEncoder | None = None
         self.frame: int = settings.start_frame   # the clock: the next frame to make
         self.mode = Mode.REPEATING
@@ -256,6 +263,8 @@ class Player:
         loop = self._ask_source("urgent")
         if loop is not None:
             self._go_live(loop, n)
+        elif self.overlays is not None and self.overlays.take_urgent():
+            self._go_live_text(n)
 
     # --- REPEATING and CROSSFADING ------------------------------------------------------
 
@@ -265,17 +274,28 @@ class Player:
         cur = self._current
         offset = (n - self._anchor) % cur.length
         if not cur.is_keyframe(offset):
+            if self.settings.realtime and self._job is None and n % _TEXT_POLL_FRAMES == 0:
+                # New overlay text is prepared from when it is seen, not from the next
+                # keyframe: on the air one keyframe after it is encoded.
+                look = self._new_look(cur)
+                if look is not None:
+                    self._job = NextLoop(loop=cur.loop, asked_at=n, outgoing=cur,
+                                         anchor=self._anchor, handed_wall=time.perf_counter(),
+                                         look=look)
+                    self._segments.prepare_next_aside(self._job)
             return
         self._count_dropped()
         job = self._job
         if job is None:
             loop = self._ask_source("next_ready")
-            if loop is None and not self.settings.realtime:
+            look = self._new_look(cur) if loop is None else None
+            if loop is None and look is None and not self.settings.realtime:
                 loop = self._wait_for_coming()
-            if loop is None:
+            if loop is None and look is None:
                 return
-            job = self._job = NextLoop(loop=loop, asked_at=n, outgoing=cur, anchor=self._anchor,
-                                       handed_wall=time.perf_counter())
+            job = self._job = NextLoop(loop=loop if look is None else cur.loop, asked_at=n,
+                                       outgoing=cur, anchor=self._anchor,
+                                       handed_wall=time.perf_counter(), look=look)
             if self.settings.realtime:
                 self._segments.prepare_next_aside(job)
             else:
@@ -296,8 +316,28 @@ class Player:
         self._job = None
         self._begin_crossfade(job, n)
 
+    def _new_look(self, cur: Prepared):
+        """The overlays' Look when its text differs from the one the repetition on the
+        air was encoded with (as it will read once a change is on the air), else None."""
+        if self.overlays is None:
+            return None
+        look = self._segments.look_for(cur.loop, self._segments.lead_s())
+        if look is None or look.same(cur.look):
+            return None
+        return look
+
     def _begin_crossfade(self, job: NextLoop, n: int) -> None:
         outgoing, incoming = self._current, job.incoming
+        if job.look is not None:                # the same loop, new overlay text
+            self.stats["overlay_changes"] += 1
+            self.stats["overlay_frame"] = n
+            if job.length == 0:
+                self._set_current(incoming, n - job.entry)
+                return
+            self._crossfade = _Crossfade(job=job, start=n, out_pictures=self._pictures,
+                                         in_pictures=Pictures(incoming))
+            self.mode = Mode.CROSSFADING
+            return
         self.stats["crossfades"] += 1
         self.stats["ready_to_crossfade_frames"] = n - job.ready_at
         self.stats["asked_to_crossfade_frames"] = n - job.asked_at
@@ -321,7 +361,7 @@ class Player:
             self.router.send_packet(job.packets[k], xf.start)
         if self.router.frame_outputs:
             image = crossfade_picture(xf.out_pictures, job.start, xf.in_pictures, job.entry,
-                                      k, job.length)
+                                      k, job.length, fade=job.fade)
             self.router.send_frame(VideoFrame(index=n, image=image))
         if k == job.length - 1:
             # The frame after this one is the incoming loop's offset 0, a keyframe:
@@ -359,6 +399,26 @@ class Player:
         self._begin_live(LivePlan.make(n, outgoing, out_offset, incoming, length))
         self.stats["live_crossfades"] += 1
         self._event("loop_started", incoming.payload(n))
+
+    def _go_live_text(self, n: int) -> None:
+        """Show the overlays' new text from frame n, fading in on a live segment, like a
+        requested scene; the loop plays on where it was."""
+        cur = self._current
+        look = self._segments.look_for(cur.loop)
+        if look is None or look.same(cur.look):
+            return
+        if self._job is not None and self._job.look is not None:
+            # A text change on its way gives way. A next loop being prepared does not
+            # (the source counts it as handed over): it crosses in as planned, with the
+            # text it was prepared with, and its repetition is encoded again after.
+            self._job.cancel.set()
+            self._job = None
+        offset = (n - self._anchor) % cur.length
+        length = self.settings.frames(look.fade_from(cur.look))
+        self._begin_live(LivePlan.retext(n, cur, offset, cur.relooked(look), length))
+        self.stats["overlay_changes"] += 1
+        self.stats["overlay_live"] += 1
+        self.stats["overlay_frame"] = n
 
     def _begin_live(self, plan: LivePlan) -> None:
         if self._live is not None:
@@ -403,7 +463,7 @@ class Player:
                 self._live_failed(n, e, packets_sent=self._live is not None)
                 return
             self.router.send_frame(VideoFrame(index=n, image=image))
-        if n == plan.start and plan.outgoing is not plan.incoming:
+        if n == plan.start and plan.outgoing is not plan.incoming and not plan.text_only:
             self._event("crossfade", {"from": plan.outgoing.id, "to": plan.incoming.id,
                                       "frame": n, "frames": plan.length,
                                       "seconds": float(plan.length / self._fps),

@@ -13,6 +13,7 @@ from typing import Any, Callable
 import numpy as np
 
 from lofid.encode import YuvConverter, scaled_yuv
+from lofid.overlays.board import draw_on_rgb, draw_on_yuv
 
 # Blend weights are integers out of 256, so blending stays in uint16 arithmetic.
 ONE = 256
@@ -164,7 +165,8 @@ class Pictures:
         r = self.repetition
         key = r.frame_map[offset % len(r.frame_map)]
         if key != self._fitted_key:
-            self._fitted, self._fitted_key = r.fit(self.mixed(offset)), key
+            self._fitted, self._fitted_key = _with_text_rgb(r.fit(self.mixed(offset)),
+                                                            None, _look(r)), key
         return self._fitted
 
     def yuv(self, offset: int):
@@ -173,25 +175,55 @@ class Pictures:
         r = self.repetition
         key = r.frame_map[offset % len(r.frame_map)]
         if key != self._yuv_key:
-            self._yuv, self._yuv_key = r.fit.yuv(self.mixed(offset), self.convert), key
+            frame = r.fit.yuv(self.mixed(offset), self.convert)
+            draw_on_yuv(frame, None, _look(r))
+            self._yuv, self._yuv_key = frame, key
         return self._yuv
+
+
+def _look(repetition):
+    """The overlays a repetition's frames are drawn with (lofid.overlays Look), or None."""
+    return getattr(repetition, "look", None)
+
+
+def _with_text_rgb(picture: np.ndarray, old, new, weight: int = ONE) -> np.ndarray:
+    """`picture` with the overlays drawn on a copy (the fitted picture may be the
+    loop's own frame, which is never drawn on)."""
+    if not old and not new:
+        return picture
+    picture = np.array(picture)
+    draw_on_rgb(picture, old, new, weight)
+    return picture
 
 
 def crossfade_picture(outgoing: Pictures, out_offset: int, incoming: Pictures,
                       in_offset: int, k: int, length: int, convert: YuvConverter | None = None,
-                      cadence: int = 1, phase: int = 0):
+                      cadence: int = 1, phase: int = 0, fade: int = 0):
     """Frame k of a `length`-frame crossfade: outgoing from `out_offset` of its
     repetition, incoming from `in_offset` of its own. RGB at the output size, or, given
     `convert`, a yuv420p frame for the encoder. With a `cadence` above 1 the mix
     moves on only every `cadence` frames, in step with the loops' own frames, which
-    change where k + `phase` is a multiple of it."""
-    step, steps = (k + phase) // cadence, -(-(length + phase) // cadence)
-    weight = round(_smoothstep((step + 1) / (steps + 1)) * ONE)
+    change where k + `phase` is a multiple of it. Given `fade`, the mix is complete
+    after that many frames and holds (a change of overlay text, whose segment runs on
+    to a keyframe)."""
+    span = fade if 0 < fade < length else length
+    step, steps = (k + phase) // cadence, -(-(span + phase) // cadence)
+    weight = ONE if step >= steps else round(_smoothstep((step + 1) / (steps + 1)) * ONE)
     a, b = outgoing.repetition, incoming.repetition
     if a.source.shape[1:] == b.source.shape[1:]:
         # Same size, same fit: fitting is linear, so blend the smaller source frames
-        # and fit once instead of fitting both.
-        mixed = blend(outgoing.mixed(out_offset + k), incoming.mixed(in_offset + k), weight)
-        return b.fit.yuv(mixed, convert) if convert else b.fit(mixed)
+        # and fit once instead of fitting both. The overlays go on top, their text
+        # fading from the outgoing loop's to the incoming one's with the same weight.
+        if a.source is b.source and out_offset == in_offset:
+            # The same loop at the same place: only the overlay text changes.
+            mixed = incoming.mixed(in_offset + k)
+        else:
+            mixed = blend(outgoing.mixed(out_offset + k), incoming.mixed(in_offset + k), weight)
+        if convert:
+            frame = b.fit.yuv(mixed, convert)
+            draw_on_yuv(frame, _look(a), _look(b), weight)
+            return frame
+        return _with_text_rgb(b.fit(mixed), _look(a), _look(b), weight)
+    # Each side fitted with its own overlays drawn: the blend fades the text too.
     picture = blend(outgoing(out_offset + k), incoming(in_offset + k), weight)
     return convert(picture) if convert else picture

@@ -113,6 +113,12 @@ class Prepared:
     wall_s: float = 0.0                         # how long preparing took
     # For a loop still decoding from the library: blocks until its frame i is there.
     wait: Callable[[int], None] | None = None
+    # The overlays its frames (and packets) are drawn with: a lofid.overlays Look, or None.
+    look: Any = None
+
+    def relooked(self, look) -> "Prepared":
+        """The same loop with other overlay text: its repetition to encode again."""
+        return dataclasses.replace(self, look=look, packets=None, wall_s=0.0)
 
     @property
     def length(self) -> int:
@@ -151,6 +157,10 @@ class NextLoop:
     ready_at: int | None = None                 # clock when all of that was done
     handed_wall: float = 0.0                    # wall clock when the source handed it over
     error: BaseException | None = None
+    # Set for a change of overlay text only: `loop` is the outgoing one, shown on with
+    # this Look, its text fading in over the frames up to a keyframe.
+    look: Any = None
+    fade: int = 0                               # frames the text fades over (<= length)
 
     def __post_init__(self) -> None:
         self.done = threading.Event()
@@ -172,6 +182,17 @@ class LivePlan:
     length: int
     cadence: int = 1
     phase: int = 0
+    text_only: bool = False                     # the same loop, its overlay text changing
+
+    @classmethod
+    def retext(cls, start: int, loop: Prepared, offset: int, relooked: Prepared,
+               length: int) -> "LivePlan":
+        """`loop` on from `offset` at clock `start`, its overlay text fading over
+        `length` frames into `relooked`'s (the same loop, another Look)."""
+        cadence = loop.cadence
+        return cls(start=start, outgoing=loop, out_offset=offset, incoming=relooked,
+                   in_offset=offset, length=length, cadence=cadence, phase=offset % cadence,
+                   text_only=True)
 
     @classmethod
     def make(cls, start: int, outgoing: Prepared, out_offset: int, incoming: Prepared,
@@ -321,6 +342,7 @@ class Segments:
         self.keeps_spare = False
         self.spare_encoder: SegmentEncoder | None = None
         self.prepare_wall_s = 0.0               # how long the last switch took to prepare
+        self.overlays = None                    # lofid.overlays Overlays, or None
         self._aside: list[tuple[threading.Thread, threading.Event]] = []
 
     # --- one repetition -------------------------------------------------------------
@@ -347,6 +369,7 @@ class Segments:
         # Where the GOPs of the repetition start: the encoder puts a keyframe on every
         # gop-th frame and nowhere else (checked once the packets exist).
         prepared.keyframes = frozenset(range(0, prepared.length, self.video.gop))
+        prepared.look = self.look_for(loop)
         if encode:
             self.encode_repetition(prepared)
         prepared.wall_s = time.perf_counter() - wall
@@ -384,6 +407,35 @@ class Segments:
                                f"expected every {self.video.gop} frames")
         prepared.packets = packets
         prepared.wall_s += time.perf_counter() - wall
+
+    def look_for(self, loop, ahead: float = 0.0):
+        """The overlays over `loop` `ahead` seconds from now; None without overlays.
+        An overlay that fails is reported and left out: the picture goes on."""
+        if self.overlays is None:
+            return None
+        try:
+            return self.overlays.look(loop, ahead)
+        except Exception as e:
+            self.on_error("overlay", e)
+            return None
+
+    def lead_s(self) -> float:
+        """How far ahead of now a change prepared now is expected on the air."""
+        if not self.settings.realtime:
+            return 0.0
+        return self.prepare_wall_s * _PLAN_SAFETY + _PLAN_MARGIN_S
+
+    def text_fade_frames(self, outgoing: Prepared, start: int, look) -> int:
+        """Frames from keyframe `start` of `outgoing`'s repetition over which its text
+        fades into `look`'s: the fade's length, up to the next keyframe, so the new
+        repetition's packets follow on a keyframe. 0: a cut at `start`."""
+        fade = self.settings.frames(look.fade_from(outgoing.look)) if look is not None else 0
+        if fade <= 0:
+            return 0
+        length = fade
+        while (start + length) % outgoing.length not in outgoing.keyframes:
+            length += 1
+        return length
 
     def _check_cancel(self, cancel: threading.Event | None) -> None:
         if self.stop.is_set() or (cancel is not None and cancel.is_set()):
@@ -443,21 +495,33 @@ class Segments:
         packets, so it is encoded beside the incoming repetition, on a worker of its
         own: the switch comes sooner on a machine with more than one core."""
         try:
-            incoming = self.prepare(job.loop, encode=False)
             outgoing = job.outgoing
-            length = self.crossfade_frames()
-            # A loop has no first frame to the eye: the incoming one enters where its
-            # repetition, and so a keyframe of its cached packets, follows the crossfade.
-            entry = -length % incoming.length
-            if job.start is None:
-                job.start = self._plan_start(outgoing, job.anchor)
+            if job.look is not None:
+                # New overlay text on the same loop: from a keyframe, at the same place
+                # in its repetition, the text fading in up to a later keyframe.
+                incoming = outgoing.relooked(job.look)
+                if job.start is None:
+                    job.start = self._plan_start(outgoing, job.anchor)
+                length = self.text_fade_frames(outgoing, job.start, job.look)
+                job.fade = min(length, self.settings.frames(job.look.fade_from(outgoing.look)))
+                entry = job.start
+            else:
+                incoming = self.prepare(job.loop, encode=False)
+                # Its overlays as they will read when it comes on the air (a clock).
+                incoming.look = self.look_for(job.loop, self.lead_s())
+                length = self.crossfade_frames()
+                # A loop has no first frame to the eye: the incoming one enters where its
+                # repetition, and so a keyframe of its cached packets, follows the crossfade.
+                entry = -length % incoming.length
+                if job.start is None:
+                    job.start = self._plan_start(outgoing, job.anchor)
             if length and self.encoding:
                 crossfade: dict = {}
 
                 def encode_crossfade():
                     try:
                         crossfade["packets"] = self._encode_crossfade(
-                            outgoing, job.start, incoming, entry, length, job.cancel)
+                            outgoing, job.start, incoming, entry, length, job.cancel, job.fade)
                     except BaseException as e:
                         crossfade["error"] = e
                 worker = self.workers.start("crossfade", encode_crossfade)
@@ -492,7 +556,7 @@ class Segments:
 
     def _encode_crossfade(self, outgoing: Prepared, out_offset: int, incoming: Prepared,
                           in_offset: int, length: int,
-                          cancel: threading.Event | None = None) -> list[Packet]:
+                          cancel: threading.Event | None = None, fade: int = 0) -> list[Packet]:
         cpu = time.process_time()
         out_pictures, in_pictures = Pictures(outgoing), Pictures(incoming)
         convert = YuvConverter(self.video)
@@ -509,7 +573,8 @@ class Segments:
                 self._check_cancel(cancel)
                 if k % cadence == 0:
                     picture = crossfade_picture(out_pictures, out_offset, in_pictures,
-                                                in_offset, k, length, convert, cadence)
+                                                in_offset, k, length, convert, cadence,
+                                                fade=fade)
                 yield picture
 
         packets = encode_segment(images(), self.video)

@@ -58,6 +58,15 @@ def _duration(value, key):
         raise ConfigError(f"{key} = {value!r}: expected at least a second, e.g. \"47h\"")
 
 
+def _overlays(value, key):
+    # Pillow is imported only when a layer is given: `lofid --help` stays quick.
+    from lofid.overlays import OverlayError, parse_layers
+    try:
+        parse_layers(value, key)
+    except OverlayError as e:
+        raise ConfigError(str(e)) from None
+
+
 def _animatediff(name: str) -> dict:
     """choices= and expected= for a key whose names live with the AnimateDiff backend
     (numpy to import): looked up only when a value is given."""
@@ -205,6 +214,10 @@ OPTIONS: list[Option] = [
            '("47h" for Twitch\'s 48-hour limit) and open a new one at once', nullable=True,
            check=_duration, flag="--max-session", metavar="DURATION",
            flag_help='RTMP: start a new session before this long, e.g. "47h" (default: never)'),
+    # Text over the picture: [[overlay]] tables (lofid.overlays.layers; README "Overlays").
+    Option("overlay", list, [], "text over the picture: [[overlay]] tables with kind "
+           "(now_playing, clock, scene, text), text, position, font, size, colour, ...",
+           live=True, check=_overlays, flag=False, expected="[[overlay]] tables"),
     Option("standby_scenes", int, 8, "scenes whose next loop's first frames stay in memory",
            minimum=0, maximum=64, expected="a whole number, 0..64", flag=False),
 ]
@@ -266,6 +279,14 @@ def validate(cfg) -> RunConfig:
     if cfg.generator == "ray" and cfg.ray_address is None:
         raise ConfigError('generator = "ray" needs ray_address: the Ray cluster, e.g. '
                           '"ray://127.0.0.1:10001" (Ray Client, over an SSH tunnel)')
+    if cfg.overlay:
+        # Whether each layer's fixed text fits the picture needs the output's size.
+        from lofid.overlays import OverlayError, parse_layers
+        from lofid.overlays.board import Overlays
+        try:
+            Overlays(parse_layers(cfg.overlay), size_of(cfg.size))
+        except OverlayError as e:
+            raise ConfigError(str(e)) from None
     if cfg.control_tcp is not None and cfg.control_token_file is None:
         raise ConfigError(f"control_tcp = {cfg.control_tcp!r} needs control_token_file: "
                           "a TCP listener without a token would let anyone who can reach "
