@@ -124,8 +124,8 @@ class Entry:
     timezone: str | None = None
     rotate: float | None = None
     audio: str | None = None
-    # Overlay layers the entry names; kept and shown as given (the overlays' own
-    # settings decide what they draw).
+    # [[overlay]] tables shown while the entry holds, over the config's own layers (a
+    # layer of the same name takes that one's place).
     overlays: Any = None
     zone: tzinfo | None = field(default=None, compare=False, repr=False)
 
@@ -170,8 +170,16 @@ def _entry(raw: Any, i: int, default_zone: str | None, key: str) -> Entry:
     audio = raw.get("audio")
     if audio is not None and (not isinstance(audio, str) or not audio.strip()):
         raise ConfigError(f"{where}.audio = {audio!r}: expected a music file or folder")
+    overlays = raw.get("overlays")
+    if overlays is not None:
+        # Pillow is imported only for an entry with layers: `lofid --help` stays quick.
+        from lofid.overlays import OverlayError, parse_layers
+        try:
+            parse_layers(overlays, f"{where}.overlays")
+        except OverlayError as e:
+            raise ConfigError(str(e)) from None
     return Entry(at, " ".join(scene.split()), zone_name,
-                 None if rotate is None else float(rotate), audio, raw.get("overlays"), zone)
+                 None if rotate is None else float(rotate), audio, overlays, zone)
 
 
 class Schedule:

@@ -87,6 +87,8 @@ def test_time_of_day_follows_the_clock_hours():
     ([{"at": "07:00", "scene": "a"}, {"at": "07:00", "scene": "b"}], "same time"),
     ([{"at": "07:00", "scene": "a", "colour": "red"}], "unknown key 'colour'"),
     ([{"at": "07:00", "scene": "a", "rotate": 0}], "schedule[0].rotate"),
+    ([{"at": "07:00", "scene": "a", "overlays": [{"kind": "marquee"}]}], "marquee"),
+    ([{"at": "07:00", "scene": "a", "overlays": "golden hour"}], "schedule[0].overlays"),
     ("07:00 study", "[[schedule]]"),
 ])
 def test_bad_schedules_are_refused_naming_the_entry(raw, says):
@@ -113,8 +115,10 @@ SIZE = "320x180"
 
 def _config_text(tmp, out, sock, extra: str = "", day=DAY) -> str:
     entries = "".join(f'[[schedule]]\nat = "{e["at"]}"\nscene = "{e["scene"]}"\n'
-                      + (f'audio = "{tmp / "noon"}"\n' if e["at"] == "12:00" else "") + "\n"
-                      for e in day)
+                      + (f'audio = "{tmp / "noon"}"\n' if e["at"] == "12:00" else "")
+                      + ('overlays = [{ kind = "text", text = "golden hour", '
+                         'position = "top-left", size = 14 }]\n' if e["at"] == "18:00" else "")
+                      + "\n" for e in day)
     return (f'outputs = ["{out}"]\nlibrary = "{tmp / "lib"}"\nsize = "{SIZE}"\nfps = 24\n'
             f'socket = "{sock}"\nrealtime = true\nloop_frames = 12\ncrossfade = 0.5\n'
             f'min_scene = 0\ntimezone = "UTC"\n{extra}\n{entries}')
@@ -215,8 +219,12 @@ def test_a_schedule_moves_through_a_day_in_seconds(day):
     # The noon entry's music is the playlist from now on.
     wait_for(lambda: d.status()["audio"]["playlist"] == [str(d.tmp / "noon" / "noon.wav")],
              timeout=10)
+    assert d.client.call("overlay.list") == []
     fades.append(_move_to(d, at("18:00"), _label("balcony sunset"), "schedule"))
+    # The 18:00 entry's own text shows while it holds, and goes with the next entry.
+    assert [(l["kind"], l["text"]) for l in d.client.call("overlay.list")] == [("text", "golden hour")]
     fades.append(_move_to(d, at("21:00"), _label("rainy window night"), "schedule"))
+    assert d.client.call("overlay.list") == []
     # Past midnight the 21:00 entry still holds; the next morning comes round again.
     d.clock.t = at("03:00", day=6)
     assert holds_for(lambda: len(d.seen("scene_changed", reason="schedule")) == 4, 1.0)

@@ -71,6 +71,8 @@ class Daemon:
         self.director = None
         self.audio = None
         self.overlays = None             # text over the picture (lofid.overlays)
+        self._entry_overlays: list = []  # the layers of the schedule entry that holds
+        self._config_overlays = list(cfg.overlay)
         self.player = None
         self.reloader = None
         self.server = None               # the control socket, when asked for
@@ -167,6 +169,8 @@ class Daemon:
             self.overlays = Overlays(parse_layers(cfg.overlay), size, audio=self.audio)
         except OverlayError as e:
             raise UserError(str(e)) from None
+        if self._entry_overlays:            # the entry that holds at start has layers
+            self._show_overlays(self._config_overlays)
         self.player = Player(self.director, self._started_outputs, self.audio, settings,
                              on_event=self._event, overlays=self.overlays)
         self.outputs.player = self.player
@@ -356,8 +360,26 @@ class Daemon:
         if self.web is not None:
             self.web.notify(name, payload)
 
+    def _show_overlays(self, config_layers: list) -> None:
+        """The config's layers with the current schedule entry's over them (an entry's
+        layer replaces the config's of the same name)."""
+        from lofid.overlays import OverlayError
+
+        def name(table):
+            return table.get("name") or table.get("kind") if isinstance(table, dict) else None
+        mine = {name(t) for t in self._entry_overlays}
+        tables = [t for t in config_layers if name(t) not in mine] + self._entry_overlays
+        try:
+            self.overlays.replace(tables)
+        except OverlayError as e:   # e.g. an entry's text too wide for this size
+            _say(f"overlays: {e}; the layers before stay")
+
     def _schedule_entry(self, entry) -> None:
-        """A schedule entry began: its music, when it names some, plays next."""
+        """A schedule entry began: its overlay layers show (over the config's), and its
+        music, when it names some, plays next."""
+        self._entry_overlays = list(entry.overlays or [])
+        if self.overlays is not None:       # else shown once the overlays are made
+            self._show_overlays(self._config_overlays)
         if entry.audio is None or self.audio is None:
             return
 
@@ -396,6 +418,7 @@ class Daemon:
         if new.outputs != old.outputs:
             self.outputs.follow_config(old.outputs, new.outputs)
         if new.overlay != old.overlay:
-            self.overlays.replace(new.overlay)      # checked when the config was read
+            self._config_overlays = list(new.overlay)
+            self._show_overlays(self._config_overlays)
         return [k for k in vars(new) if getattr(new, k) != getattr(old, k)
                 and k not in self.LIVE_KEYS]
