@@ -62,7 +62,8 @@ class RemoteGenerator:
     the background from start(). While connected, loops are made remotely; while the
     cluster cannot be reached (or its workers cannot work) each loop is painted here
     instead, and the connection is tried again every few seconds (up to a minute
-    apart). `state()` is what `status` shows."""
+    apart, or at once when a cluster that was silent answers again). `state()` is what
+    `status` shows."""
 
     RETRY_FIRST_S = 2.0
     RETRY_MAX_S = 60.0
@@ -142,7 +143,7 @@ class RemoteGenerator:
                 except Exception as e:   # ClusterError: a worker that differs, no GPU
                     self._set("error", str(e))
                 if self._state != "connected":
-                    self._stop.wait(wait)
+                    self._wait_to_retry(wait)
                     wait = min(wait * 2, self.RETRY_MAX_S)
                 continue
             # Connected: a TCP probe every few seconds notices a cluster gone without
@@ -155,6 +156,25 @@ class RemoteGenerator:
                 probe(self.address)
             except Unreachable as e:
                 self._set("unreachable", str(e))
+
+    def _wait_to_retry(self, longest: float) -> None:
+        """Wait `longest` seconds before the next try to connect, or less: a cluster
+        that did not answer at all is probed every few seconds (a TCP connect costs
+        nothing), and the moment it answers again it is tried at once. Only a change
+        from silent to answering cuts the wait short, so a cluster that answers but
+        cannot be joined is not tried over and over."""
+        deadline = time.monotonic() + longest
+        silent = False
+        while not self._stop.wait(max(0.0, min(self.WATCH_EVERY_S, deadline - time.monotonic()))):
+            if time.monotonic() >= deadline:
+                return
+            try:
+                probe(self.address)
+            except Unreachable:
+                silent = True
+                continue
+            if silent:
+                return
 
     def wait_connected(self, timeout: float) -> bool:
         with self._changed:
