@@ -9,7 +9,8 @@ import av
 from helpers import wait_for
 from test_outputs_hls import GOP, REPEATS, stream
 
-from lofid.web.stream import END, FRAGMENT_S, WebStream, codecs_of, starts_with_keyframe
+from lofid.web.stream import FRAGMENT_S, WebStream, codecs_of, starts_with_keyframe
+from lofid.web.watchers import END
 
 
 def test_a_browser_that_joins_late_starts_at_a_keyframe_and_gets_every_fragment_after():

@@ -337,18 +337,27 @@ class Control:
             raise RpcError(f"library.add: {path!r} is a relative path; expected an absolute "
                            f"one (lofid's working folder is not yours)")
         future: Future = Future()
-        with self._generating_lock:
-            if self._adding is None:
-                # One at a time: each holds a whole loop's frames in memory while read.
-                self._adding = queue.Queue(maxsize=self.ADD_WAITING)
-                threading.Thread(target=self._add_requested, args=(self._adding,),
-                                 name="library add", daemon=True).start()
-            try:
-                self._adding.put_nowait((future, os.path.expanduser(path), prompt, opts or {}))
-            except queue.Full:
-                raise RpcError(f"library.add: {self.ADD_WAITING} files are already waiting "
-                               f"to be read; ask again once one is answered") from None
+        # One at a time: each holds a whole loop's frames in memory while read.
+        self._enqueue("_adding", self.ADD_WAITING, self._add_requested, "library add",
+                      (future, os.path.expanduser(path), prompt, opts or {}),
+                      f"library.add: {self.ADD_WAITING} files are already waiting to be "
+                      f"read; ask again once one is answered")
         return future
+
+    def _enqueue(self, attr: str, waiting: int, worker, name: str, item, full: str) -> None:
+        """`item` onto the queue kept in `attr`, made with its one `worker` thread on
+        first use; RpcError `full` when `waiting` items already wait."""
+        with self._generating_lock:
+            requests = getattr(self, attr)
+            if requests is None:
+                requests = queue.Queue(maxsize=waiting)
+                setattr(self, attr, requests)
+                threading.Thread(target=worker, args=(requests,), name=name,
+                                 daemon=True).start()
+            try:
+                requests.put_nowait(item)
+            except queue.Full:
+                raise RpcError(full) from None
 
     def _add_requested(self, requests: "queue.Queue") -> None:
         while True:
@@ -381,7 +390,7 @@ class Control:
         from lofid.scene import SceneSpec
         try:
             spec = SceneSpec.from_dict(self.library.meta(key)["spec"])
-        except (KeyError, ValueError) as e:
+        except (KeyError, ValueError):
             raise RpcError(f"loop.play: no loop {key!r} in the library") from None
         return {"scene": spec.label(), "id": spec.id, "loop": key,
                 **self.director.request(spec, "request", key=key)}
@@ -393,20 +402,14 @@ class Control:
         from lofid.scene import parse
         seed = (opts or {}).get("seed")
         spec = parse(text)
-        with self._generating_lock:
-            if self._generating is None:
-                # One worker makes requested loops one after another: each takes memory
-                # and a core (or the GPU) while it runs, so running many at once only
-                # runs them all slower, and out of memory.
-                self._generating = queue.Queue(maxsize=self.GENERATE_WAITING)
-                threading.Thread(target=self._generate_requested, args=(self._generating,),
-                                 name="generate on request", daemon=True).start()
-            try:
-                self._generating.put_nowait((spec, seed))
-            except queue.Full:
-                raise RpcError(f"generate: {self.GENERATE_WAITING} requests are already "
-                               f"waiting, the most lofid queues; ask again once a loop_ready "
-                               f"or generation_failed event says one is done") from None
+        # One worker makes requested loops one after another: each takes memory and a
+        # core (or the GPU) while it runs, so running many at once only runs them all
+        # slower, and out of memory.
+        self._enqueue("_generating", self.GENERATE_WAITING, self._generate_requested,
+                      "generate on request", (spec, seed),
+                      f"generate: {self.GENERATE_WAITING} requests are already waiting, the "
+                      f"most lofid queues; ask again once a loop_ready or generation_failed "
+                      f"event says one is done")
         return {"scene": spec.label(), "id": spec.id}
 
     def _generate_requested(self, requests: "queue.Queue") -> None:

@@ -311,22 +311,20 @@ class Daemon:
             return
         self._shut = True
         self.should_exit.set()
-        if self.reloader is not None:
-            self.reloader.stop()
-        if self.notifier is not None:
-            self.notifier.stop()
+        for part in (self.reloader, self.notifier):
+            if part is not None:
+                part.stop()
         if self.director is not None:
             # Stopped by a signal, a loop still being made is not waited for (the
             # library's writes are atomic).
             self.director.stop(timeout=1.0 if self.signals and self.signals.signals else 30.0)
-        if callable(getattr(self.maker.generate, "stop", None)):
-            self.maker.generate.stop()
-        if self.audio is not None:
-            self.audio.close()
-        if self.web is not None:
-            self.web.stop()
-        if self.server is not None:
-            self.server.stop()
+        # What was never made (a failed start) is None; a local generator has no stop.
+        ends = (getattr(self.maker.generate, "stop", None),
+                self.audio and self.audio.close, self.web and self.web.stop,
+                self.server and self.server.stop)
+        for end in ends:
+            if callable(end):
+                end()
         if self._previous_hup is not None:
             signal.signal(signal.SIGHUP, self._previous_hup)
         if self.signals is not None:

@@ -10,6 +10,7 @@ expected.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import sys
 from pathlib import Path
 
@@ -26,30 +27,12 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 
-def _size(value, key):
-    size_of(value, key)
-
-
-def _address(value, key):
-    address_of(value, key)
-
-
-def _web(value, key):
-    web_address_of(value, key)
-
-
-def _byte_size(value, key):
-    byte_size_of(value, key)
-
-
-def _schedule(value, key):
-    from lofid.schedule import check
-    check(value, key)
-
-
-def _zone(value, key):
-    from lofid.schedule import zone_of
-    zone_of(value, key)
+def _later(module: str, name: str):
+    """A check that lives in `module`, imported when a value is checked, not when the
+    settings are (`lofid --help` stays quick)."""
+    def check(value, key):
+        getattr(importlib.import_module(module), name)(value, key)
+    return check
 
 
 def _duration(value, key):
@@ -101,7 +84,7 @@ OPTIONS: list[Option] = [
     Option("fps", int, 30, "output frames per second", choices=OUTPUT_FPS,
            expected=f"one of {', '.join(map(str, OUTPUT_FPS))}", flag="--fps",
            flag_help=f"output frames per second: {', '.join(map(str, OUTPUT_FPS))} (default 30)"),
-    Option("size", str, "1920x1080", "output size", check=_size, flag="--size",
+    Option("size", str, "1920x1080", "output size", check=size_of, flag="--size",
            metavar="WxH", flag_help="output size (default 1920x1080)"),
     Option("audio", list, [], "audio files or folders for the stream's track", live=True,
            nonempty=True, expected='a list of files or folders, e.g. ["~/Music/lofi"]',
@@ -125,7 +108,7 @@ OPTIONS: list[Option] = [
            minimum=2, maximum=MAX_LOOP_FRAMES, flag=False,
            expected=f"a whole number of frames, 2..{MAX_LOOP_FRAMES}"),
     Option("loop_size", str, None, "size loops are made at; default: the output's, at most "
-           "1280 wide (AnimateDiff: 768 wide)", nullable=True, check=_size, flag=False),
+           "1280 wide (AnimateDiff: 768 wide)", nullable=True, check=size_of, flag=False),
     Option("loop_fps", float, None, "frames per second of generated loops; default: one "
            "that divides the output fps (10 at 30, 12 at 24 and 60)", nullable=True,
            minimum=1, maximum=60, expected="1..60", flag=False),
@@ -137,7 +120,7 @@ OPTIONS: list[Option] = [
     Option("library", str, None, "loop library folder", nullable=True, nonempty=True,
            expected="the path of a folder", flag=False),
     Option("library_max_size", str, "2GB", "the library's cap, kept as loops are made: the "
-           "least recently played go first, never one playing or queued", check=_byte_size,
+           "least recently played go first, never one playing or queued", check=byte_size_of,
            flag=False),
     Option("socket", str, None, 'control socket path; "" = the default; None = no socket',
            nullable=True, expected='the path of the control socket ("" for the default one)',
@@ -146,13 +129,13 @@ OPTIONS: list[Option] = [
                      "(default path $XDG_RUNTIME_DIR/lofid/lofid.sock)"),
     Option("control_tcp", str, None, '"HOST:PORT": answer control requests on TCP too (needs '
            "control_token_file); clear text, so keep it on 127.0.0.1", nullable=True,
-           check=_address, flag=False),
+           check=address_of, flag=False),
     Option("control_token_file", str, None, "a file (mode 0600) with the secret a TCP client "
            "must send first, e.g. from `head -c 24 /dev/urandom | base64`", nullable=True,
            nonempty=True, expected="the path of a file holding a token", flag=False),
     Option("web", str, None, '"[HOST:]PORT": serve the web page (live picture, controls, '
            "library, /overlay for OBS); HOST other than 127.0.0.1 needs control_token_file",
-           nullable=True, check=_web, flag="--web", metavar="[HOST:]PORT",
+           nullable=True, check=web_address_of, flag="--web", metavar="[HOST:]PORT",
            flag_help="serve the web page on PORT (127.0.0.1) or HOST:PORT; another address "
                      "than this machine's needs control_token_file"),
     # Making loops. AnimateDiff (a GPU and weights) or the procedural painter.
@@ -203,13 +186,13 @@ OPTIONS: list[Option] = [
     # A day that follows the clock.
     Option("schedule", list, [], '[[schedule]] entries: at = "HH:MM", scene = "...", and '
            "optionally timezone, rotate (seconds), audio (a file or folder); each holds "
-           "until the next", live=True, check=_schedule, flag=False),
+           "until the next", live=True, check=_later("lofid.schedule", "check"), flag=False),
     Option("time_of_day", str, "scene", "scene: the time of day the scene's words say; "
            "follow: the clock's (morning, day, golden hour, sunset, night)", live=True,
            choices=("scene", "follow"), expected='"scene" or "follow"', flag=False),
     Option("timezone", str, None, "the zone of schedule times and time_of_day = \"follow\" "
            '(e.g. "Europe/Berlin"); default: the machine\'s', nullable=True, live=True,
-           check=_zone, flag=False),
+           check=_later("lofid.schedule", "zone_of"), flag=False),
     Option("max_session", str, None, 'RTMP outputs: end the connection before this long '
            '("47h" for Twitch\'s 48-hour limit) and open a new one at once', nullable=True,
            check=_duration, flag="--max-session", metavar="DURATION",

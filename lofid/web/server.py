@@ -45,7 +45,7 @@ from urllib.parse import unquote, urlsplit
 
 from lofid.control.protocol import RpcError
 from lofid.errors import UserError
-from lofid.web.stream import END
+from lofid.web.watchers import END, Watchers
 
 log = logging.getLogger("lofid.web")
 
@@ -96,8 +96,7 @@ class WebServer:
         self.scenes = scenes
         self.now_playing = now_playing or (lambda: None)
         self.loopback = address[0] in LOOPBACK
-        self._clients: list[queue.Queue] = []
-        self._lock = threading.Lock()
+        self.watchers = Watchers(MAX_EVENT_CLIENTS, EVENT_QUEUE)
         self._changed = threading.Event()
         self._stopping = threading.Event()
         self._httpd: ThreadingHTTPServer | None = None
@@ -126,10 +125,7 @@ class WebServer:
     def stop(self) -> None:
         self._stopping.set()
         self._changed.set()
-        with self._lock:
-            clients, self._clients = self._clients, []
-        for q in clients:
-            _offer(q, END)
+        self.watchers.close()
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
@@ -144,13 +140,7 @@ class WebServer:
         self._changed.set()
 
     def _broadcast(self, name: str, payload) -> None:
-        data = _sse(name, payload)
-        with self._lock:
-            clients = list(self._clients)
-        for q in clients:
-            if not _offer(q, data, drop=False):
-                self._leave(q)                    # a browser that stopped reading
-                _offer(q, END)
+        self.watchers.send(_sse(name, payload))
 
     def _pump(self) -> None:
         # After events, and when the track that sounds changes (the audio track has no
@@ -177,21 +167,7 @@ class WebServer:
 
     @property
     def watching(self) -> int:
-        with self._lock:
-            return len(self._clients)
-
-    def _join(self) -> queue.Queue | None:
-        q: queue.Queue = queue.Queue(EVENT_QUEUE)
-        with self._lock:
-            if len(self._clients) >= MAX_EVENT_CLIENTS or self._stopping.is_set():
-                return None
-            self._clients.append(q)
-        return q
-
-    def _leave(self, q: queue.Queue) -> None:
-        with self._lock:
-            if q in self._clients:
-                self._clients.remove(q)
+        return len(self.watchers)
 
     def info(self) -> dict:
         return {"scenes": list(self.scenes), "stream": self.stream.mime if self.stream else None,
@@ -229,21 +205,6 @@ class _Server(ThreadingHTTPServer):
 
 def _sse(name: str, payload) -> bytes:
     return f"event: {name}\ndata: {json.dumps(payload, default=str)}\n\n".encode()
-
-
-def _offer(q: queue.Queue, item, drop: bool = True) -> bool:
-    """Put without waiting; with `drop`, make room by dropping the oldest."""
-    while True:
-        try:
-            q.put_nowait(item)
-            return True
-        except queue.Full:
-            if not drop:
-                return False
-            try:
-                q.get_nowait()
-            except queue.Empty:
-                pass
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -405,7 +366,7 @@ class _Handler(BaseHTTPRequestHandler):
             stream.leave(q)
 
     def _events(self, head: bool) -> None:
-        q = self.web._join()
+        q = self.web.watchers.join()
         if q is None:
             return self._error(503, "too many pages are listening", retry=True)
         try:
@@ -426,7 +387,7 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             return
         finally:
-            self.web._leave(q)
+            self.web.watchers.leave(q)
 
     def _thumb(self, key: str, head: bool) -> None:
         try:

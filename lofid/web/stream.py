@@ -25,6 +25,7 @@ import threading
 from lofid.media import Packet, StreamInfo
 from lofid.outputs.base import Output
 from lofid.outputs.mux import PacketMuxer
+from lofid.web.watchers import Watchers
 
 log = logging.getLogger("lofid.web")
 
@@ -33,7 +34,6 @@ FRAGMENT_S = 0.5              # the longest fragment: what the page waits for at
 KEEP_FRAGMENTS = 16           # since the newest keyframe, for browsers that join
 CLIENT_FRAGMENTS = 32         # a browser may fall this many fragments (~16 s) behind
 MAX_CLIENTS = 32
-END = None                    # what a client's queue gets when the stream ends
 
 
 def codecs_of(info: StreamInfo) -> str:
@@ -136,7 +136,7 @@ class WebStream(Output):
         self._init = b""              # ftyp + moov
         self._pending = b""           # the moof waiting for its mdat
         self._since_key: list[bytes] = []   # the fragments from the newest keyframe on
-        self._clients: list[queue.Queue] = []
+        self.watchers = Watchers(MAX_CLIENTS, CLIENT_FRAGMENTS + 2)
         self._muxer = None
         self.fragments = 0
 
@@ -146,24 +146,19 @@ class WebStream(Output):
         """A queue of the stream's bytes for one browser: the init segment and the
         newest fragment first, then each new fragment; END when the stream ends.
         None when MAX_CLIENTS already watch or the stream is not running."""
-        q: queue.Queue = queue.Queue(CLIENT_FRAGMENTS + 2)
         with self._lock:
-            if len(self._clients) >= MAX_CLIENTS or self.state in ("failed", "closed"):
+            if self.state in ("failed", "closed"):
                 return None
-            if self._init:
-                q.put_nowait(self._init + b"".join(self._since_key))
-            self._clients.append(q)
-        return q
+            # Under the lock: a fragment made meanwhile is either in `first` or sent.
+            return self.watchers.join(self._init + b"".join(self._since_key) if self._init
+                                      else None)
 
     def leave(self, q: queue.Queue) -> None:
-        with self._lock:
-            if q in self._clients:
-                self._clients.remove(q)
+        self.watchers.leave(q)
 
     @property
     def watching(self) -> int:
-        with self._lock:
-            return len(self._clients)
+        return len(self.watchers)
 
     # --- the worker --------------------------------------------------------------------
 
@@ -186,19 +181,14 @@ class WebStream(Output):
             if muxer is not None:
                 muxer.close()
         finally:
-            with self._lock:
-                clients, self._clients = self._clients, []
-            for q in clients:
-                _put_end(q)
+            self.watchers.close()
 
     def _box(self, kind: str, box: bytes) -> None:
         if kind in ("ftyp", "moov"):
             self._init += box
             if kind == "moov":            # browsers that joined before it: init first
                 with self._lock:
-                    clients = list(self._clients)
-                for q in clients:
-                    q.put_nowait(self._init)
+                    self.watchers.send(self._init)
         elif kind == "moof":
             self._pending = box
         elif kind == "mdat" and self._pending:
@@ -214,22 +204,6 @@ class WebStream(Output):
             elif self._since_key and len(self._since_key) < KEEP_FRAGMENTS:
                 self._since_key.append(data)
             self.fragments += 1
-            clients = list(self._clients)
-        for q in clients:
-            try:
-                q.put_nowait(data)
-            except queue.Full:           # this browser is too far behind: let it go
-                self.leave(q)
-                _put_end(q)
-
-
-def _put_end(q: queue.Queue) -> None:
-    while True:
-        try:
-            q.put_nowait(END)
-            return
-        except queue.Full:
-            try:
-                q.get_nowait()
-            except queue.Empty:
-                pass
+            # Under the lock, as join() reads _since_key: no browser misses a fragment
+            # or gets one twice. Sending never waits.
+            self.watchers.send(data)
