@@ -206,6 +206,7 @@ ROWS = [
     ("cfg-time-of-day-unknown", RC, ['time_of_day = "noon"'], "time_of_day", 2),
     ("cfg-max-session-text", RC, ['max_session = "soon"'], "max_session", 2),
     ("run-max-session-zero", R + ["--max-session", "0h"], None, "max_session", 2),
+    ("run-stop-timeout-zero", R + ["--stop-timeout", "0"], None, "stop_timeout", 2),
     ("cfg-overlay-not-tables", RC, ['overlay = ["clock"]'], "overlay", 2),
     ("cfg-overlay-unknown-kind", RC, ['overlay = [{{ kind = "marquee" }}]'], "marquee", 2),
     ("cfg-overlay-unknown-key", RC, ['overlay = [{{ kind = "clock", blink = true }}]'], "blink", 2),

@@ -65,7 +65,8 @@ def test_every_run_flag_sets_the_config_key_of_its_option():
              "generate": ["--no-generate"], "realtime": ["--realtime"], "fit": ["--fit", "blur"],
              "bitrate": ["--bitrate", "900"], "fullscreen": ["--fullscreen"],
              "borderless": ["--borderless"], "socket": ["--socket"],
-             "max_session": ["--max-session", "47h"], "web": ["--web", "8088"]}
+             "max_session": ["--max-session", "47h"], "web": ["--web", "8088"],
+             "stop_timeout": ["--stop-timeout", "4"]}
     flagged = {o.name for o in run_settings.OPTIONS if o.flag}
     assert set(given) == flagged
     argv = [word for words in given.values() for word in words]
@@ -76,7 +77,7 @@ def test_every_run_flag_sets_the_config_key_of_its_option():
     assert cfg.generate is False and cfg.realtime and cfg.fullscreen and cfg.borderless
     assert (cfg.fit, cfg.bitrate, cfg.audio, cfg.socket) == ("blur", 900, ["m"], "")
     assert cfg.max_session == "47h"
-    assert cfg.web == "8088"
+    assert cfg.web == "8088" and cfg.stop_timeout == 4
     # Flags not given leave the config file's values alone.
     assert run_settings.overrides_from_args(parser.parse_args([])) == {}
 

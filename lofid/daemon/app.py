@@ -28,7 +28,7 @@ from typing import Callable
 
 from lofid.errors import UserError
 from lofid.settings.run import LIVE_KEYS
-from lofid.stopping import STOP_TIMEOUT_S, SignalStop
+from lofid.stopping import SignalStop
 
 
 @dataclass
@@ -56,7 +56,7 @@ class Daemon:
     LIVE_KEYS = LIVE_KEYS
 
     def __init__(self, cfg, maker: LoopMaker, *, config_path: str | Path | None = None,
-                 overrides: dict | None = None, stop_timeout: float = STOP_TIMEOUT_S,
+                 overrides: dict | None = None, stop_timeout: float | None = None,
                  wall_clock: Callable[[], float] | None = None):
         self.cfg = cfg
         # The wall clock the schedule and time_of_day follow (a test moves it).
@@ -64,7 +64,7 @@ class Daemon:
         self.maker = maker
         self.config_path = config_path
         self.overrides = dict(overrides or {})
-        self.stop_timeout = stop_timeout
+        self.stop_timeout = cfg.stop_timeout if stop_timeout is None else stop_timeout
         self.should_exit = threading.Event()
         self.library = None
         self.outputs = None              # the OutputSet

@@ -17,6 +17,7 @@ from pathlib import Path
 from lofid import paths
 from lofid.settings import schema
 from lofid.settings.schema import BadValue, ConfigError, Option
+from lofid.stopping import STOP_TIMEOUT_S
 from lofid.settings.values import (FITS, MAX_CROSSFADE, MAX_LOOP_FRAMES, OUTPUT_FPS,
                                    address_of, byte_size_of, seconds_of,
                                    size_of, web_address_of)
@@ -72,6 +73,11 @@ OPTIONS: list[Option] = [
            minimum=0, above=True,
            expected="a number of seconds above 0 (leave it out to play forever)",
            flag="--duration", flag_help="seconds of output (default: forever)"),
+    Option("stop_timeout", float, STOP_TIMEOUT_S, "seconds the first Ctrl-C or SIGTERM gives the "
+           "outputs to finish their files; past it lofid ends without the ones that are "
+           "stuck (keep it 2 s under systemd's TimeoutStopSec, 20 in lofid's unit)",
+           minimum=1, maximum=300, expected="seconds, 1..300", flag="--stop-timeout",
+           flag_help="seconds a first Ctrl-C may take to finish the files (default 10)"),
     Option("scene", str, "", 'what to show, in words; "" = the default scene', live=True,
            expected="text", flag="--scene",
            flag_help="what to show, in words (default: the study room)"),
