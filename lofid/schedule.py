@@ -25,6 +25,7 @@ from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 from lofid.settings.schema import ConfigError
+from lofid.settings.values import zone_of
 
 DAY = 86400.0
 
@@ -37,22 +38,6 @@ TIME_OF_DAY_STARTS = (((5, 0), "morning"), ((10, 0), "day"), ((17, 0), "golden_h
 ENTRY_KEYS = ("at", "scene", "timezone", "rotate", "audio", "overlays")
 
 _HHMM = re.compile(r"^(\d{1,2}):(\d{2})$")
-
-
-def zone_of(name: Any, key: str) -> tzinfo | None:
-    """The zone named `name` (an IANA name such as "Europe/Berlin", or "UTC"); None
-    for None (the machine's local zone). ConfigError naming `key` when unknown."""
-    if name is None:
-        return None
-    if not isinstance(name, str) or not name.strip():
-        raise ConfigError(f"{key} = {name!r}: expected a time zone name such as "
-                          f"\"Europe/Berlin\" or \"UTC\"")
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, OSError):
-        raise ConfigError(f"{key} = {name!r}: unknown time zone; expected an IANA name "
-                          f"such as \"Europe/Berlin\", \"America/New_York\" or \"UTC\"") from None
 
 
 def minutes_of(text: Any, key: str) -> int:

@@ -52,6 +52,20 @@ class Clock:
         return self.now
 
 
+def turns(director, steps: int) -> list[str]:
+    """The keys a director (attached to a Clock, not started) shows: its first loop,
+    then the next one each time its clock moves on a second, `steps` times."""
+    clock = Clock()
+    director.attach_clock(clock)
+    director.first()
+    seen = [director.current_key]
+    for i in range(1, steps + 1):
+        clock.now = float(i)
+        assert wait_for(director.next_ready, timeout=10) is not None
+        seen.append(director.current_key)
+    return seen
+
+
 class States:
     """Collects an output's on_state calls; lets a test wait for one."""
 

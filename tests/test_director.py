@@ -11,7 +11,7 @@ from lofid.director import Director, DirectorSettings, NothingToPlay
 from lofid.generators import get
 from lofid.library import Library
 from lofid.scene import parse
-from helpers import Clock, holds_for, wait_for
+from helpers import Clock, holds_for, turns, wait_for
 
 paint = get("procedural")
 SMALL = dict(loop_size=(64, 36), frames=6, fps=12.0)
@@ -75,16 +75,8 @@ def test_library_loops_take_turns_without_generating(tmp_path):
     lib = Library(tmp_path)
     keys = {lib.put(paint(parse("library"), seed, (64, 36), 6, 12.0)) for seed in (1, 2, 3)}
     d = Director(lib, parse("library"), DirectorSettings(generate=False, rotate=1.0, **SMALL))
-    clock = Clock()
-    d.attach_clock(clock)
     try:
-        d.first()
-        seen = [d.current_key]
-        for i in range(1, 6):
-            clock.now = float(i)
-            wait_for(lambda: d.ready_keys())
-            assert d.next_ready() is not None
-            seen.append(d.current_key)
+        seen = turns(d, 5)
         assert set(seen) == keys
         assert all(a != b for a, b in zip(seen, seen[1:]))   # never the same loop twice running
     finally:

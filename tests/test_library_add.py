@@ -53,6 +53,8 @@ def test_png_frames_are_kept_exactly_in_name_order(made):
     assert (meta["n_frames"], meta["width"], meta["height"], meta["fps"]) == (10, 96, 64, 10.0)
     kept = Library(w / "lib").get(key)
     assert np.array_equal(kept.frames, loop.frames)        # PNG and the library: lossless
+    # Exact: the same frames (PNG is lossless) through the same compute_metrics on
+    # this machine, in lofid's process and here.
     assert meta["metrics"] == compute_metrics(loop.frames)
     # A pattern names the same frames: the same loop, kept once.
     again, _ = add(w, str(w / "pngs" / "frame_*.png"), "--prompt", "sunset rooftop, summer",

@@ -329,6 +329,8 @@ def test_outputs_that_take_frames_get_the_text_too(tmp_path):
     frames = frames_of(tmp_path / "frames.webm")
     assert len(frames) == 90
     untouched = textured_loop(40, 4).frames
+    # Exact: the same numpy code made both in this process; drawing must not have
+    # written into the loop's own frames.
     assert np.array_equal(loop.frames, untouched)
     note = {t: board(t).look(loop) for t in ("lofi beats to relax to", "back in five")}
     x0, y0, x1, y1 = note["lofi beats to relax to"].tiles()["note"].box

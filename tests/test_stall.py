@@ -19,7 +19,7 @@ from lofid.library import Library
 from lofid.outputs.null import NullOutput
 from lofid.player import Player, PlayerSettings
 from lofid.scene import parse
-from helpers import LOFID, Clock, holds_for, lofid as _lofid, reap, wait_for
+from helpers import LOFID, Clock, holds_for, lofid as _lofid, reap, turns, wait_for
 
 paint = get("procedural")
 SMALL = dict(loop_size=(64, 36), frames=6, fps=12.0)
@@ -46,15 +46,8 @@ def test_stand_in_loops_take_turns_like_exact_ones(tmp_path):
     lib = Library(tmp_path)
     keys = _stand_ins(lib)
     d = Director(lib, parse("library"), DirectorSettings(generate=False, rotate=1.0, **SMALL))
-    clock = Clock()
-    d.attach_clock(clock)
     try:
-        d.first()
-        seen = [d.current_key]
-        for i in range(1, 5):
-            clock.now = float(i)
-            assert wait_for(d.next_ready, timeout=10) is not None
-            seen.append(d.current_key)
+        seen = turns(d, 4)
         assert set(seen) == set(keys)
         assert all(a != b for a, b in zip(seen, seen[1:]))   # they alternate
     finally:

@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass, fields
 
 from lofid.errors import UserError
+from lofid.settings.schema import ConfigError
+from lofid.settings.values import zone_of as settings_zone
 
 KINDS = ("now_playing", "clock", "scene", "text")
 POSITIONS = ("top-left", "top", "top-right", "left", "center", "right",
@@ -166,15 +168,11 @@ def check_format(fmt: str, where: str) -> None:
 
 
 def zone_of(name: str, where: str = "overlay"):
-    """The tzinfo of an IANA zone name; None (the machine's own zone) for ""."""
-    if not name or name.strip().lower() == "local":
-        return None
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+    """The tzinfo of an IANA zone name; None (the machine's own zone) for "" or "local"."""
     try:
-        return ZoneInfo(name.strip())
-    except (ZoneInfoNotFoundError, ValueError, OSError):
-        raise OverlayError(f"{where}: time zone {name!r} is unknown (an IANA name such as "
-                           f"\"Europe/Berlin\"; is tzdata installed?)") from None
+        return settings_zone(name, f"{where}: timezone")
+    except ConfigError as e:
+        raise OverlayError(str(e)) from None
 
 
 def parse_layers(tables, where: str = "overlay") -> list[Layer]:

@@ -20,7 +20,7 @@ from lofid.settings.schema import BadValue, ConfigError, Option
 from lofid.stopping import STOP_TIMEOUT_S
 from lofid.settings.values import (FITS, MAX_CROSSFADE, MAX_LOOP_FRAMES, OUTPUT_FPS,
                                    address_of, byte_size_of, seconds_of,
-                                   size_of, web_address_of)
+                                   size_of, web_address_of, zone_of)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -198,7 +198,7 @@ OPTIONS: list[Option] = [
            choices=("scene", "follow"), expected='"scene" or "follow"', flag=False),
     Option("timezone", str, None, "the zone of schedule times and time_of_day = \"follow\" "
            '(e.g. "Europe/Berlin"); default: the machine\'s', nullable=True, live=True,
-           check=_later("lofid.schedule", "zone_of"), flag=False),
+           check=zone_of, flag=False),
     Option("max_session", str, None, 'RTMP outputs: end the connection before this long '
            '("47h" for Twitch\'s 48-hour limit) and open a new one at once', nullable=True,
            check=_duration, flag="--max-session", metavar="DURATION",

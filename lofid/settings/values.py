@@ -164,3 +164,20 @@ def seconds_of(value, key: str) -> float:
     if not math.isfinite(seconds) or seconds <= 0:
         raise ConfigError(f"{key} = {value!r}: expected {expected}")
     return seconds
+
+
+def zone_of(name, key: str):
+    """The tzinfo of an IANA zone name ("Europe/Berlin", "UTC"); None, "" or "local":
+    None, the machine's own zone. ConfigError naming `key` when it is unknown."""
+    if name is None or (isinstance(name, str) and name.strip().lower() in ("", "local")):
+        return None
+    if not isinstance(name, str):
+        raise ConfigError(f"{key} = {name!r}: expected a time zone name such as "
+                          f"\"Europe/Berlin\" or \"UTC\"")
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+    try:
+        return ZoneInfo(name.strip())
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise ConfigError(f"{key} = {name!r}: unknown time zone; expected an IANA name "
+                          f"such as \"Europe/Berlin\", \"America/New_York\" or \"UTC\" "
+                          f"(is tzdata installed?)") from None
