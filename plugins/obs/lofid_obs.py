@@ -55,6 +55,20 @@ class _Incomplete(Exception):
     """The buffer ends inside a message: wait for more bytes."""
 
 
+def _pack_length(out: bytearray, n: int, heads, fix: int | None = None, fix_below: int = 0) -> None:
+    """A msgpack length: in the type byte itself (`fix` | n) below `fix_below`, else
+    the smallest of the 8-, 16- and 32-bit forms `heads` names (None: no such form)."""
+    if fix is not None and n < fix_below:
+        out.append(fix | n)
+        return
+    for head, fmt, top in zip(heads, (">B", ">H", ">I"), (0xFF, 0xFFFF, 0xFFFFFFFF)):
+        if head is not None and n <= top:
+            out.append(head)
+            out += struct.pack(fmt, n)
+            return
+    raise OverflowError(f"msgpack: a length of {n} does not fit in 32 bits")
+
+
 def _pack(obj, out: bytearray, depth: int = 0) -> None:
     if depth > 64:
         raise ValueError("msgpack: nested too deeply")
@@ -91,56 +105,26 @@ def _pack(obj, out: bytearray, depth: int = 0) -> None:
         out += b"\xcb" + struct.pack(">d", obj)
     elif isinstance(obj, str):
         data = obj.encode("utf-8")
-        n = len(data)
-        if n < 32:
-            out.append(0xA0 | n)
-        elif n <= 0xFF:
-            out += b"\xd9" + struct.pack(">B", n)
-        elif n <= 0xFFFF:
-            out += b"\xda" + struct.pack(">H", n)
-        else:
-            out += b"\xdb" + struct.pack(">I", n)
+        _pack_length(out, len(data), (0xD9, 0xDA, 0xDB), fix=0xA0, fix_below=32)
         out += data
     elif isinstance(obj, (bytes, bytearray, memoryview)):
         data = bytes(obj)
-        n = len(data)
-        if n <= 0xFF:
-            out += b"\xc4" + struct.pack(">B", n)
-        elif n <= 0xFFFF:
-            out += b"\xc5" + struct.pack(">H", n)
-        else:
-            out += b"\xc6" + struct.pack(">I", n)
+        _pack_length(out, len(data), (0xC4, 0xC5, 0xC6))
         out += data
     elif isinstance(obj, tuple) and hasattr(obj, "code") and hasattr(obj, "data"):   # an ExtType, ours or msgpack's
         n = len(obj.data)
         head = {1: 0xD4, 2: 0xD5, 4: 0xD6, 8: 0xD7, 16: 0xD8}.get(n)
         if head is not None:
             out.append(head)
-        elif n <= 0xFF:
-            out += b"\xc7" + struct.pack(">B", n)
-        elif n <= 0xFFFF:
-            out += b"\xc8" + struct.pack(">H", n)
         else:
-            out += b"\xc9" + struct.pack(">I", n)
+            _pack_length(out, n, (0xC7, 0xC8, 0xC9))
         out += struct.pack(">b", obj.code) + bytes(obj.data)
     elif isinstance(obj, (list, tuple)):
-        n = len(obj)
-        if n < 16:
-            out.append(0x90 | n)
-        elif n <= 0xFFFF:
-            out += b"\xdc" + struct.pack(">H", n)
-        else:
-            out += b"\xdd" + struct.pack(">I", n)
+        _pack_length(out, len(obj), (None, 0xDC, 0xDD), fix=0x90, fix_below=16)
         for item in obj:
             _pack(item, out, depth + 1)
     elif isinstance(obj, dict):
-        n = len(obj)
-        if n < 16:
-            out.append(0x80 | n)
-        elif n <= 0xFFFF:
-            out += b"\xde" + struct.pack(">H", n)
-        else:
-            out += b"\xdf" + struct.pack(">I", n)
+        _pack_length(out, len(obj), (None, 0xDE, 0xDF), fix=0x80, fix_below=16)
         for key, value in obj.items():
             _pack(key, out, depth + 1)
             _pack(value, out, depth + 1)
