@@ -15,8 +15,8 @@ def _own_library(tmp_path_factory, monkeypatch):
 
 
 # The files that take longest, longest first (seconds on the 2-core CI machine). The
-# two test processes (pytest-xdist, whole files) take files in collection order, so
-# starting with the long ones lets both finish at about the same time instead of one
+# test processes (pytest-xdist, whole files) take files in collection order, so
+# starting with the long ones lets them finish at about the same time instead of one
 # waiting for the other's last long file. Files not named keep their order after these.
 LONGEST_FIRST = ("test_ray.py", "test_daemon.py", "test_outputs_network.py", "test_stall.py",
                  "test_nvim_lofi.py", "test_obs_studio.py", "test_web_page.py",

@@ -5,6 +5,8 @@ a wait that runs out fails the test instead of carrying on."""
 from __future__ import annotations
 
 import contextlib
+import importlib
+import importlib.util
 import itertools
 import signal
 import subprocess
@@ -14,6 +16,38 @@ import time
 from pathlib import Path
 
 LOFID = (sys.executable, "-m", "lofid.cli")
+
+
+# --------------------------------------------------------------------------- heavy imports
+
+class Lazy:
+    """A module imported on its first use. Every test process collects every test
+    file: importing torch, diffusers and peft there cost each process about 6 s before
+    its first test, for files most processes never run."""
+
+    def __init__(self, name: str):
+        self._name = name
+
+    def __getattr__(self, attr):
+        # pytest looks for its own markers on everything a test file holds: a private
+        # name is never what a test wants from the module, so it imports nothing.
+        if attr.startswith("_"):
+            raise AttributeError(attr)
+        return getattr(importlib.import_module(self._name), attr)
+
+
+def needs(*modules: str):
+    """Skip a test file (pytestmark) when one of `modules` is not installed, found
+    without importing it."""
+    import pytest
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    return pytest.mark.skipif(bool(missing), reason=f"needs {', '.join(missing)}")
+
+
+def save_file(tensors: dict, path: str) -> None:
+    """safetensors.torch.save_file, imported when first called."""
+    from safetensors.torch import save_file as save
+    save(tensors, path)
 
 
 # --------------------------------------------------------------------------- waiting

@@ -15,8 +15,10 @@ from lofid.scene import SceneSpec
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("diffusers")
+from helpers import Lazy, needs  # noqa: E402
+
+torch = Lazy("torch")
+pytestmark = needs("torch", "diffusers")
 
 SIZE = (32, 32)   # 4x4 latents in the tiny models: the cheapest size that runs the whole UNet
 

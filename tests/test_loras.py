@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("diffusers")
-pytest.importorskip("peft")
+from helpers import Lazy, needs  # noqa: E402
+
+torch = Lazy("torch")
 
 import tiny_models  # noqa: E402  (tests/ is on sys.path)
 
@@ -21,7 +21,8 @@ from lofid.loras import LoraError, apply_loras, fuse, parse_lora_arg, unfuse  # 
 from lofid.models import ModelRef  # noqa: E402
 
 # Loading a second adapter into a model makes peft say so; that is what adapters are for.
-pytestmark = pytest.mark.filterwarnings("ignore:Already found a `peft_config`")
+pytestmark = [needs("torch", "diffusers", "peft"),
+              pytest.mark.filterwarnings("ignore:Already found a `peft_config`")]
 
 # Spatial attention of the UNet (what a style LoRA trains) and the temporal attention of
 # the motion modules (what a motion LoRA trains).

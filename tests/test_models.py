@@ -16,8 +16,10 @@ import tiny_models as T  # noqa: E402
 from lofid import models as M  # noqa: E402
 from lofid.cli import models as models_cli  # noqa: E402
 
-torch = pytest.importorskip("torch")
-from safetensors.torch import save_file  # noqa: E402
+from helpers import Lazy, needs, save_file  # noqa: E402
+
+torch = Lazy("torch")
+pytestmark = needs("torch")
 
 
 @pytest.fixture(scope="module")

@@ -15,9 +15,10 @@ from lofid import models as M  # noqa: E402
 from lofid.generators import animatediff as ad  # noqa: E402
 from lofid.scene import SceneSpec  # noqa: E402
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("diffusers")
-from safetensors.torch import save_file  # noqa: E402
+from helpers import Lazy, needs, save_file  # noqa: E402
+
+torch = Lazy("torch")
+pytestmark = needs("torch", "diffusers")
 
 SIZE = (64, 64)   # 8x8 latents: the tiny SDXL UNet's three levels go 8 -> 4 -> 2
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("diffusers")
-pytest.importorskip("peft")
+from helpers import Lazy, needs  # noqa: E402
+
+torch = Lazy("torch")
 av = pytest.importorskip("av")
 
 import tiny_models  # noqa: E402  (tests/ is on sys.path)
@@ -26,7 +26,8 @@ from lofid.cli import main  # noqa: E402
 from lofid.training import common, motion  # noqa: E402
 
 # Loading a second adapter into a model makes peft say so; that is what adapters are for.
-pytestmark = pytest.mark.filterwarnings("ignore:Already found a `peft_config`")
+pytestmark = [needs("torch", "diffusers", "peft"),
+              pytest.mark.filterwarnings("ignore:Already found a `peft_config`")]
 
 CONFIG = Path(__file__).resolve().parents[1] / "training" / "configs" / "motion.toml"
 SIZE = 64

@@ -20,10 +20,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("diffusers")
-pytest.importorskip("peft")
-pytest.importorskip("accelerate")
+from helpers import Lazy, needs  # noqa: E402
+
+torch = Lazy("torch")
+pytestmark = needs("torch", "diffusers", "peft", "accelerate")
 
 from lofid.cli import main  # noqa: E402
 from lofid.training import common, style  # noqa: E402
