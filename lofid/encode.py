@@ -21,7 +21,8 @@ from typing import Iterable
 
 import numpy as np
 
-from lofid.media import AUDIO_CHANNELS, AUDIO_RATE, TO_BT709, Packet, StreamInfo, as_fps, tag_bt709
+from lofid.media import (AUDIO_CHANNELS, AUDIO_RATE, TO_BT709, VIDEO_KBPS, Packet, StreamInfo,
+                         as_fps, tag_bt709)
 
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium")
 
@@ -50,9 +51,9 @@ class VideoSettings:
                 raise ValueError(f"video {name} must be even (yuv420p halves it), got {v}")
         object.__setattr__(self, "fps", as_fps(self.fps, "video fps"))
         if isinstance(self.bitrate, bool) or not isinstance(self.bitrate, (int, np.integer)) \
-                or not 100_000 <= self.bitrate <= 100_000_000:
-            raise ValueError(f"video bitrate must be an integer from 100000 to 100000000 "
-                             f"bits per second, got {self.bitrate!r}")
+                or not VIDEO_KBPS[0] * 1000 <= self.bitrate <= VIDEO_KBPS[1] * 1000:
+            raise ValueError(f"video bitrate must be an integer from {VIDEO_KBPS[0] * 1000} "
+                             f"to {VIDEO_KBPS[1] * 1000} bits per second, got {self.bitrate!r}")
         ks = self.keyframe_seconds
         if isinstance(ks, bool) or not isinstance(ks, (int, float)) or not 0.1 <= ks <= 10:
             raise ValueError(f"keyframe_seconds must be a number from 0.1 to 10, got {ks!r}")

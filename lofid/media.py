@@ -17,6 +17,13 @@ from numbers import Rational
 
 import numpy as np
 
+# --------------------------------------------------------------------------- video
+
+# The video bitrates lofid encodes at, kb/s: the `bitrate` setting and the encoder
+# both hold to this one range (below 300 a 1080p picture is mush; above 50 Mb/s no
+# ingest server takes it).
+VIDEO_KBPS = (300, 50_000)
+
 # --------------------------------------------------------------------------- audio
 
 AUDIO_RATE = 48000                # samples per second; the audio time base is 1/48000

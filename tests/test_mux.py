@@ -46,7 +46,7 @@ def picture(i: int, colour) -> np.ndarray:
 
 
 def settings(fps) -> VideoSettings:
-    return VideoSettings(width=W, height=H, fps=fps, bitrate=100_000, keyframe_seconds=1)
+    return VideoSettings(width=W, height=H, fps=fps, bitrate=300_000, keyframe_seconds=1)
 
 
 def player_packets(segments, order, start: int, fps: Fraction, skip: int = 0):

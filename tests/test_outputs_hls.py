@@ -29,7 +29,7 @@ START = 10**6 + 15             # the daemon's clock is far from 0 when an output
 @functools.cache
 def stream():
     """(info, packets): encoded once, shared by the tests that read streams back."""
-    s = VideoSettings(width=160, height=96, fps=FPS, bitrate=100_000, keyframe_seconds=2)
+    s = VideoSettings(width=160, height=96, fps=FPS, bitrate=300_000, keyframe_seconds=2)
     frames = []
     for i in range(GOP):
         f = np.full((96, 160, 3), (40, 90, 160), np.uint8)

@@ -36,6 +36,13 @@ def test_crossfade_limit_is_the_same_for_the_config_and_the_player(seconds):
     assert _config_takes(crossfade=seconds) == _player_takes(crossfade=seconds)
 
 
+@pytest.mark.parametrize("kbps", [100, 299, 300, 4500, 50000, 50001, 100000])
+def test_bitrate_limit_is_the_same_for_the_config_and_the_encoder(kbps):
+    # The config took 300..50000 kb/s and the encoder 100..100000.
+    assert _config_takes(bitrate=kbps) == _player_takes(bitrate=kbps * 1000)
+    assert _config_takes(bitrate=kbps) == (300 <= kbps <= 50000)
+
+
 @pytest.mark.parametrize("size", [(7680, 4320), (8000, 1080), (1920, 4400), (8192, 8192),
                                   (16, 16), (14, 16)])
 def test_size_limits_are_the_same_for_the_config_the_player_and_generate(size):

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from lofid import paths
+from lofid.media import VIDEO_KBPS
 from lofid.settings import schema
 from lofid.settings.schema import BadValue, ConfigError, Option
 from lofid.stopping import STOP_TIMEOUT_S
@@ -107,8 +108,9 @@ OPTIONS: list[Option] = [
            flag_args={"choices": FITS},
            flag_help="a loop of another shape: crop (default) or blur (the whole loop over a "
                      "blurred backdrop)"),
-    Option("bitrate", int, 4500, "video kb/s for streams and stream files", minimum=300,
-           maximum=50000, expected="kb/s, 300..50000", flag="--bitrate",
+    Option("bitrate", int, 4500, "video kb/s for streams and stream files",
+           minimum=VIDEO_KBPS[0], maximum=VIDEO_KBPS[1],
+           expected=f"kb/s, {VIDEO_KBPS[0]}..{VIDEO_KBPS[1]}", flag="--bitrate",
            flag_help="video kb/s (default 4500)"),
     Option("loop_frames", int, 60, "frames in each generated loop (AnimateDiff: at most 48)",
            minimum=2, maximum=MAX_LOOP_FRAMES, flag=False,
