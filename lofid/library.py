@@ -26,12 +26,13 @@ Metadata is checked by one set of rules (_check_meta) before it is written and e
 time it is read, so metadata damaged later (a frame rate of 0, a frame count no memory
 holds, a folder under its name) is moved aside when it is next read, and the rest of
 the library goes on.
+
 A loop that comes with its frames already in this format (`Loop.stored`, a
 StoredFrames: a loop made on a Ray worker) is written as it is, after its bytes are
 checked against their size and SHA-256; encode_frames() and loop_from_stored() are
 the two ends of that path.
 
-Frames are decoded only by get(), open() and standby(); a frames file that fails
+Frames files are decoded only by get(), open() and standby(); one that fails
 its checksum or does not decode is moved aside there too, and they raise
 CorruptLoopError (a KeyError). open() hands the loop over before its frames are all
 decoded (a scene asked for by hand starts at once) and checks the file after.
