@@ -26,7 +26,13 @@ Metadata is checked by one set of rules (_check_meta) before it is written and e
 time it is read, so metadata damaged later (a frame rate of 0, a frame count no memory
 holds, a folder under its name) is moved aside when it is next read, and the rest of
 the library goes on.
-Frames are decoded only by get(), open() and standby(); a frames file that fails
+
+A loop that comes with its frames already in this format (`Loop.stored`, a
+StoredFrames: a loop made on a Ray worker) is written as it is, after its bytes are
+checked against their size and SHA-256; encode_frames() and loop_from_stored() are
+the two ends of that path.
+
+Frames files are decoded only by get(), open() and standby(); one that fails
 its checksum or does not decode is moved aside there too, and they raise
 CorruptLoopError (a KeyError). open() hands the loop over before its frames are all
 decoded (a scene asked for by hand starts at once) and checks the file after.
@@ -58,7 +64,7 @@ from typing import Any
 import numpy as np
 
 from lofid import paths
-from lofid.durable import fsync_dir, fsync_path
+from lofid.durable import fsync_dir
 from lofid.errors import Failure
 from lofid.loop import Loop, check_metrics
 from lofid.scene import SCENES, SceneSpec
@@ -185,10 +191,20 @@ class Library:
 
     def _store(self, key: str, loop: Loop) -> None:
         frames_path = self._frames_path(key)
+        # Frames that came encoded (from a Ray worker) are written as they are: encoding
+        # them again would cost as much as it did there, for the same bytes' worth.
+        stored = loop.stored if loop.stored is not None else encode_frames(loop)
         with self._temp_file(key, FRAMES_SUFFIX) as frames_tmp:
-            _encode_frames(loop, frames_tmp)
-            fsync_path(frames_tmp)
+            with open(frames_tmp, "wb") as fh:
+                fh.write(stored.data)
+                fh.flush()
+                os.fsync(fh.fileno())
             size, digest = _file_digest(frames_tmp)
+            if (size, digest) != (stored.size, stored.sha256):
+                # What is on disk is not what the frames' maker said it made.
+                raise LibraryError(f"loop {key} cannot be stored: its frames file has {size} "
+                                   f"bytes with SHA-256 {digest[:16]}..., its frames say "
+                                   f"{stored.size} bytes with {stored.sha256[:16]}...")
             doc = loop.metadata()
             doc.update({
                 "key": key,
@@ -271,7 +287,7 @@ class Library:
         else:
             frames, known = standby.frames, standby.count
         loop = Loop.from_metadata(doc, frames, SceneSpec.from_dict(doc["spec"]), key=key)
-        loader = loop.loader = _FrameLoader(self, key, doc, frames, known)
+        loader = loop.loader = _FileLoader(self, key, doc, frames, known)
         with self._thread_lock:
             self._loading.append(key)    # never evicted while its frames are read
         loader.start()
@@ -593,10 +609,38 @@ class Library:
 
 # ---------------------------------------------------------------------- frames files
 
-def _encode_frames(loop: Loop, path: Path) -> None:
+@dataclass(frozen=True, repr=False)
+class StoredFrames:
+    """A loop's frames in the library's own format (a frames file's bytes), with the
+    byte count and SHA-256 its maker computed: what a Ray worker sends back, and what
+    Library.put writes as it is."""
+    data: bytes
+    size: int
+    sha256: str
+
+    def __repr__(self) -> str:
+        return f"StoredFrames({self.size} bytes, sha256 {self.sha256[:16]}...)"
+
+    def check(self) -> None:
+        """ValueError unless the bytes are those the maker counted and hashed."""
+        if not isinstance(self.data, bytes):
+            raise ValueError(f"the frames are {type(self.data).__name__}, not bytes")
+        if len(self.data) != self.size:
+            raise ValueError(f"the frames are {len(self.data)} bytes, their maker "
+                             f"said {self.size}")
+        digest = hashlib.sha256(self.data).hexdigest()
+        if digest != self.sha256:
+            raise ValueError(f"the frames' SHA-256 is {digest[:16]}..., their maker "
+                             f"said {str(self.sha256)[:16]}...")
+
+
+def encode_frames(loop: Loop) -> StoredFrames:
+    """`loop`'s frames in the library's format: what put() writes, or a Ray worker
+    sends back for the library at the other end to write as it is."""
     import av
 
-    with av.open(str(path), mode="w", format="matroska") as container:
+    out = io.BytesIO()
+    with av.open(out, mode="w", format="matroska") as container:
         # The container's timing is informative only; the metadata holds the exact fps.
         stream = container.add_stream(_CODEC, rate=loop.rate,
                                       options=dict(_CODEC_OPTIONS))
@@ -610,6 +654,31 @@ def _encode_frames(loop: Loop, path: Path) -> None:
                 container.mux(packet)
         for packet in stream.encode(None):
             container.mux(packet)
+    data = out.getvalue()
+    return StoredFrames(data, len(data), hashlib.sha256(data).hexdigest())
+
+
+def loop_from_stored(meta: dict, stored: StoredFrames) -> Loop:
+    """The Loop of `meta` (Loop.metadata()) whose frames are `stored`, to store and to
+    play: put() writes the bytes as they are, and the frames decode from them in a
+    thread of their own, started by the first wait_frame() (the player waits for each
+    frame it shows, as for a loop from open()). Nothing is decoded for a loop that is
+    only stored (a batch filling the library), and one that is played shows its first
+    frame after one frame's decoding, not all of them. ValueError if the bytes do not
+    match their size and SHA-256, or the metadata is not a loop's."""
+    stored.check()
+    n, height, width = meta.get("n_frames"), meta.get("height"), meta.get("width")
+    doc = {"n_frames": n, "height": height, "width": width}
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in doc.values()):
+        raise ValueError(f"loop metadata must give n_frames, height and width, got {doc}")
+    if n * height * width * 3 > MAX_LOOP_BYTES:
+        raise ValueError(f"{n} frames of {width}x{height} are more than a loop may hold")
+    # np.empty takes memory page by page as the frames are written, not before.
+    frames = np.empty((n, height, width, 3), dtype=np.uint8)
+    loop = Loop.from_metadata(meta, frames, SceneSpec.from_dict(meta["spec"]))
+    loop.stored = stored
+    loop.loader = _FrameLoader(f"{loop.spec.id} seed {loop.seed}", doc, frames, 0, stored.data)
+    return loop
 
 
 def _decode_frames(data: bytes, doc: dict) -> np.ndarray:
@@ -634,12 +703,14 @@ def _decode_frames(data: bytes, doc: dict) -> np.ndarray:
     return frames
 
 
-def _decoded_frames(path: Path, doc: dict) -> Iterator[tuple[int, np.ndarray]]:
-    """(index, RGB frame) of a frames file as they decode, checked against `doc`."""
+def _decoded_frames(source: Path | bytes, doc: dict) -> Iterator[tuple[int, np.ndarray]]:
+    """(index, RGB frame) of a frames file (or its bytes) as they decode, checked
+    against `doc`."""
     import av
 
     n, height, width = doc["n_frames"], doc["height"], doc["width"]
-    with av.open(str(path), mode="r") as container:
+    with av.open(io.BytesIO(source) if isinstance(source, bytes) else str(source),
+                 mode="r") as container:
         stream = container.streams.video[0]
         for index, vf in enumerate(container.decode(stream)):
             if index >= n:
@@ -663,18 +734,26 @@ class Standby:
 
 
 class _FrameLoader:
-    """Decodes a loop's frames file into its array in a thread of its own, so the loop
-    can start playing before the last frame is there (see Library.open)."""
+    """Decodes a loop's frames, from a frames file or its bytes (`source`), into the
+    loop's array in a thread of its own, so the loop can start playing before the
+    last frame is there (see Library.open, loop_from_stored). The thread starts on
+    start() or the first wait() for a frame not there yet."""
 
-    def __init__(self, library: Library, key: str, doc: dict, frames: np.ndarray, known: int):
-        self.library, self.key, self.doc, self.frames = library, key, doc, frames
+    def __init__(self, name: str, doc: dict, frames: np.ndarray, known: int,
+                 source: Path | bytes):
+        self.name, self.doc, self.frames, self.source = name, doc, frames, source
         self.count = known                  # frames readable so far
         self.error: Exception | None = None
         self._cond = threading.Condition()
-        self._thread = threading.Thread(target=self._run, name=f"library load {key}",
+        self._started = False
+        self._thread = threading.Thread(target=self._run, name=f"library load {name}",
                                         daemon=True)
 
     def start(self) -> None:
+        with self._cond:
+            if self._started:
+                return
+            self._started = True
         self._thread.start()
 
     @property
@@ -686,10 +765,11 @@ class _FrameLoader:
         one, TimeoutError if it does not come in `timeout` seconds."""
         if index < self.count:
             return
+        self.start()
         with self._cond:
             if not self._cond.wait_for(lambda: index < self.count or self.error is not None,
                                        timeout=timeout):
-                raise TimeoutError(f"frame {index} of loop {self.key} was not decoded "
+                raise TimeoutError(f"frame {index} of loop {self.name} was not decoded "
                                    f"within {timeout} s")
         if index >= self.count:
             raise self.error
@@ -698,8 +778,7 @@ class _FrameLoader:
         try:
             self._load()
         finally:
-            with self.library._thread_lock:
-                self.library._loading.remove(self.key)
+            self._finished()
 
     def _load(self) -> None:
         if self.count:
@@ -709,12 +788,10 @@ class _FrameLoader:
                 os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 5)
             except (AttributeError, OSError):
                 pass
-        path = self.library._frames_path(self.key)
-        storage = self.doc["storage"]
         problem = None
         try:
             decoded = 0
-            for index, image in _decoded_frames(path, self.doc):
+            for index, image in _decoded_frames(self.source, self.doc):
                 if index >= self.count:       # a standby's frames are there already
                     self.frames[index] = image
                     with self._cond:
@@ -724,11 +801,7 @@ class _FrameLoader:
             if decoded != len(self.frames):
                 raise ValueError(f"{decoded} frames, expected {len(self.frames)}")
             # Checked after decoding, not before: the first frames are wanted at once.
-            size, digest = _file_digest(path)
-            if size != storage["bytes"]:
-                problem = f"its frames file has {size} bytes, expected {storage['bytes']}"
-            elif digest != storage["sha256"]:
-                problem = "its frames file does not match its checksum"
+            problem = self._check()
         except FileNotFoundError:
             problem = "its frames file is missing"
         except MemoryError as exc:
@@ -737,15 +810,51 @@ class _FrameLoader:
         except Exception as exc:
             problem = f"its frames do not decode ({type(exc).__name__}: {exc})"
         if problem is not None:
-            with contextlib.suppress(Exception):
-                self.library._quarantine_entry(self.key, self.doc, problem)
-            self._fail(CorruptLoopError(f"loop {self.key} in {self.library.root} is damaged: "
-                                        f"{problem}; moved into {CORRUPT_DIR}/"))
+            self._fail(self._damaged(problem))
+
+    def _check(self) -> str | None:
+        """What is wrong with the source, found after decoding it; bytes in memory
+        were checked against their SHA-256 before (loop_from_stored)."""
+        return None
+
+    def _damaged(self, problem: str) -> Exception:
+        return LibraryError(f"loop {self.name} is damaged: {problem}")
+
+    def _finished(self) -> None:
+        pass
 
     def _fail(self, error: Exception) -> None:
         with self._cond:
             self.error = error
             self._cond.notify_all()
+
+
+class _FileLoader(_FrameLoader):
+    """A stored loop's frames file decoded by Library.open(): checked against its
+    checksum after, moved aside when damaged, never evicted meanwhile."""
+
+    def __init__(self, library: Library, key: str, doc: dict, frames: np.ndarray, known: int):
+        super().__init__(key, doc, frames, known, library._frames_path(key))
+        self.library, self.key = library, key
+
+    def _check(self) -> str | None:
+        size, digest = _file_digest(self.source)
+        storage = self.doc["storage"]
+        if size != storage["bytes"]:
+            return f"its frames file has {size} bytes, expected {storage['bytes']}"
+        if digest != storage["sha256"]:
+            return "its frames file does not match its checksum"
+        return None
+
+    def _damaged(self, problem: str) -> Exception:
+        with contextlib.suppress(Exception):
+            self.library._quarantine_entry(self.key, self.doc, problem)
+        return CorruptLoopError(f"loop {self.key} in {self.library.root} is damaged: "
+                                f"{problem}; moved into {CORRUPT_DIR}/")
+
+    def _finished(self) -> None:
+        with self.library._thread_lock:
+            self.library._loading.remove(self.key)
 
 
 # ---------------------------------------------------------------------- metadata files

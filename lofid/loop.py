@@ -99,9 +99,14 @@ class Loop:
     # Not part of what made the loop (nor of metadata()): where it is kept and how
     # far its frames are read. `key` is the library's name for it, the one the
     # player's events use; `loader` is set while the frames are still being read in
-    # (Library.open), and then frame i may be read only after wait_frame(i).
+    # (Library.open) or are yet to be decoded from `stored` (lofid.library.
+    # loop_from_stored), and then frame i may be read only after wait_frame(i).
+    # `stored` is the frames already in the library's own format (a
+    # lofid.library.StoredFrames), when the loop came so from a Ray worker: the
+    # library writes those bytes as they are instead of encoding the frames again.
     key: str | None = None
     loader: FrameLoader | None = None
+    stored: Any = None
 
     def __post_init__(self) -> None:
         self.frames = np.ascontiguousarray(check_frames(self.frames, "Loop frames"))

@@ -89,6 +89,26 @@ def test_put_get_round_trip_is_bit_exact(root):
     np.testing.assert_array_equal(again.get(key).frames, noisy)
 
 
+
+def test_a_loop_that_comes_encoded_decodes_when_first_waited_for(root):
+    # A loop whose frames came in the library's format (from a Ray worker): nothing is
+    # decoded until a frame is waited for, then every frame is the original; bytes
+    # that match their digest but do not decode fail the wait, with the reason.
+    from lofid.library import StoredFrames, encode_frames, loop_from_stored
+    loop = make_loop(frames=painted(8))
+    came = loop_from_stored(loop.metadata(), encode_frames(loop))
+    assert came.loader.count == 0 and came.metadata() == loop.metadata()
+    came.wait_frame(0, timeout=30)
+    came.wait_frame(7, timeout=30)
+    np.testing.assert_array_equal(came.frames, loop.frames)
+    junk = b"not a frames file" * 100
+    bad = loop_from_stored(loop.metadata(), StoredFrames(junk, len(junk),
+                                                         hashlib.sha256(junk).hexdigest()))
+    with pytest.raises(LibraryError, match="is damaged: its frames do not decode"):
+        bad.wait_frame(0, timeout=30)
+    with pytest.raises(ValueError, match="the frames are 3 bytes, their maker said"):
+        loop_from_stored(loop.metadata(), StoredFrames(b"abc", 4, "0" * 64))
+
 def test_frames_are_stored_compactly(root):
     # 512x512, 24 frames of painted content: a small fraction of the raw frames, and
     # smaller than zlib-compressed raw frames (the simpler alternative).

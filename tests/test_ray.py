@@ -190,3 +190,68 @@ def test_the_cluster_stopped_and_started_again_while_the_daemon_plays(cluster, t
         wait_for(lambda: cluster_state()["state"] == "connected"
                  and cluster_state()["remote_loops"] > remote, timeout=120, every=0.2)
     assert noticed < 10
+
+
+def test_a_loop_made_on_the_cluster_is_stored_as_the_worker_encoded_it(cluster, tmp_path,
+                                                                        monkeypatch):
+    import hashlib
+
+    import numpy as np
+    import ray
+
+    from lofid import library as L
+    from lofid.generators import procedural
+    from lofid.generators.cluster import ClusterError, job
+    from lofid.generators.cluster.link import _loop_of
+    from lofid.scene import parse
+    # The batch test's worker when it ran first (its pipeline-free painter is all
+    # this needs): no second worker to start.
+    c = _connected(cluster, "batch", 1)
+    spec, seed, size, frames, fps = parse("snowy cabin, morning"), 7, (160, 96), 8, 12.0
+    asked = job(spec, seed, size, frames, fps, "procedural", {})
+    # The worker's own answer, as it crossed the link: the frames file and its digest.
+    answer = ray.get(c.workers[0].handle.make.remote(dict(asked, id="stored")), timeout=120)
+    assert isinstance(answer["frames"], bytes) and answer["bytes"] == len(answer["frames"])
+    assert answer["bytes"] < frames * size[0] * size[1] * 3 / 2    # encoded, not raw
+    loop = _loop_of(answer, c.workers[0])
+
+    # Stored as it came: the encoder is never called here, and the file is the
+    # worker's bytes (an encode here would differ: Matroska writes fresh UIDs).
+    def no_encoding(_):
+        raise AssertionError("the library encoded a loop that came encoded")
+    monkeypatch.setattr(L, "encode_frames", no_encoding)
+    lib = L.Library(tmp_path / "lib")
+    key = lib.put(loop)
+    on_disk = (lib.root / f"{key}.mkv").read_bytes()
+    assert hashlib.sha256(on_disk).hexdigest() == answer["sha256"]
+    assert lib.meta(key)["storage"]["sha256"] == answer["sha256"]
+    monkeypatch.undo()
+
+    # Bit-exact with the same painter loop made here: read back from the library, and
+    # as the player sees it (decoded from the bytes in the background).
+    here = procedural.generate(spec, seed, size, frames, fps)
+    assert np.array_equal(lib.get(key).frames, here.frames)
+    loop.wait_frame(frames - 1)
+    assert np.array_equal(loop.frames, here.frames)
+    # Through Cluster.make, the daemon's way: the same loop again.
+    again = c.make(asked)
+    again.wait_frame(frames - 1)
+    assert np.array_equal(again.frames, here.frames)
+    assert again.made_by["worker"] == "lofid-worker-0"
+
+    # Bytes that do not match what the worker said: refused, nothing stored.
+    damaged = dict(answer, frames=answer["frames"][:-100] + bytes(100))
+    with pytest.raises(ClusterError, match=r"worker lofid-worker-0 on .*: its loop came back "
+                                           r"damaged: the frames' SHA-256 is .*, their maker said"):
+        _loop_of(damaged, c.workers[0])
+    with pytest.raises(ClusterError, match="the frames are 99 bytes, their maker said"):
+        _loop_of(dict(answer, frames=bytes(99)), c.workers[0])
+    # A loop whose bytes went bad after it came: the library refuses it too.
+    other = _loop_of(dict(answer, meta=dict(answer["meta"], seed=8)), c.workers[0])
+    other.stored = L.StoredFrames(damaged["frames"], answer["bytes"], answer["sha256"])
+    empty = L.Library(tmp_path / "empty")
+    with pytest.raises(L.LibraryError, match="cannot be stored: its frames file has .* bytes "
+                                             "with SHA-256 .*, its frames say"):
+        empty.put(other)
+    assert len(empty) == 0 and sorted(os.listdir(empty.root)) == [".lock"]
+    c.close()

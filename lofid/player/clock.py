@@ -390,7 +390,6 @@ class Player:
             self.stats["loops_failed"] += 1
             self._error("prepare", e, loop=safe_id(loop))
             return
-        incoming.wait = loop.wait_frame if loop.loader is not None else None
         if self._job is not None:               # a rotation on its way gives way
             self._job.cancel.set()
             self._job = None

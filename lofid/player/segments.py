@@ -369,6 +369,10 @@ class Segments:
         # Where the GOPs of the repetition start: the encoder puts a keyframe on every
         # gop-th frame and nowhere else (checked once the packets exist).
         prepared.keyframes = frozenset(range(0, prepared.length, self.video.gop))
+        # A loop whose frames are still decoding (opened from the library, or just back
+        # from a Ray worker): each frame is waited for before it is read.
+        if getattr(loop, "loader", None) is not None:
+            prepared.wait = loop.wait_frame
         prepared.look = self.look_for(loop)
         if encode:
             self.encode_repetition(prepared)

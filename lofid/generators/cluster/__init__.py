@@ -52,9 +52,12 @@ def generate(spec, seed, size, frames, fps, progress=None, *, address: str,
              remote: str = "animatediff", namespace: str = DEFAULT_NAMESPACE, workers: int = 0,
              gpus: float = 1.0, **options):
     """One loop made by a worker of the Ray cluster at `address` with the generator
-    `remote` and its `options`; raises what went wrong (no painter stands in)."""
+    `remote` and its `options`; raises what went wrong (no painter stands in). Its
+    frames are all decoded: the caller may read them at once (and write them to files)."""
     c = cluster(address, namespace, workers, gpus)
-    return c.make(job(spec, seed, size, frames, fps, remote, options), progress)
+    loop = c.make(job(spec, seed, size, frames, fps, remote, options), progress)
+    loop.wait_frame(loop.n_frames - 1, timeout=None)
+    return loop
 
 
 class RemoteGenerator:

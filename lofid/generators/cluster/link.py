@@ -273,15 +273,22 @@ class Cluster:
 
 
 def _loop_of(answer: dict, worker: Worker):
-    from lofid.loop import Loop
-    from lofid.scene import SceneSpec
+    """The Loop of a worker's answer. Its frames stay as they came, in the library's
+    format: the library stores those bytes as they are, and they decode in the
+    background when the loop is played (lofid.library.loop_from_stored), so a loop
+    is ready to store and to play as soon as it is here. Bytes that do not match the
+    count and SHA-256 the worker sent are a ClusterError: never stored, never played."""
+    from lofid.library import StoredFrames, loop_from_stored
+    where = f"worker {worker.name} on {worker.info.get('host', '?')}"
     if "error" in answer:
-        where = f"worker {worker.name} on {worker.info.get('host', '?')}"
         if answer.get("user"):
             raise RemoteUserError(f"{where}: {answer['error']}")
         raise ClusterError(f"{where}: {answer['error']}")
-    meta = answer["meta"]
-    loop = Loop.from_metadata(meta, answer["frames"], SceneSpec.from_dict(meta["spec"]))
+    try:
+        loop = loop_from_stored(answer["meta"], StoredFrames(answer["frames"], answer["bytes"],
+                                                             answer["sha256"]))
+    except (KeyError, TypeError, ValueError) as e:
+        raise ClusterError(f"{where}: its loop came back damaged: {e}") from None
     loop.made_by = {"worker": answer["worker"], "host": worker.info.get("host"),
                     "seconds": answer["seconds"]}
     return loop
