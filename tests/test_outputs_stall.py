@@ -84,10 +84,12 @@ def test_a_file_stuck_on_a_frozen_fifo_drops_for_itself_while_the_others_play_on
         outputs = _outputs(client)
         assert outputs[str(mp4)]["state"] == "running" and outputs[str(mp4)]["dropped"] == 0
         udp_out = next(o for n, o in outputs.items() if n.startswith("udp://"))
-        # Not stalled with the fifo. On a machine busy with other work the UDP queue
-        # may overflow for a moment too; what must not happen is its being stuck.
+        # Not stalled with the fifo. On a machine busy with other work (three test
+        # processes on two cores) the UDP queue may overflow for moments too, a few
+        # dozen packets; what must not happen is its being stuck, dropping all the
+        # fifo drops (every packet since its stall) and more.
         assert udp_out["state"] == "running"
-        assert udp_out["dropped"] < outputs[str(fifo)]["dropped"] / 4
+        assert udp_out["dropped"] < outputs[str(fifo)]["dropped"] / 2
         assert outputs[str(fifo)]["dropped"] >= stuck["dropped"]
         # What a user reads from `lofid ctl status`.
         shown = d.ctl("status", timeout=60)
