@@ -212,7 +212,9 @@ class WindowOutput(Output):
         finally:
             os.close(read_end)
         os.set_blocking(self._fd, False)  # a stuck mpv must not hold the worker for good
-        threading.Thread(target=self._read_log, name="window mpv log", daemon=True).start()
+        self._log_reader = threading.Thread(target=self._read_log, name="window mpv log",
+                                            daemon=True)
+        self._log_reader.start()
         threading.Thread(target=self._watch, name="window mpv", daemon=True).start()
 
         self._sink = _Bytes()
@@ -335,6 +337,8 @@ class WindowOutput(Output):
     def _watch(self) -> None:
         rc = self.process.wait()
         self._exited = True
+        # mpv's last lines (why it failed) may still be in its pipe: read them first.
+        self._log_reader.join(1.0)
         if self._stopping:
             return
         if rc in _USER_EXITS:
