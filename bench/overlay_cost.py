@@ -239,7 +239,7 @@ def main() -> None:
 
     if a.latency_seconds <= 0:
         return
-    print(f"\nlatency, 1920x1080@30 paced, 180-frame repetitions:")
+    print("\nlatency, 1920x1080@30 paced, 180-frame repetitions:")
     print(f"{'change':<16} {'set -> on the air':>18} {'frames':>7} {'at frame':>9}")
     for how, seconds, frames, at in latency(a, loops[0]):
         print(f"{how:<16} {seconds * 1000:15.0f} ms {frames:7d} {at:9d}")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import importlib.util
 import math
-import os
 import queue
 import socket
 import time
