@@ -18,11 +18,10 @@ def _own_library(tmp_path_factory, monkeypatch):
 # test processes (pytest-xdist, whole files) take files in collection order, so
 # starting with the long ones lets them finish at about the same time instead of one
 # waiting for the other's last long file. Files not named keep their order after these.
-LONGEST_FIRST = ("test_obs_studio.py", "test_web_page.py", "test_outputs_window.py",
-                 "test_ray.py", "test_daemon.py", "test_outputs_network.py", "test_stall.py",
-                 "test_nvim_lofi.py",
+LONGEST_FIRST = ("test_ray.py", "test_daemon.py", "test_outputs_network.py", "test_stall.py",
+                 "test_nvim_lofi.py", "test_obs_studio.py", "test_web_page.py",
                  "test_outputs_stall.py", "test_lofi_tracks.py", "test_schedule.py",
-                 "test_train_style.py", "test_run.py",
+                 "test_outputs_window.py", "test_train_style.py", "test_run.py",
                  "test_nvim_plugin.py", "test_outputs_faults.py", "test_train_motion.py",
                  "test_control_faults.py")
 
