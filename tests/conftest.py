@@ -26,18 +26,6 @@ LONGEST_FIRST = ("test_ray.py", "test_daemon.py", "test_outputs_network.py", "te
                  "test_control_faults.py")
 
 
-# The files that load the machine most (a Ray cluster, OBS on software GL, Chromium,
-# mpv on Xvfb) run one after another in one test process, never beside each other:
-# together on two cores they made real programs miss their own deadlines (a Ray
-# cluster restarted under that load, OBS quitting) where the code under test was fine.
-HEAVY = ("test_ray.py", "test_obs_studio.py", "test_web_page.py", "test_outputs_window.py")
-
-
 def pytest_collection_modifyitems(config, items):
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))   # stable: files stay whole
-    # With --dist loadgroup each group goes to one test process whole: a file is its
-    # own group (its module fixtures start once), the heavy files share one.
-    for item in items:
-        name = item.path.name
-        item.add_marker(pytest.mark.xdist_group("heavy" if name in HEAVY else name))
