@@ -89,7 +89,6 @@ def test_put_get_round_trip_is_bit_exact(root):
     np.testing.assert_array_equal(again.get(key).frames, noisy)
 
 
-
 def test_a_loop_that_comes_encoded_decodes_when_first_waited_for(root):
     # A loop whose frames came in the library's format (from a Ray worker): nothing is
     # decoded until a frame is waited for, then every frame is the original; bytes
@@ -100,6 +99,7 @@ def test_a_loop_that_comes_encoded_decodes_when_first_waited_for(root):
     assert came.loader.count == 0 and came.metadata() == loop.metadata()
     came.wait_frame(0, timeout=30)
     came.wait_frame(7, timeout=30)
+    # Exact: the library's codec is lossless (H.264 RGB at qp 0).
     np.testing.assert_array_equal(came.frames, loop.frames)
     junk = b"not a frames file" * 100
     bad = loop_from_stored(loop.metadata(), StoredFrames(junk, len(junk),

@@ -228,7 +228,9 @@ def test_a_loop_made_on_the_cluster_is_stored_as_the_worker_encoded_it(cluster, 
     monkeypatch.undo()
 
     # Bit-exact with the same painter loop made here: read back from the library, and
-    # as the player sees it (decoded from the bytes in the background).
+    # as the player sees it (decoded from the bytes in the background). Exact by
+    # construction: the worker runs the same painter code on this same machine, and
+    # the library's codec is lossless (H.264 RGB at qp 0).
     here = procedural.generate(spec, seed, size, frames, fps)
     assert np.array_equal(lib.get(key).frames, here.frames)
     loop.wait_frame(frames - 1)
