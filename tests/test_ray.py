@@ -192,6 +192,67 @@ def test_the_cluster_stopped_and_started_again_while_the_daemon_plays(cluster, t
     assert noticed < 10
 
 
+@pytest.mark.parametrize("outage", [2.2, 3.0], ids=["back-mid-wait", "back-as-a-wait-ends"])
+def test_a_cluster_back_after_a_long_outage_is_tried_again_within_seconds(outage):
+    # A restarted cluster answers TCP before its Ray Client server takes clients: the
+    # first tries fail. They must be followed by quick ones, not by the long wait the
+    # outage grew to (which once left a restarted cluster unused for a minute).
+    import contextlib
+    import socket
+    import threading
+
+    from lofid.generators.cluster import RemoteGenerator, Unreachable, probe
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"ray://127.0.0.1:{port}"
+
+    class Starting:
+        """Cluster.connect as a restarting cluster answers it: refused while the port is
+        closed (the real probe), then two tries that cannot join yet."""
+        workers: list = []
+        not_ready = 2
+        tries: list = []
+
+        def connect(self):
+            self.tries.append(time.monotonic())
+            probe(address)
+            if self.not_ready:
+                self.not_ready -= 1
+                raise Unreachable(f"the Ray cluster at {address} does not answer: not ready")
+            return []
+
+        def close(self):
+            pass
+
+    rg = RemoteGenerator(address, remote="procedural", workers=1, gpus=0)
+    rg.cluster = Starting()
+    # The real schedule, ten times faster: waits 0.2, 0.4, 0.8, 1.6 s apart (3.0 s
+    # in all), 3.2 and 6.4 s next. The cluster comes back during a wait, or as one
+    # ends (then the connect after it is the first to find it answering).
+    rg.RETRY_FIRST_S, rg.WATCH_EVERY_S = 0.2, 0.05
+    rg.start()
+    try:
+        wait_for(lambda: rg.state()["state"] == "unreachable", timeout=10)
+        time.sleep(outage)
+        with socket.create_server(("127.0.0.1", port)) as server:
+            def answer():       # as a server does: take each connection (a probe)
+                with contextlib.suppress(OSError):
+                    while True:
+                        server.accept()[0].close()
+            threading.Thread(target=answer, daemon=True).start()
+            back = time.monotonic()
+            wait_for(lambda: rg.state()["state"] == "connected", timeout=30, every=0.02)
+            waited = time.monotonic() - back
+    finally:
+        rg.stop()
+    # Two failed tries, 0.2 s and 0.4 s apart: well under the 3.2 s and 6.4 s of the
+    # grown wait (slack for a busy machine).
+    tried = [round(t - back, 2) for t in rg.cluster.tries if t >= back - 0.1]
+    assert waited < 3.0, (waited, tried)
+
+
 def test_a_loop_made_on_the_cluster_is_stored_as_the_worker_encoded_it(cluster, tmp_path,
                                                                         monkeypatch):
     import hashlib

@@ -135,19 +135,31 @@ class RemoteGenerator:
 
     def _keep_connected(self) -> None:
         wait = self.RETRY_FIRST_S
+        silent = False          # nothing answered at the last probe
         while not self._stop.is_set():
             if self._state != "connected":
                 try:
+                    try:
+                        probe(self.address)
+                    except Unreachable:
+                        silent = True
+                        raise
+                    if silent:
+                        # Answering again after silence: a cluster starting afresh,
+                        # whose first answers may come before it takes clients. The
+                        # next tries come soon (2, 4, 8 s...), not after the long wait
+                        # the outage grew to.
+                        silent, wait = False, self.RETRY_FIRST_S
                     self.cluster.connect()
                     self._set("connected")
                     wait = self.RETRY_FIRST_S
+                    continue
                 except Unreachable as e:
                     self._set("unreachable", str(e))
                 except Exception as e:   # ClusterError: a worker that differs, no GPU
                     self._set("error", str(e))
-                if self._state != "connected":
-                    self._wait_to_retry(wait)
-                    wait = min(wait * 2, self.RETRY_MAX_S)
+                silent = self._wait_to_retry(wait, silent)
+                wait = min(wait * 2, self.RETRY_MAX_S)
                 continue
             # Connected: a TCP probe every few seconds notices a cluster gone without
             # waiting for a loop's call to fail.
@@ -160,24 +172,25 @@ class RemoteGenerator:
             except Unreachable as e:
                 self._set("unreachable", str(e))
 
-    def _wait_to_retry(self, longest: float) -> None:
+    def _wait_to_retry(self, longest: float, silent: bool) -> bool:
         """Wait `longest` seconds before the next try to connect, or less: a cluster
-        that did not answer at all is probed every few seconds (a TCP connect costs
-        nothing), and the moment it answers again it is tried at once. Only a change
-        from silent to answering cuts the wait short, so a cluster that answers but
-        cannot be joined is not tried over and over."""
+        that does not answer at all (`silent`: it did not at the last probe) is probed
+        every few seconds (a TCP connect costs nothing), and the moment it answers
+        again it is tried at once. Only a change from silent to answering cuts the wait
+        short, so a cluster that answers but cannot be joined is not tried over and
+        over. Whether it was silent before it answered or the wait ended."""
         deadline = time.monotonic() + longest
-        silent = False
         while not self._stop.wait(max(0.0, min(self.WATCH_EVERY_S, deadline - time.monotonic()))):
             if time.monotonic() >= deadline:
-                return
+                break
             try:
                 probe(self.address)
             except Unreachable:
                 silent = True
                 continue
             if silent:
-                return
+                break
+        return silent
 
     def wait_connected(self, timeout: float) -> bool:
         with self._changed:
