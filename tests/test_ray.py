@@ -17,6 +17,12 @@ sys.path.insert(0, os.path.dirname(__file__))
 from helpers import lofid, running, wait_for  # noqa: E402
 from ray_cluster import LocalRay  # noqa: E402
 
+# How long a connection to the cluster may take: a few seconds, but now and then the
+# Ray Client server's process for a new client dies as it starts (an open Ray bug,
+# ray-project/ray#63202) and Ray answers only after its own 30-s wait; the next try
+# goes through. Twice in one test on a busy machine.
+CONNECTS = 120
+
 pytest.importorskip("ray")
 pytestmark = pytest.mark.slow
 
@@ -59,7 +65,7 @@ def test_a_daemon_plays_animatediff_loops_made_on_the_cluster(cluster, tiny, tmp
         def made_there():
             key = d.status()["loop"]
             return key is not None and key in lib and lib.meta(key)["generator"] == "animatediff"
-        wait_for(made_there, timeout=120, every=0.2)
+        wait_for(made_there, timeout=CONNECTS, every=0.2)
         status = d.status()["generator"]["cluster"]
         assert status["state"] == "connected" and status["remote_loops"] >= 1
         assert status["workers"][0]["name"] == "lofid-worker-0"
@@ -160,7 +166,8 @@ def test_workers_of_another_lofid_are_refused_with_a_clear_error(cluster, tmp_pa
     cfg = _config(tmp_path / "lofid.toml", cluster, ns, ray_workers=1, size="160x90",
                   ray_generator="procedural")
     with running(tmp_path, "-o", "null", "--realtime", "--config", cfg) as d:
-        wait_for(lambda: d.status()["generator"]["cluster"]["state"] == "error", timeout=60)
+        wait_for(lambda: d.status()["generator"]["cluster"]["state"] == "error",
+                 timeout=CONNECTS)
         state = d.status()["generator"]["cluster"]
         assert "runs lofid 9.9.9" in state["error"] and state["local_loops"] >= 1
         assert d.status()["clock"]["seconds"] > 0
@@ -174,7 +181,7 @@ def test_the_cluster_stopped_and_started_again_while_the_daemon_plays(cluster, t
     with running(tmp_path, "-o", "null", "--realtime", "--config", cfg) as d:
         def cluster_state():
             return d.status()["generator"]["cluster"]
-        wait_for(lambda: cluster_state()["remote_loops"] >= 1, timeout=90, every=0.2)
+        wait_for(lambda: cluster_state()["remote_loops"] >= 1, timeout=CONNECTS, every=0.2)
         cluster.stop(graceful=False)    # as when its machine goes away; a `ray stop` takes 30 s
         t0 = time.monotonic()
         wait_for(lambda: cluster_state()["state"] == "unreachable", timeout=30, every=0.2)
@@ -188,7 +195,8 @@ def test_the_cluster_stopped_and_started_again_while_the_daemon_plays(cluster, t
         cluster.start()
         remote = cluster_state()["remote_loops"]
         wait_for(lambda: cluster_state()["state"] == "connected"
-                 and cluster_state()["remote_loops"] > remote, timeout=120, every=0.2)
+                 and cluster_state()["remote_loops"] > remote, timeout=CONNECTS + 60,
+                 every=0.2)
     assert noticed < 10
 
 
