@@ -178,7 +178,8 @@ class RemoteGenerator:
         every few seconds (a TCP connect costs nothing), and the moment it answers
         again it is tried at once. Only a change from silent to answering cuts the wait
         short, so a cluster that answers but cannot be joined is not tried over and
-        over. Whether it was silent before it answered or the wait ended."""
+        over. Returns whether it was silent: at the wait's end, or just before it
+        answered again (then the caller starts its schedule afresh)."""
         deadline = time.monotonic() + longest
         while not self._stop.wait(max(0.0, min(self.WATCH_EVERY_S, deadline - time.monotonic()))):
             if time.monotonic() >= deadline:
