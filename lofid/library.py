@@ -682,36 +682,29 @@ def loop_from_stored(meta: dict, stored: StoredFrames) -> Loop:
 
 
 def _decode_frames(data: bytes, doc: dict) -> np.ndarray:
-    import av
-
-    n, height, width = doc["n_frames"], doc["height"], doc["width"]
-    frames = np.empty((n, height, width, 3), dtype=np.uint8)
-    count = 0
-    with av.open(io.BytesIO(data), mode="r") as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        for vf in container.decode(stream):
-            if count >= n:
-                raise ValueError(f"more than the {n} frames recorded")
-            if (vf.width, vf.height) != (width, height):
-                raise ValueError(f"frame {count} is {vf.width}x{vf.height}, "
-                                 f"expected {width}x{height}")
-            frames[count] = vf.to_ndarray(format="rgb24")
-            count += 1
-    if count != n:
-        raise ValueError(f"{count} frames, expected {n}")
+    """All of a frames file's frames (its bytes), checked against `doc`; decoded on
+    several threads, as get() wants the whole loop at once."""
+    frames = np.empty((doc["n_frames"], doc["height"], doc["width"], 3), dtype=np.uint8)
+    for index, image in _decoded_frames(data, doc, threaded=True):
+        frames[index] = image
     return frames
 
 
-def _decoded_frames(source: Path | bytes, doc: dict) -> Iterator[tuple[int, np.ndarray]]:
+def _decoded_frames(source: Path | bytes, doc: dict,
+                    threaded: bool = False) -> Iterator[tuple[int, np.ndarray]]:
     """(index, RGB frame) of a frames file (or its bytes) as they decode, checked
-    against `doc`."""
+    against `doc`: ValueError for a frame of another size, or more or fewer frames.
+    Not `threaded` by default: frame threads hold back the first frame by several,
+    and a loop being opened wants its first at once."""
     import av
 
     n, height, width = doc["n_frames"], doc["height"], doc["width"]
+    count = 0
     with av.open(io.BytesIO(source) if isinstance(source, bytes) else str(source),
                  mode="r") as container:
         stream = container.streams.video[0]
+        if threaded:
+            stream.thread_type = "AUTO"
         for index, vf in enumerate(container.decode(stream)):
             if index >= n:
                 raise ValueError(f"more than the {n} frames recorded")
@@ -719,6 +712,9 @@ def _decoded_frames(source: Path | bytes, doc: dict) -> Iterator[tuple[int, np.n
                 raise ValueError(f"frame {index} is {vf.width}x{vf.height}, "
                                  f"expected {width}x{height}")
             yield index, vf.to_ndarray(format="rgb24")
+            count = index + 1
+    if count != n:
+        raise ValueError(f"{count} frames, expected {n}")
 
 
 @dataclass
@@ -790,16 +786,12 @@ class _FrameLoader:
                 pass
         problem = None
         try:
-            decoded = 0
             for index, image in _decoded_frames(self.source, self.doc):
                 if index >= self.count:       # a standby's frames are there already
                     self.frames[index] = image
                     with self._cond:
                         self.count = index + 1
                         self._cond.notify_all()
-                decoded = index + 1
-            if decoded != len(self.frames):
-                raise ValueError(f"{decoded} frames, expected {len(self.frames)}")
             # Checked after decoding, not before: the first frames are wanted at once.
             problem = self._check()
         except FileNotFoundError:

@@ -139,25 +139,20 @@ class RemoteGenerator:
         while not self._stop.is_set():
             if self._state != "connected":
                 try:
-                    try:
-                        probe(self.address)
-                    except Unreachable:
-                        silent = True
-                        raise
+                    probe(self.address)
+                except Unreachable as e:
+                    silent = True
+                    self._set("unreachable", str(e))
+                else:
                     if silent:
                         # Answering again after silence: a cluster starting afresh,
                         # whose first answers may come before it takes clients. The
                         # next tries come soon (2, 4, 8 s...), not after the long wait
                         # the outage grew to.
                         silent, wait = False, self.RETRY_FIRST_S
-                    self.cluster.connect()
-                    self._set("connected")
-                    wait = self.RETRY_FIRST_S
-                    continue
-                except Unreachable as e:
-                    self._set("unreachable", str(e))
-                except Exception as e:   # ClusterError: a worker that differs, no GPU
-                    self._set("error", str(e))
+                    if self._join():
+                        wait = self.RETRY_FIRST_S
+                        continue
                 silent = self._wait_to_retry(wait, silent)
                 wait = min(wait * 2, self.RETRY_MAX_S)
                 continue
@@ -171,6 +166,19 @@ class RemoteGenerator:
                 probe(self.address)
             except Unreachable as e:
                 self._set("unreachable", str(e))
+
+    def _join(self) -> bool:
+        """Connect to the cluster (it answered); the state says how that went."""
+        try:
+            self.cluster.connect()
+        except Unreachable as e:
+            self._set("unreachable", str(e))
+        except Exception as e:   # ClusterError: a worker that differs, no GPU
+            self._set("error", str(e))
+        else:
+            self._set("connected")
+            return True
+        return False
 
     def _wait_to_retry(self, longest: float, silent: bool) -> bool:
         """Wait `longest` seconds before the next try to connect, or less: a cluster
