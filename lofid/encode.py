@@ -15,6 +15,7 @@ so players show the same colours everywhere.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Iterable
@@ -23,6 +24,7 @@ import numpy as np
 
 from lofid.media import (AUDIO_CHANNELS, AUDIO_RATE, TO_BT709, VIDEO_KBPS, Packet, StreamInfo,
                          as_fps, tag_bt709)
+from lofid.repeated_pictures import Repeats, Unsupported
 
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium")
 
@@ -190,16 +192,28 @@ class SegmentEncoder:
     keyframe and then one every settings.gop frames, as encode_segment's do.
 
     A frame is an (H, W, 3) uint8 RGB array at the output size or a yuv420p
-    av.VideoFrame at that size; a repeated frame may be the same object."""
+    av.VideoFrame at that size. A repeated frame (the same object again, unchanged)
+    costs next to nothing: it never reaches x264 but becomes a frame that shows the
+    one before again (lofid.repeated_pictures), except on a keyframe."""
 
     def __init__(self, settings: VideoSettings):
         if not isinstance(settings, VideoSettings):
             raise ValueError(f"settings must be VideoSettings, got {type(settings).__name__}")
         self.settings = settings
         self.count = 0                          # frames taken so far
+        self.repeated = 0                       # of which shown again without x264
         self._cc = _video_encoder(settings)
         self._convert = YuvConverter(settings)
         self._flushed = False
+        try:
+            self._repeats: Repeats | None = Repeats(bytes(self._cc.extradata or b""),
+                                                    settings.fps)
+        except Unsupported:
+            self._repeats = None                # every frame goes to x264, as it used to
+        self._last = None                       # the last frame given to x264, and a probe
+        self._last_probe = None
+        self._order: deque[tuple[int, bool]] = deque()   # (place, repeat) not yet returned
+        self._encoded: dict[int, object] = {}   # x264's packets by place, not yet returned
 
     def encode(self, image) -> list[Packet]:
         import av
@@ -210,25 +224,59 @@ class SegmentEncoder:
         settings = self.settings
         frame = _check_yuv(image, settings) if isinstance(image, av.VideoFrame) \
             else self._convert(image)
-        frame.pts = self.count
+        place = self.count
+        self.count += 1
+        key = place % settings.gop == 0
+        probe = _probe(frame)
+        if not key and self._repeats is not None and frame is self._last \
+                and np.array_equal(probe, self._last_probe):
+            self.repeated += 1
+            self._order.append((place, True))
+            return self._ready(())
+        self._last, self._last_probe = frame, probe
+        # x264 gets the frame's real place as its timestamp: with repeats left out,
+        # its rate control then knows how long each picture stays on screen.
+        frame.pts = place
         frame.time_base = settings.time_base
         # Forcing the type as well as setting the GOP length: a keyframe lands on
         # every gop-th frame whatever the encoder's own decisions.
-        # (A repeated frame is the same object: its type is set every time.)
-        frame.pict_type = PictureType.I if self.count % settings.gop == 0 else PictureType.NONE
-        self.count += 1
-        return self._packets(self._cc.encode(frame))
+        frame.pict_type = PictureType.I if key else PictureType.NONE
+        self._order.append((place, False))
+        return self._ready(self._cc.encode(frame))
 
     def flush(self) -> list[Packet]:
         if self._flushed:
             return []
         self._flushed = True
-        return self._packets(self._cc.encode(None))
+        return self._ready(self._cc.encode(None))
 
-    @staticmethod
-    def _packets(packets) -> list[Packet]:
-        return [Packet(kind="video", pts=int(p.pts), dts=int(p.pts), duration=1,
-                       keyframe=bool(p.is_keyframe), data=bytes(p)) for p in packets]
+    def _ready(self, packets) -> list[Packet]:
+        """x264's new packets taken in; the frames now complete in order, as Packets
+        (a repeat comes out as soon as the frame before it has)."""
+        for p in packets:
+            self._encoded[int(p.pts)] = p
+        out: list[Packet] = []
+        gop = self.settings.gop
+        while self._order:
+            place, repeat = self._order[0]
+            if repeat:
+                data, keyframe = self._repeats.repeat(place % gop), False
+            elif place in self._encoded:
+                p = self._encoded.pop(place)
+                data, keyframe = bytes(p), bool(p.is_keyframe)
+                if self._repeats is not None and self.repeated:
+                    data = self._repeats.renumber(data, place % gop)
+            else:
+                break
+            self._order.popleft()
+            out.append(Packet(kind="video", pts=place, dts=place, duration=1,
+                              keyframe=keyframe, data=data))
+        return out
+
+
+def _probe(frame):
+    """A sparse sample of a yuv420p frame's luma, to tell a frame changed in place."""
+    return np.frombuffer(frame.planes[0], np.uint8)[::4093].copy()
 
 
 def encode_segment(frames: Iterable[np.ndarray], settings: VideoSettings) -> list[Packet]:
