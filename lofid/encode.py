@@ -8,6 +8,11 @@ SPS/PPS, has no B-frames (decode order is display order, dts == pts), puts keyfr
 exactly every `gop` frames, and comes from an encoder whose headers (the extradata)
 are byte-identical to every other encoder's with those settings.
 
+A picture that stays on screen for several frames (a 10 fps loop at 30 fps) is
+encoded once: its repeats are frames of skipped macroblocks written by
+lofid.repeated_pictures, a few bytes each, where x264 would spend nearly a whole
+frame's work on each.
+
 Colour: frames are RGB; they are converted to yuv420p with the BT.709 matrix in
 limited range and tagged so (lofid.media's colour settings), as lofid.export does,
 so players show the same colours everywhere.
@@ -185,6 +190,15 @@ def _check_yuv(frame, settings: VideoSettings):
     return frame
 
 
+# A picture held longer than this many frames goes to x264 again. x264 spends on each
+# of its frames the bits for the time until its next one (from the timestamps), and
+# on the segment's last frame what it spent on the one before: with runs this short
+# every segment stays at the bitrate (the CBR its HRD parameters promise, and what
+# byte-sized buffers downstream assume), where a still picture held for a second
+# would otherwise make a segment of a fifth of its bytes.
+MAX_HOLD = 3
+
+
 class SegmentEncoder:
     """One closed-GOP segment encoded a frame at a time, for pictures made as they come
     due (a live crossfade): `encode(frame)` returns the packets ready so far, `flush()`
@@ -210,8 +224,9 @@ class SegmentEncoder:
                                                     settings.fps)
         except Unsupported:
             self._repeats = None                # every frame goes to x264, as it used to
-        self._last = None                       # the last frame given to x264, and a probe
-        self._last_probe = None
+        self._last = None                       # the last frame given to x264, a probe
+        self._last_probe = None                 # of it, and its place
+        self._last_place = 0
         self._order: deque[tuple[int, bool]] = deque()   # (place, repeat) not yet returned
         self._encoded: dict[int, object] = {}   # x264's packets by place, not yet returned
 
@@ -229,11 +244,12 @@ class SegmentEncoder:
         key = place % settings.gop == 0
         probe = _probe(frame)
         if not key and self._repeats is not None and frame is self._last \
+                and place - self._last_place < MAX_HOLD \
                 and np.array_equal(probe, self._last_probe):
             self.repeated += 1
             self._order.append((place, True))
             return self._ready(())
-        self._last, self._last_probe = frame, probe
+        self._last, self._last_probe, self._last_place = frame, probe, place
         # x264 gets the frame's real place as its timestamp: with repeats left out,
         # its rate control then knows how long each picture stays on screen.
         frame.pts = place

@@ -71,10 +71,10 @@ _NEEDS_ESCAPE = re.compile(b"\x00\x00(?=[\x00-\x03])")
 def escape(rbsp: bytes) -> bytes:
     """A NAL unit's bytes from RBSP: 0x03 after every two zeros that precede a byte
     of 0..3 (non-overlapping matches restart the zero count after each insertion, as
-    the standard's encoder does), and one more at the end of an RBSP that ends in a
-    zero (cabac_zero_words)."""
+    the standard's encoder does), and one more at the end of an RBSP that ends in
+    cabac_zero_words (0x0000), the only way an RBSP can end in a zero."""
     out = _NEEDS_ESCAPE.sub(b"\x00\x00\x03", rbsp)
-    return out + b"\x03" if out.endswith(b"\x00") else out
+    return out + b"\x03" if out.endswith(b"\x00\x00") else out
 
 
 # --------------------------------------------------------------------------- bits
