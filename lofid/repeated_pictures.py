@@ -2,20 +2,20 @@
 
 A loop painted at 10 fps plays at 30: each picture is on screen for three output
 frames, and a crossfade between two such loops changes every third frame too. x264
-costs nearly as much for a repeated picture as for a new one (at 1080p about 5 ms a
+costs nearly as much for a repeated picture as for a new one (at 1080p about 6 ms a
 frame in "ultrafast": it still analyses every macroblock before it decides to skip
 it), so encoding a repetition again, as an overlay's new text needs once a minute,
-cost about 1.4 CPU-seconds for 180 frames of which only 60 are new.
+cost about 1.3 CPU-seconds for 180 frames of which only 60 are new.
 
 Here the encoder gets only the new pictures, each with its real timestamp (so its
 rate control knows a picture stands for three frames), and every repeat is a frame
 made here: a P frame whose every macroblock is skipped, which a decoder turns into
 an exact copy of the frame before it (the skip's motion vector is zero when all the
 neighbours are skipped too, and the slice turns the loop filter off). The encoder's
-own frames are renumbered (frame_num and, for the timing SEI, their place in the
-stream) as if it had seen every frame, so the result is one ordinary constant-rate
-stream that any decoder plays: the same SPS/PPS, the same GOP, one frame per output
-frame, every frame a reference as before.
+own frames get the frame_num of their real place (its picture timing SEI already
+counts from the timestamps), so the result is one ordinary constant-rate stream that
+any decoder plays: the same SPS/PPS, the same GOP, one frame per output frame, every
+frame a reference as before.
 
 What this module writes is the least of H.264: a slice header, CABAC-coded skip flags
 (or CAVLC's one skip run) and a picture timing SEI. It reads the encoder's SPS and
@@ -151,14 +151,11 @@ def replace_bits(data: bytes, pos: int, n: int, value: int) -> bytes:
 class Headers:
     """What a repeated frame and a renumbering need from the SPS and PPS."""
     log2_max_frame_num: int
-    poc_type: int
-    log2_max_poc_lsb: int              # poc_type 0 only
     mbs: int                           # macroblocks in a frame
     pps_id: int
     cabac: bool
     pic_init_qp: int
     deblocking_control: bool
-    bottom_field_poc: bool
     # Picture timing SEI, when the SPS carries HRD parameters.
     hrd: bool
     cpb_delay_bits: int
@@ -204,11 +201,10 @@ def parse_headers(extradata: bytes) -> Headers:
                     _skip_scaling_list(r, 16 if i < 6 else 64)
     log2_max_frame_num = r.ue() + 4
     poc_type = r.ue()
-    log2_max_poc_lsb = 0
-    if poc_type == 0:
-        log2_max_poc_lsb = r.ue() + 4
-    elif poc_type == 1:
-        raise Unsupported("picture order count type 1")
+    if poc_type != 2:
+        # Type 2 derives the order from frame_num alone (what x264 writes without
+        # B-frames): renumbering frame_num puts a frame in its place, nothing else.
+        raise Unsupported(f"picture order count type {poc_type} (only type 2 is written)")
     refs = r.ue()                             # max_num_ref_frames
     if refs != 1:
         # A repeat is a reference frame: with more than one the encoder's frames would
@@ -252,7 +248,7 @@ def parse_headers(extradata: bytes) -> Headers:
     pps_id = r.ue()
     r.ue()                                    # seq_parameter_set_id
     cabac = bool(r.u(1))
-    bottom_field_poc = bool(r.u(1))
+    r.u(1)                                    # bottom_field_pic_order_in_frame_present
     if r.ue() != 0:
         raise Unsupported("slice groups")
     r.ue(), r.ue()                            # num_ref_idx defaults
@@ -265,10 +261,9 @@ def parse_headers(extradata: bytes) -> Headers:
     r.u(1)                                    # constrained_intra_pred_flag
     if r.u(1):
         raise Unsupported("redundant pictures")
-    return Headers(log2_max_frame_num=log2_max_frame_num, poc_type=poc_type,
-                   log2_max_poc_lsb=log2_max_poc_lsb, mbs=width_mbs * height_units,
+    return Headers(log2_max_frame_num=log2_max_frame_num, mbs=width_mbs * height_units,
                    pps_id=pps_id, cabac=cabac, pic_init_qp=pic_init_qp,
-                   deblocking_control=deblocking_control, bottom_field_poc=bottom_field_poc,
+                   deblocking_control=deblocking_control,
                    hrd=hrd, cpb_delay_bits=cpb_bits, dpb_delay_bits=dpb_bits,
                    clock=Fraction(scale, tick) if tick else Fraction(0))
 
@@ -391,7 +386,8 @@ class Repeats:
     # The encoder's frames --------------------------------------------------------------
 
     def renumber(self, data: bytes, since_key: int) -> bytes:
-        """An encoder's P frame (Annex B) with frame_num (and POC) for its real place.
+        """An encoder's P frame (Annex B) with frame_num for its real place (the order of
+        pictures follows from it, picture order count type 2).
 
         The encoder numbered its frames without the repeats; the picture timing SEI
         needs nothing, since the encoder derives it from the frames' timestamps."""
@@ -407,9 +403,6 @@ class Repeats:
             r.ue(), r.ue(), r.ue()            # first_mb_in_slice, slice_type, pps id
             rbsp = replace_bits(rbsp, r.pos, h.log2_max_frame_num,
                                 since_key % self._max_frame_num)
-            if h.poc_type == 0:
-                rbsp = replace_bits(rbsp, r.pos + h.log2_max_frame_num, h.log2_max_poc_lsb,
-                                    (2 * since_key) % (1 << h.log2_max_poc_lsb))
             nals[i] = escape(rbsp)
         return join_nals(nals)
 
@@ -421,13 +414,10 @@ class Repeats:
         if since_key < 1:
             raise ValueError(f"a repeat cannot be a keyframe (place {since_key})")
         frame_num = since_key % self._max_frame_num
-        poc = (2 * since_key) % (1 << self.headers.log2_max_poc_lsb) \
-            if self.headers.poc_type == 0 else 0
-        key = (frame_num, poc)
-        if key not in self._slices:
-            self._slices[key] = self._skip_slice(frame_num, poc)
+        if frame_num not in self._slices:
+            self._slices[frame_num] = self._skip_slice(frame_num)
         nals = [self._timing(since_key)] if self.headers.hrd else []
-        return join_nals(nals + [self._slices[key]])
+        return join_nals(nals + [self._slices[frame_num]])
 
     def _timing(self, since_key: int) -> bytes:
         """A picture timing SEI: removed from the buffer one frame after the frame
@@ -443,7 +433,7 @@ class Repeats:
         payload = w.bytes()
         return escape(bytes([NAL_SEI, SEI_PIC_TIMING, len(payload)]) + payload + b"\x80")
 
-    def _skip_slice(self, frame_num: int, poc: int) -> bytes:
+    def _skip_slice(self, frame_num: int) -> bytes:
         h = self.headers
         w = BitWriter()
         w.u(8, (2 << 5) | NAL_SLICE)           # a reference frame, like the encoder's P frames
@@ -451,10 +441,6 @@ class Repeats:
         w.ue(5)                                # slice_type: P, as every slice of the frame
         w.ue(h.pps_id)
         w.u(h.log2_max_frame_num, frame_num)
-        if h.poc_type == 0:
-            w.u(h.log2_max_poc_lsb, poc)
-            if h.bottom_field_poc:
-                w.se(0)
         w.u(1, 1)                              # num_ref_idx_active_override_flag:
         w.ue(0)                                # one reference, the frame before
         w.u(1, 0)                              # ref_pic_list_modification_flag_l0
