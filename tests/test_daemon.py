@@ -276,6 +276,10 @@ def _add_and_remove(session, sock, tmp_path, first, second):
     t = status(sock)["clock"]["seconds"]
     wait_for(lambda: status(sock)["clock"]["seconds"] > t + 4.5)
     assert session.request("output.remove", str(second))["state"] == "closing"
+    # "closing" at once (it has left the list), then "closed" once finalised.
+    events_until(session, lambda m: m[2][0] == {"output": str(second), "state": "closing",
+                                                "detail": None})
+    assert [o["name"] for o in status(sock)["outputs"]] == [str(first)]
     events_until(session, lambda m: m[2][0]["output"] == str(second)
                  and m[2][0]["state"] == "closed")
     assert [o["name"] for o in status(sock)["outputs"]] == [str(first)]

@@ -159,6 +159,13 @@ class Router:
             elif ("add", entry) in self._changes:
                 # Never started: nothing to finalise, it is just forgotten.
                 self._changes.remove(("add", entry))
+        if entry.started and self.on_state is not None:
+            # Said at once: it is gone from the list now, while finalising a recording
+            # may take seconds before the output itself says "closed".
+            try:
+                self.on_state(entry.output.name, "closing", None)
+            except Exception:
+                log.exception("output state callback failed")
         return entry.output
 
     def is_playing(self, name: str) -> bool:
