@@ -29,7 +29,7 @@ import numpy as np
 
 from lofid.media import (AUDIO_CHANNELS, AUDIO_RATE, TO_BT709, VIDEO_KBPS, Packet, StreamInfo,
                          as_fps, tag_bt709)
-from lofid.repeated_pictures import Repeats, Unsupported
+from lofid.repeated_pictures import repeats_for
 
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium")
 
@@ -219,11 +219,8 @@ class SegmentEncoder:
         self._cc = _video_encoder(settings)
         self._convert = YuvConverter(settings)
         self._flushed = False
-        try:
-            self._repeats: Repeats | None = Repeats(bytes(self._cc.extradata or b""),
-                                                    settings.fps)
-        except Unsupported:
-            self._repeats = None                # every frame goes to x264, as it used to
+        # None where the headers cannot be extended: every frame goes to x264.
+        self._repeats = repeats_for(bytes(self._cc.extradata or b""), settings.fps)
         self._last = None                       # the last frame given to x264, a probe
         self._last_probe = None                 # of it, and its place
         self._last_place = 0
@@ -242,10 +239,9 @@ class SegmentEncoder:
         place = self.count
         self.count += 1
         key = place % settings.gop == 0
-        probe = _probe(frame)
-        if not key and self._repeats is not None and frame is self._last \
-                and place - self._last_place < MAX_HOLD \
-                and np.array_equal(probe, self._last_probe):
+        probe = _probe(frame) if self._repeats is not None else None
+        if not key and frame is self._last and place - self._last_place < MAX_HOLD \
+                and probe is not None and np.array_equal(probe, self._last_probe):
             self.repeated += 1
             self._order.append((place, True))
             return self._ready(())
@@ -280,7 +276,7 @@ class SegmentEncoder:
             elif place in self._encoded:
                 p = self._encoded.pop(place)
                 data, keyframe = bytes(p), bool(p.is_keyframe)
-                if self._repeats is not None and self.repeated:
+                if self._repeats is not None:
                     data = self._repeats.renumber(data, place % gop)
             else:
                 break

@@ -366,6 +366,16 @@ def _context(m: int, n: int, qp: int) -> list[int]:
 
 # --------------------------------------------------------------------------- frames
 
+@lru_cache(maxsize=8)
+def repeats_for(extradata: bytes, fps: Fraction) -> "Repeats | None":
+    """The Repeats for a stream's headers, shared by every segment encoder with the
+    same settings (their headers are byte-identical); None where it cannot extend them."""
+    try:
+        return Repeats(extradata, fps)
+    except Unsupported:
+        return None
+
+
 class Repeats:
     """Frames around the encoder's own in one closed-GOP segment at `fps`: `repeat`
     makes the frame that shows the previous one again, `renumber` puts an encoder
@@ -381,7 +391,7 @@ class Repeats:
                 raise Unsupported(f"HRD clock of {h.clock} ticks/s at {fps} fps")
             self._ticks = int(ticks)
         self._max_frame_num = 1 << h.log2_max_frame_num
-        self._slices: dict[int, bytes] = {}
+        self._units: dict[int, bytes] = {}     # a repeat's access unit by its place
 
     # The encoder's frames --------------------------------------------------------------
 
@@ -390,21 +400,23 @@ class Repeats:
         pictures follows from it, picture order count type 2).
 
         The encoder numbered its frames without the repeats; the picture timing SEI
-        needs nothing, since the encoder derives it from the frames' timestamps."""
-        if since_key == 0:
-            return data
-        h = self.headers
+        needs nothing, since the encoder derives it from the frames' timestamps. A
+        frame already in its place (no repeat before it in its GOP) comes back as is."""
+        bits = self.headers.log2_max_frame_num
+        frame_num = since_key % self._max_frame_num
         nals = split_nals(data)
+        changed = False
         for i, nal in enumerate(nals):
             if nal[0] & 0x1F != NAL_SLICE:
                 continue
-            rbsp = unescape(nal)
-            r = BitReader(rbsp, 8)
+            # The header's first fields fit in its first bytes: read them from those.
+            r = BitReader(unescape(nal[:32]), 8)
             r.ue(), r.ue(), r.ue()            # first_mb_in_slice, slice_type, pps id
-            rbsp = replace_bits(rbsp, r.pos, h.log2_max_frame_num,
-                                since_key % self._max_frame_num)
-            nals[i] = escape(rbsp)
-        return join_nals(nals)
+            if r.u(bits) == frame_num:
+                continue
+            nals[i] = escape(replace_bits(unescape(nal), r.pos - bits, bits, frame_num))
+            changed = True
+        return join_nals(nals) if changed else data
 
     # Repeats ---------------------------------------------------------------------------
 
@@ -413,11 +425,12 @@ class Repeats:
         frames after the segment's last keyframe (1 or more)."""
         if since_key < 1:
             raise ValueError(f"a repeat cannot be a keyframe (place {since_key})")
-        frame_num = since_key % self._max_frame_num
-        if frame_num not in self._slices:
-            self._slices[frame_num] = self._skip_slice(frame_num)
-        nals = [self._timing(since_key)] if self.headers.hrd else []
-        return join_nals(nals + [self._slices[frame_num]])
+        unit = self._units.get(since_key)
+        if unit is None:
+            nals = [self._timing(since_key)] if self.headers.hrd else []
+            unit = self._units[since_key] = join_nals(
+                nals + [self._skip_slice(since_key % self._max_frame_num)])
+        return unit
 
     def _timing(self, since_key: int) -> bytes:
         """A picture timing SEI: removed from the buffer one frame after the frame
