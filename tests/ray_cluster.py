@@ -47,7 +47,8 @@ class LocalRay:
         """Start the cluster; the seconds it took until the client port answers."""
         t0 = time.monotonic()
         env = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1",
-                   RAY_USAGE_STATS_ENABLED="0", **self.env)
+                   RAY_USAGE_STATS_ENABLED="0")
+        env.update(self.env)
         log = open(self.dir / "ray-start.log", "ab")
         self.proc = subprocess.Popen(
             [RAY, "start", "--head", "--block", f"--num-cpus={self.cpus}", "--num-gpus=0",

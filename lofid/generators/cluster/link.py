@@ -33,6 +33,11 @@ WORKER_PREFIX = "lofid-worker-"
 # (Ray's default is 30 s); lofid has its own reconnecting, and a painter to fall back on.
 RECONNECT_GRACE_S = "5"
 PROBE_TIMEOUT_S = 3.0
+# A connection takes a few seconds. Now and then the Ray Client server hangs starting
+# the session of a new client (it forks while its gRPC threads run) and never answers
+# it, and ray.init has no time limit of its own: past this, it is given up and tried
+# again, as a new client.
+CONNECT_TIMEOUT_S = 30.0
 PROGRESS_EVERY_S = 0.5
 
 
@@ -94,13 +99,15 @@ class Cluster:
     _connection_lock = threading.RLock()    # ray.init/shutdown: one at a time per process
 
     def __init__(self, address: str, *, namespace: str = DEFAULT_NAMESPACE, workers: int = 0,
-                 gpus: float = 1.0, start_timeout: float = 180.0):
+                 gpus: float = 1.0, start_timeout: float = 180.0,
+                 connect_timeout: float = CONNECT_TIMEOUT_S):
         host_port(address)
         self.address = address
         self.namespace = namespace
         self.count = workers
         self.gpus = gpus
         self.start_timeout = start_timeout
+        self.connect_timeout = connect_timeout
         self.workers: list[Worker] = []
         self._lock = threading.Lock()
         self._ids = itertools.count()
@@ -122,13 +129,11 @@ class Cluster:
                 log.debug("ray shutdown: %s", e)
             try:
                 try:
-                    ray.init(self.address, namespace=self.namespace,
-                             logging_level=logging.WARNING, log_to_driver=False)
+                    self._init(ray)
                 except ConnectionAbortedError:
                     # A Ray Client server now and then fails to start the server of a
                     # new client on its first try; the second goes through.
-                    ray.init(self.address, namespace=self.namespace,
-                             logging_level=logging.WARNING, log_to_driver=False)
+                    self._init(ray)
             except (ConnectionError, TimeoutError) as e:
                 raise Unreachable(f"the Ray cluster at {self.address} does not answer: "
                                   f"{_first_line(e)}") from None
@@ -139,6 +144,39 @@ class Cluster:
         with self._lock:
             self.workers = workers
         return workers
+
+    def _init(self, ray) -> None:
+        """ray.init as a Ray Client, given up (Unreachable) after connect_timeout."""
+        gave_up = threading.Event()
+
+        def give_up():
+            # Disconnecting would wait on the data stream the server never answers;
+            # closing the client's gRPC channel (marked as shutting down, so it is not
+            # reconnected) cancels that stream, and ray.init then fails at once.
+            gave_up.set()
+            try:
+                from ray.util.client import ray as client
+                worker = client.get_context().client_worker
+                if worker is not None and worker.channel is not None:
+                    worker._in_shutdown = True
+                    worker.channel.close()
+            except Exception as e:
+                log.debug("ray client: giving up the connection: %s", e)
+
+        timer = threading.Timer(self.connect_timeout, give_up)
+        timer.daemon = True
+        timer.start()
+        try:
+            ray.init(self.address, namespace=self.namespace, logging_level=logging.WARNING,
+                     log_to_driver=False)
+        except Exception:
+            if not gave_up.is_set():
+                raise
+        finally:
+            timer.cancel()
+        if gave_up.is_set():
+            raise Unreachable(f"the Ray cluster at {self.address} took the connection but "
+                              f"did not set it up within {self.connect_timeout:g} s")
 
     def _start_workers(self, ray) -> list[Worker]:
         from lofid.generators.cluster.worker import LoopWorker
