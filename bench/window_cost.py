@@ -43,7 +43,8 @@ def cpu_seconds(pid: int | str = "self") -> float:
 def start_xvfb(size: str) -> tuple[subprocess.Popen, str]:
     read_end, write_end = os.pipe()
     xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(write_end), "-screen", "0", f"{size}x24",
-                             "-nolisten", "tcp"], pass_fds=(write_end,),
+                             # -noreset: see xvfb() in tests/helpers.py
+                             "-nolisten", "tcp", "-noreset"], pass_fds=(write_end,),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     os.close(write_end)
     with os.fdopen(read_end) as f:

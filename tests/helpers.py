@@ -8,6 +8,7 @@ import contextlib
 import importlib
 import importlib.util
 import itertools
+import os
 import signal
 import subprocess
 import sys
@@ -16,6 +17,33 @@ import time
 from pathlib import Path
 
 LOFID = (sys.executable, "-m", "lofid.cli")
+
+
+# --------------------------------------------------------------------------- an X server
+
+@contextlib.contextmanager
+def xvfb(width: int, height: int):
+    """A real X server (Xvfb) of one screen on a display of its choosing; yields the
+    display name (":N")."""
+    read_end, write_end = os.pipe()
+    proc = subprocess.Popen(
+        ["Xvfb", "-displayfd", str(write_end), "-screen", "0", f"{width}x{height}x24",
+         "-nolisten", "tcp",
+         # Without it Xvfb resets itself whenever its last client leaves, and on a
+         # busy machine a client that connects during the reset is turned away: an mpv
+         # started after the last one closed failed to open its window, a screenshot
+         # failed with EIO (a quarter of connections, under load).
+         "-noreset"],
+        pass_fds=(write_end,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(write_end)
+    with os.fdopen(read_end) as f:
+        number = f.readline().strip()   # Xvfb picks a free display and says which
+    try:
+        assert number, "Xvfb did not start"
+        yield ":" + number
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 # --------------------------------------------------------------------------- heavy imports

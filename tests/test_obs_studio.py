@@ -31,7 +31,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import reap, start_daemon, wait_for
+from helpers import reap, start_daemon, wait_for, xvfb
 
 pytestmark = [
     pytest.mark.slow,
@@ -211,41 +211,32 @@ def studio(tmp, lofid, stream_port):
     """OBS with the script, and beside it, started at the same time, the same OBS
     without the script: what that one leaks on exit is OBS's own (this OBS build
     under Xvfb leaks one allocation with no script at all)."""
-    read_end, write_end = os.pipe()
-    xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(write_end), "-screen", "0", "1024x768x24",
-                             "-nolisten", "tcp"], pass_fds=(write_end,),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    os.close(write_end)
-    with os.fdopen(read_end) as f:
-        display = ":" + f.readline().strip()
-    assert display != ":", "Xvfb did not start"
-    port = free_port()
-    script = {"path": str(SCRIPT), "settings": {
-        "socket": str(lofid["daemon"].sock),
-        "output": f"tcp://127.0.0.1:{stream_port}?listen",
-        "text_format": "{scene}\n{track}"}}
-    proc, log = launch_obs(tmp / "with-script", display, port, [script])
-    baseline = launch_obs(tmp / "without-script", display, None, [])
-    ws = None
-    try:
-        def identified():
-            assert proc.poll() is None, f"OBS exited with {proc.returncode}:\n{log.read_text()}"
-            try:
-                return ObsWebSocket(port, PASSWORD, events=ObsWebSocket.MEDIA_INPUTS)
-            except (OSError, websocket.WebSocketException):
-                return None
-        ws = wait_for(identified, 90, every=0.5)
-        s = Studio(proc, log, ws, port, baseline)
-        # The script loaded, and reached lofid.
-        wait_for(lambda: "lofid: connected" in s.text(), 60)
-        yield s
-    finally:
-        if ws is not None:
-            ws.close()
-        for p in (proc, baseline[0]):
-            reap(p, timeout=15)
-        xvfb.terminate()
-        xvfb.wait(10)
+    with xvfb(1024, 768) as display:
+        port = free_port()
+        script = {"path": str(SCRIPT), "settings": {
+            "socket": str(lofid["daemon"].sock),
+            "output": f"tcp://127.0.0.1:{stream_port}?listen",
+            "text_format": "{scene}\n{track}"}}
+        proc, log = launch_obs(tmp / "with-script", display, port, [script])
+        baseline = launch_obs(tmp / "without-script", display, None, [])
+        ws = None
+        try:
+            def identified():
+                assert proc.poll() is None, f"OBS exited with {proc.returncode}:\n{log.read_text()}"
+                try:
+                    return ObsWebSocket(port, PASSWORD, events=ObsWebSocket.MEDIA_INPUTS)
+                except (OSError, websocket.WebSocketException):
+                    return None
+            ws = wait_for(identified, 90, every=0.5)
+            s = Studio(proc, log, ws, port, baseline)
+            # The script loaded, and reached lofid.
+            wait_for(lambda: "lofid: connected" in s.text(), 60)
+            yield s
+        finally:
+            if ws is not None:
+                ws.close()
+            for p in (proc, baseline[0]):
+                reap(p, timeout=15)
 
 
 def within(studio, predicate, timeout: float, what: str, every: float = 0.2):

@@ -20,7 +20,7 @@ from fractions import Fraction
 import av
 import numpy as np
 import pytest
-from helpers import wait_for
+from helpers import wait_for, xvfb
 
 from lofid.encode import AudioEncoder, VideoSettings, encode_segment, video_stream_info
 from lofid.media import Packet
@@ -51,18 +51,8 @@ needs_mpv = pytest.mark.skipif(shutil.which("mpv") is None,
 
 @pytest.fixture(scope="module")
 def xserver():
-    read_end, write_end = os.pipe()
-    proc = subprocess.Popen(
-        ["Xvfb", "-displayfd", str(write_end), "-screen", "0", f"{SCREEN[0]}x{SCREEN[1]}x24",
-         "-nolisten", "tcp"], pass_fds=(write_end,),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    os.close(write_end)
-    with os.fdopen(read_end) as f:
-        number = f.readline().strip()   # Xvfb picks a free display and says which
-    assert number, "Xvfb did not start"
-    yield ":" + number
-    proc.terminate()
-    proc.wait(5)
+    with xvfb(*SCREEN) as display:
+        yield display
 
 
 @pytest.fixture
@@ -275,6 +265,20 @@ class Feeder:
             if paced:
                 time.sleep(max(0.0, t0 + (i + 1) / FPS - time.monotonic()))
 
+    def play_until_shown(self, segment: list[Packet], display: str, colour,
+                         timeout: float = 15.0) -> np.ndarray:
+        """Plays `segment` until the screen shows `colour`; the screenshot that did.
+        mpv takes about a second from start to its first picture on an idle machine,
+        longer on one busy with other tests: a test about what the window shows, not
+        about how soon, waits for it here rather than after a fixed time."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.play(segment, 0.25)
+            shot = screenshot(display)
+            if area(shot, colour)[0] > 1000:
+                return shot
+        raise AssertionError(f"the window showed no {colour} within {timeout:g} s")
+
 
 @pytest.fixture
 def opened(display, stream):
@@ -415,8 +419,7 @@ def test_a_stuck_mpv_never_blocks_send_and_the_window_recovers(opened, stream, d
 @needs_mpv
 def test_fullscreen_covers_the_screen(opened, stream, display):
     out = opened(fullscreen=True)
-    Feeder(out).play(stream[1]["orange_blue"], 1.5)
-    shot = screenshot(display)
+    shot = Feeder(out).play_until_shown(stream[1]["orange_blue"], display, ORANGE)
     n_orange, orange = area(shot, ORANGE)
     n_blue, blue = area(shot, BLUE)
     # The 16:9 picture scaled to the whole 16:9 screen.
@@ -431,8 +434,7 @@ def test_fullscreen_covers_the_screen(opened, stream, display):
 def test_f_toggles_fullscreen(opened, stream, display, xlib):
     out = opened()
     feed = Feeder(out)
-    feed.play(stream[1]["orange_blue"], 1.0)
-    n_before, _ = area(screenshot(display), ORANGE)
+    n_before, _ = area(feed.play_until_shown(stream[1]["orange_blue"], display, ORANGE), ORANGE)
     xlib.press(xlib.window_of(out.process.pid), "f")
     assert wait_for(lambda: out.mpv_property("fullscreen") is True, timeout=3)
     feed.play(stream[1]["orange_blue"], 0.5)
