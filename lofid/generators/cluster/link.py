@@ -33,10 +33,11 @@ WORKER_PREFIX = "lofid-worker-"
 # (Ray's default is 30 s); lofid has its own reconnecting, and a painter to fall back on.
 RECONNECT_GRACE_S = "5"
 PROBE_TIMEOUT_S = 3.0
-# A connection takes a few seconds. Now and then the Ray Client server hangs starting
-# the session of a new client (it forks while its gRPC threads run) and never answers
-# it, and ray.init has no time limit of its own: past this, it is given up and tried
-# again, as a new client.
+# A connection takes a few seconds (1.1-1.8 s on a quiet 2-core machine, up to 3.4 s
+# with the cores oversubscribed twice over). Now and then the Ray Client server hangs
+# starting the session of a new client (it forks while its gRPC threads run) and never
+# answers it, and ray.init has no time limit of its own: past this, it is given up and
+# tried once more at once, as a new client, which the server starts afresh.
 CONNECT_TIMEOUT_S = 30.0
 PROGRESS_EVERY_S = 0.5
 
@@ -47,6 +48,10 @@ class ClusterError(Failure):
 
 class Unreachable(ClusterError):
     pass
+
+
+class _NeverSetUp(Unreachable):
+    """The cluster took the connection and never set up the client's session."""
 
 
 class WorkerLost(ClusterError):
@@ -121,18 +126,15 @@ class Cluster:
         os.environ.setdefault("RAY_CLIENT_RECONNECT_GRACE_PERIOD", RECONNECT_GRACE_S)
         with self._connection_lock:
             import ray
-            # A Ray Client whose server went away is no longer "initialized" but still
-            # holds its context: shut down always, or the next ray.init is refused.
-            try:
-                ray.shutdown()
-            except Exception as e:
-                log.debug("ray shutdown: %s", e)
+            self._shutdown(ray)
             try:
                 try:
                     self._init(ray)
-                except ConnectionAbortedError:
+                except (ConnectionAbortedError, _NeverSetUp):
                     # A Ray Client server now and then fails to start the server of a
-                    # new client on its first try; the second goes through.
+                    # new client on its first try, or hangs starting it; the second
+                    # goes through.
+                    self._shutdown(ray)
                     self._init(ray)
             except (ConnectionError, TimeoutError) as e:
                 raise Unreachable(f"the Ray cluster at {self.address} does not answer: "
@@ -144,6 +146,15 @@ class Cluster:
         with self._lock:
             self.workers = workers
         return workers
+
+    @staticmethod
+    def _shutdown(ray) -> None:
+        # A Ray Client whose server went away is no longer "initialized" but still
+        # holds its context: shut down always, or the next ray.init is refused.
+        try:
+            ray.shutdown()
+        except Exception as e:
+            log.debug("ray shutdown: %s", e)
 
     def _init(self, ray) -> None:
         """ray.init as a Ray Client, given up (Unreachable) after connect_timeout."""
@@ -175,7 +186,7 @@ class Cluster:
         finally:
             timer.cancel()
         if gave_up.is_set():
-            raise Unreachable(f"the Ray cluster at {self.address} took the connection but "
+            raise _NeverSetUp(f"the Ray cluster at {self.address} took the connection but "
                               f"did not set it up within {self.connect_timeout:g} s")
 
     def _start_workers(self, ray) -> list[Worker]:
