@@ -355,12 +355,14 @@ def test_a_connection_the_cluster_never_sets_up_is_given_up_and_tried_again(tmp_
         # 15 s: a session server starting on a machine busy with other tests took more
         # than 5.
         c = Cluster(hanging.address, namespace="hang", workers=1, gpus=0, connect_timeout=15)
-        # A cluster that hangs every session: given up after the second try.
+        # A cluster that hangs every session: given up.
         always.touch()
         t0 = time.monotonic()
         with pytest.raises(Unreachable, match="did not set it up within 15 s"):
             c.connect()
-        assert 30 <= time.monotonic() - t0 < 60     # two tries of 15 s
+        # At least one try waited its 15 s (the other may end sooner: a first try the
+        # server refuses outright is tried again too).
+        assert 15 <= time.monotonic() - t0 < 60
         # One that hangs a session once: the second try, a new client, is served, and
         # connect() succeeds without the caller trying again.
         always.unlink()
