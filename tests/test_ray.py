@@ -14,7 +14,7 @@ import uuid
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from helpers import lofid, running, wait_for  # noqa: E402
+from helpers import holds_for, lofid, running, wait_for  # noqa: E402
 from ray_cluster import LocalRay  # noqa: E402
 
 # How long a connection to the cluster may take: a few seconds, but now and then the
@@ -243,7 +243,8 @@ def test_a_cluster_back_after_a_long_outage_is_tried_again_within_seconds(outage
     rg.start()
     try:
         wait_for(lambda: rg.state()["state"] == "unreachable", timeout=10)
-        time.sleep(outage)
+        # The outage lasts `outage` seconds, and all through it lofid says so.
+        assert holds_for(lambda: rg.state()["state"] == "unreachable", outage)
         with socket.create_server(("127.0.0.1", port)) as server:
             def answer():       # as a server does: take each connection (a probe)
                 with contextlib.suppress(OSError):
